@@ -1,0 +1,226 @@
+"""``TaskQ``: the registry of tasks and the producer API."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from functools import cached_property
+from typing import Any, TypeVar, overload
+
+from .control import JobControl
+from .cron import Periodic
+from .enqueue import build_job
+from .errors import ConfigurationError, UnknownTask
+from .events import EventListener
+from .job import Job
+from .options import AppSettings, TaskOptions, load_settings, warn_unknown_task_flags
+from .storage.backend import Backend, redact_url
+from .storage.server import ensure_embedded_server
+from .task import Task
+
+log = logging.getLogger("taskq")
+F = TypeVar("F", bound=Callable[..., Any])
+HOOK_EVENTS = frozenset({"job_started", "job_succeeded", "job_failed", "job_retried"})
+ENQUEUE_CHUNK = 1000
+
+
+class TaskQ:
+    """A task queue app.
+
+    >>> app = TaskQ("shop")                      # embedded server in ./.taskq
+    >>> app = TaskQ("shop", "redis://localhost:6379/0", namespace="shop")
+    """
+
+    def __init__(
+        self,
+        name: str = "taskq",
+        redis_url: str | None = None,
+        namespace: str | None = None,
+        settings: Mapping[str, Any] | str | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.name = name
+        self.settings: AppSettings = load_settings(
+            settings, {"redis_url": redis_url, "namespace": namespace, **overrides}
+        )
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self.periodics: dict[str, Periodic] = {}
+        self.hooks: dict[str, list[Callable[..., Any]]] = {e: [] for e in HOOK_EVENTS}
+        self._lock = threading.Lock()
+        self._backend: Backend | None = None
+        self._options_cache: dict[str, TaskOptions] = {}
+
+    def __repr__(self) -> str:
+        return f"<TaskQ {self.name} namespace={self.settings.namespace!r}>"
+
+    # ------------------------------------------------------------ connection
+
+    @property
+    def backend(self) -> Backend:
+        """The storage adapter; connects (or starts the embedded server) on first use."""
+        if self._backend is None:
+            with self._lock:
+                if self._backend is None:
+                    url = self.settings.redis_url or ensure_embedded_server()
+                    log.debug("using server %s", redact_url(url))
+                    self._backend = Backend(url, self.settings.namespace,
+                                            retry_timeout=self.settings.enqueue_retry_timeout)
+        return self._backend
+
+    @property
+    def url(self) -> str:
+        return self.backend.url
+
+    def close(self) -> None:
+        if "events" in self.__dict__:
+            self.events.stop()
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+    # ------------------------------------------------------------ registry
+
+    @overload
+    def task(self, fn: F) -> Task[Any, Any]: ...
+    @overload
+    def task(self, fn: None = None, *, name: str | None = None, **flags: Any) -> Callable[[F], Task[Any, Any]]: ...
+
+    def task(self, fn: Callable[..., Any] | None = None, *, name: str | None = None, **flags: Any) -> Any:
+        """Register a task: ``@app.task`` or ``@app.task(retry=3, timeout=60, ...)``."""
+
+        def register(f: Callable[..., Any]) -> Task[Any, Any]:
+            task_name = name or f"{f.__module__}.{f.__qualname__}"
+            if task_name in self.tasks and self.tasks[task_name].fn is not f:
+                raise ConfigurationError(f"a task named {task_name!r} is already registered")
+            t: Task[Any, Any] = Task(self, f, task_name, flags)
+            self.tasks[task_name] = t
+            self._options_cache.pop(task_name, None)
+            return t
+
+        return register(fn) if fn is not None else register
+
+    def periodic(
+        self,
+        cron: str | None = None,
+        *,
+        every: float | dt.timedelta | None = None,
+        tz: str | dt.tzinfo | None = None,
+        catch_up: str = "one",
+        name: str | None = None,
+        args: tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **flags: Any,
+    ) -> Callable[[F], Task[Any, Any]]:
+        """Register a task that runs on a schedule: ``@app.periodic("*/5 * * * *")``
+        or ``@app.periodic(every=timedelta(seconds=10))``."""
+        schedule = Periodic.build(cron=cron, every=every, tz=tz, catch_up=catch_up)
+
+        def register(f: Callable[..., Any]) -> Task[Any, Any]:
+            t = self.task(name=name, **flags)(f)
+            self.periodics[t.name] = schedule.bind(t.name, tuple(args), dict(kwargs or {}))
+            return t
+
+        return register
+
+    def on(self, event: str, fn: Callable[..., Any]) -> None:
+        """Call ``fn`` in the worker on ``job_started``/``job_succeeded``/``job_failed``/``job_retried``."""
+        if event not in HOOK_EVENTS:
+            raise ConfigurationError(f"unknown event {event!r}; known: {', '.join(sorted(HOOK_EVENTS))}")
+        self.hooks[event].append(fn)
+
+    def options_for(self, name: str) -> TaskOptions:
+        """Effective options of a task: settings task_flags > decorator > task_defaults > default."""
+        cached = self._options_cache.get(name)
+        if cached is None:
+            task = self.tasks.get(name)
+            flags = dict(task.flags) if task else {}
+            flags.update(self.settings.task_flags.get(name, {}))
+            cached = self.settings.default_options.merged(flags)
+            self._options_cache[name] = cached
+        return cached
+
+    def check_settings(self) -> list[str]:
+        """Warn about settings naming tasks that do not exist; returns their names."""
+        return warn_unknown_task_flags(self.settings, set(self.tasks))
+
+    # ------------------------------------------------------------ enqueue
+
+    def enqueue(self, task_name: str, *args: Any, **kwargs: Any) -> Job:
+        """Enqueue by name, from code that does not import the task."""
+        return self.enqueue_call(task_name, args, kwargs)
+
+    def enqueue_call(
+        self,
+        task_name: str,
+        args: tuple[Any, ...] | list[Any],
+        kwargs: Mapping[str, Any],
+        call: Mapping[str, Any] | None = None,
+        *,
+        job_id: str | None = None,
+        eta: dt.datetime | None = None,
+        front: bool = False,
+        unique_key: str | None = None,
+        resource: str | None = None,
+    ) -> Job:
+        call = dict(call or {})
+        options = self.options_for(task_name).merged(call)
+        fields = build_job(self.settings, task_name, args, kwargs, options, call, job_id=job_id,
+                           eta=eta, front=front, unique_key=unique_key, resource=resource)
+        durable = options.durable or self.settings.durable
+        (jid, created, state), = self.backend.enqueue([fields], durable=durable)
+        return Job(self, jid, task=task_name, created=created, state=state)
+
+    def enqueue_many(self, items: Iterable[tuple[str, tuple[Any, ...] | list[Any], Mapping[str, Any]]],
+                     **call: Any) -> list[Job]:
+        """Enqueue many ``(task_name, args, kwargs)`` jobs, one script call per 1,000.
+
+        Every per-job rule (unique keys, delays, priorities, ids) applies.
+        """
+        jobs: list[Job] = []
+        chunk: list[list[Any]] = []
+        durable = self.settings.durable or bool(call.get("durable"))
+
+        def flush() -> None:
+            for jid, created, state in self.backend.enqueue(chunk, durable=durable):
+                jobs.append(Job(self, jid, task=names[jid] if jid in names else None, created=created, state=state))
+            chunk.clear()
+
+        names: dict[str, str] = {}
+        for task_name, args, kwargs in items:
+            options = self.options_for(task_name).merged(call)
+            fields = build_job(self.settings, task_name, args, kwargs, options, call)
+            names[fields[0]] = task_name
+            chunk.append(fields)
+            if len(chunk) >= ENQUEUE_CHUNK:
+                flush()
+        if chunk:
+            flush()
+        return jobs
+
+    def job(self, job_id: str) -> Job:
+        """A handle on an existing job (no round trip until used)."""
+        return Job(self, job_id)
+
+    def get_task(self, name: str) -> Task[Any, Any]:
+        try:
+            return self.tasks[name]
+        except KeyError:
+            raise UnknownTask(self.unknown_task_message(name)) from None
+
+    def unknown_task_message(self, name: str) -> str:
+        known = ", ".join(sorted(self.tasks)) or "(none)"
+        return f"unknown task {name!r}; this worker knows: {known}"
+
+    # ------------------------------------------------------------ helpers
+
+    @cached_property
+    def control(self) -> JobControl:
+        """Job control and inspection (cancel, requeue, failed jobs, listings)."""
+        return JobControl(self)
+
+    @cached_property
+    def events(self) -> EventListener:
+        """The background listener behind ``job.on_finish``."""
+        return EventListener(self)

@@ -1,0 +1,154 @@
+"""Job control and inspection: single-job operations (each one atomic
+script) and the bulk ones built from them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from .errors import ConfigurationError
+from .job import JobInfo, JobState, job_info_from_hash
+
+if TYPE_CHECKING:
+    from .app import TaskQ
+
+LISTABLE = ("queued", "scheduled", "active", "waiting", "stalled", "failed", "succeeded", "cancelled", "skipped")
+
+
+class JobControl:
+    def __init__(self, app: TaskQ) -> None:
+        self.app = app
+
+    @property
+    def _b(self):  # noqa: ANN202
+        return self.app.backend
+
+    @property
+    def _ttl_ms(self) -> int:
+        return int(self.app.settings.succeeded_ttl * 1000)
+
+    # ---------------------------------------------------------------- one job
+
+    def cancel(self, job_id: str, force: bool = False) -> str:
+        return self._b.control("cancel", job_id, 1 if force else 0, self._ttl_ms,
+                               self.app.settings.done_max, operation="cancel")
+
+    def requeue(self, job_id: str, front: bool = False) -> str:
+        return self._b.control("requeue", job_id, 1 if front else 0, operation="requeue")
+
+    def stall(self, job_id: str) -> str:
+        return self._b.control("stall", job_id, operation="stall")
+
+    def unstall(self, job_id: str) -> str:
+        return self._b.control("unstall", job_id, operation="unstall")
+
+    def retract(self, job_id: str) -> str:
+        return self._b.control("remove", job_id, "retract", operation="retract")
+
+    def delete(self, job_id: str) -> str:
+        return self._b.control("remove", job_id, "delete", operation="delete")
+
+    # ---------------------------------------------------------------- listings
+
+    def job_ids(self, state: str, queue: str | None = None, limit: int = 100) -> list[str]:
+        """Ids of jobs in ``state`` (newest first for finished ones)."""
+        if state not in LISTABLE:
+            raise ConfigurationError(f"unknown state {state!r}; one of: {', '.join(LISTABLE)}")
+        b, k = self._b, self._b.keys
+        if state == "queued":
+            queues = [queue] if queue else b.queue_names()
+            ids: list[str] = []
+            for q in queues:
+                ids += b.ready_ids(q, limit - len(ids))
+            return ids[:limit]
+        if state == "active":
+            ids = []
+            for (_info, jobs) in b.worker_details([w for w, _ in b.workers()]):
+                ids += [j.decode() for j in jobs]
+            return ids[:limit] if not queue else ids
+        if state == "waiting":
+            return self._scan_states({"waiting"}, limit)
+        key = {"scheduled": k.schedule, "stalled": k.stalled, "failed": k.failed}.get(state, k.done)
+        return b.zset_ids(key, limit if state in ("scheduled", "stalled", "failed") else limit * 4,
+                          newest_first=state != "scheduled")
+
+    def _scan_states(self, states: set[str], limit: int) -> list[str]:
+        out = []
+        for key in self._b.client.scan_iter(match=self._b.keys.prefix.replace("{", "\\{").replace("}", "\\}") + "j:*", count=1000):
+            jid = key.decode().split(":j:", 1)[1]
+            st = self._b.client.hget(key, "s")
+            if st and st.decode() in states:
+                out.append(jid)
+                if len(out) >= limit:
+                    break
+        return out
+
+    def list_jobs(self, state: str, queue: str | None = None, task: str | None = None,
+                  limit: int = 100) -> list[JobInfo]:
+        """Jobs in ``state``, filtered by queue and task."""
+        ids = self.job_ids(state, queue, limit if not (queue or task) else max(limit * 10, 1000))
+        out = []
+        for jid, h in zip(ids, self._b.job_hashes(ids)):
+            if "s" not in h or h["s"].decode() != state:
+                continue
+            info = job_info_from_hash(jid, h)
+            if (queue and info.queue != queue) or (task and info.task != task):
+                continue
+            out.append(info)
+            if len(out) >= limit:
+                break
+        return out
+
+    # ---------------------------------------------------------------- failed jobs
+
+    def failed_jobs(self, task: str | None = None, queue: str | None = None,
+                    error_type: str | None = None, limit: int = 10_000) -> list[JobInfo]:
+        """Failed jobs, newest first, with their error history."""
+        out = []
+        for info in self.list_jobs("failed", queue=queue, task=task, limit=limit):
+            if error_type and (not info.errors or info.errors[-1].get("type") != error_type):
+                continue
+            out.append(info)
+        return out
+
+    def _each_failed(self, task: str | None, queue: str | None, error_type: str | None) -> Iterator[str]:
+        for info in self.failed_jobs(task=task, queue=queue, error_type=error_type):
+            yield info.id
+
+    def requeue_failed(self, task: str | None = None, queue: str | None = None,
+                       error_type: str | None = None) -> int:
+        """Requeue failed jobs matching the filters (all when none); returns the count."""
+        n = 0
+        for jid in self._each_failed(task, queue, error_type):
+            try:
+                self.requeue(jid)
+                n += 1
+            except Exception:  # finished meanwhile, or deleted: skip it
+                continue
+        return n
+
+    def purge_failed(self, task: str | None = None, queue: str | None = None,
+                     error_type: str | None = None) -> int:
+        """Delete failed jobs matching the filters; returns the count."""
+        n = 0
+        for jid in self._each_failed(task, queue, error_type):
+            try:
+                self.delete(jid)
+                n += 1
+            except Exception:
+                continue
+        return n
+
+    def purge_queue(self, queue: str) -> int:
+        """Delete every queued job of ``queue``; returns the count."""
+        total = 0
+        while True:
+            n = self._b.purge_queue(queue)
+            total += n
+            if n == 0 and not self._b.queue_levels(queue):
+                return total
+            if n == 0:
+                continue
+
+    def states(self) -> tuple[str, ...]:
+        return tuple(s.value for s in JobState)

@@ -1,0 +1,88 @@
+"""Schedules of periodic tasks (croniter syntax, or a fixed interval)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from croniter import croniter
+
+from .errors import ConfigurationError
+from .options import seconds
+
+CATCH_UP = ("one", "skip", "all")
+MAX_CATCH_UP = 1000  # ticks enqueued at most in one pass with catch_up="all"
+
+
+@dataclass(frozen=True)
+class Periodic:
+    """When a periodic task runs. Times are epoch milliseconds (server clock)."""
+
+    cron: str | None
+    every_ms: int | None
+    tz: dt.tzinfo
+    catch_up: str
+    name: str = ""
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, *, cron: str | None, every: float | dt.timedelta | None,
+              tz: str | dt.tzinfo | None, catch_up: str) -> Periodic:
+        if (cron is None) == (every is None):
+            raise ConfigurationError("periodic needs exactly one of a cron expression or every=")
+        if catch_up not in CATCH_UP:
+            raise ConfigurationError(f"catch_up must be one of {CATCH_UP}, not {catch_up!r}")
+        if isinstance(tz, str):
+            try:
+                tz = zoneinfo.ZoneInfo(tz)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+                raise ConfigurationError(f"unknown time zone {tz!r}: {exc}") from None
+        zone = tz or dt.timezone.utc
+        every_ms = None
+        if cron is not None:
+            if not isinstance(cron, str):
+                raise ConfigurationError(f"cron expression must be a string, not {cron!r}")
+            try:
+                croniter(cron, dt.datetime.now(zone))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ConfigurationError(f"bad cron expression {cron!r}: {exc}") from None
+        else:
+            every_ms = int(round(seconds("every", every) * 1000))  # type: ignore[operator]
+            if every_ms < 1000:
+                raise ConfigurationError("every= must be at least 1 second")
+        return cls(cron=cron, every_ms=every_ms, tz=zone, catch_up=catch_up)
+
+    def bind(self, name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Periodic:
+        return replace(self, name=name, args=args, kwargs=kwargs)
+
+    @property
+    def description(self) -> str:
+        return self.cron if self.cron else f"every {self.every_ms / 1000:g}s"
+
+    def next_after(self, ms: int) -> int:
+        """The first tick strictly after ``ms``."""
+        if self.every_ms:
+            return (ms // self.every_ms + 1) * self.every_ms
+        start = dt.datetime.fromtimestamp(ms / 1000, self.tz)
+        nxt = croniter(self.cron, start).get_next(dt.datetime)
+        return int(nxt.timestamp() * 1000)
+
+    def due_ticks(self, last_ms: int, now_ms: int) -> list[int]:
+        """Ticks in (last_ms, now_ms] to enqueue, per the catch-up policy."""
+        ticks: list[int] = []
+        t = self.next_after(last_ms)
+        while t <= now_ms and len(ticks) < MAX_CATCH_UP:
+            ticks.append(t)
+            t = self.next_after(t)
+        if not ticks:
+            return []
+        if self.catch_up == "all":
+            return ticks
+        latest = ticks[-1]
+        if self.catch_up == "skip" and len(ticks) > 1:
+            return [latest] if now_ms - latest < 1000 else []
+        return [latest]

@@ -1,0 +1,110 @@
+"""Turning a call into the fields of one job (validated, encoded once)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from . import codec, signing
+from .errors import ConfigurationError, PayloadTooLarge
+from .options import AppSettings, TaskOptions, check_flag_names, seconds
+
+# Per-call options stored with the job and honoured by the worker.
+EXEC_FLAGS = frozenset({
+    "retry", "retry_interval", "retry_backoff", "retry_max_interval", "retry_jitter",
+    "retry_on", "dont_retry_on", "timeout", "timeout_grace", "tombstone", "tombstone_ttl",
+})
+
+
+def new_job_id() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def _ms(value: float | None) -> int:
+    return int(round((value or 0.0) * 1000))
+
+
+def _eta_ms(eta: dt.datetime | None) -> int:
+    if eta is None:
+        return 0
+    if not isinstance(eta, dt.datetime):
+        raise ConfigurationError(f"eta must be a timezone-aware datetime, not {type(eta).__name__}")
+    if eta.tzinfo is None or eta.utcoffset() is None:
+        raise ConfigurationError(
+            "eta must be timezone-aware (e.g. datetime.now(timezone.utc) + timedelta(...)); "
+            "a naive datetime is ambiguous across machines"
+        )
+    return int(eta.timestamp() * 1000)
+
+
+def _names(spec: Any) -> list[str]:
+    if isinstance(spec, (type, str)):
+        spec = (spec,)
+    return [s if isinstance(s, str) else s.__name__ for s in spec]
+
+
+def build_job(
+    settings: AppSettings,
+    task: str,
+    args: tuple[Any, ...] | list[Any],
+    kwargs: Mapping[str, Any],
+    options: TaskOptions,
+    call: Mapping[str, Any],
+    *,
+    job_id: str | None = None,
+    eta: dt.datetime | None = None,
+    front: bool = False,
+    unique_key: str | None = None,
+    resource: str | None = None,
+) -> list[Any]:
+    """The 15 enqueue fields (see storage/lua/enqueue.lua) of one job.
+
+    ``options`` are the effective options (call overrides applied); ``call``
+    holds the overrides given for this call only, stored with the job.
+    """
+    check_flag_names(call, "option")
+    payload = codec.encode_args(args, dict(kwargs))
+    if len(payload) > settings.max_payload_bytes:
+        raise PayloadTooLarge(
+            f"arguments of {task} encode to {len(payload)} bytes, over max_payload_bytes="
+            f"{settings.max_payload_bytes}; pass a reference (an id, a URL) instead of the data"
+        )
+    if job_id is not None and (not isinstance(job_id, str) or not job_id or len(job_id) > 200):
+        raise ConfigurationError("job_id must be a non-empty string of at most 200 characters")
+    jid = job_id or new_job_id()
+    stored = {k: v for k, v in call.items() if k in EXEC_FLAGS}
+    for k in ("retry_on", "dont_retry_on"):
+        if k in stored:
+            stored[k] = _names(stored[k])
+    ukey = unique_key or ""
+    if not ukey and options.unique:
+        ukey = f"{task}:{hashlib.sha1(payload).hexdigest()[:24]}"
+    res = resource
+    if res is None and options.resource is not None:
+        res = options.resource(*args, **kwargs) if callable(options.resource) else options.resource
+    if res is not None and (not isinstance(res, str) or not res):
+        raise ConfigurationError(f"resource must be a non-empty string, not {res!r}")
+    sig = ""
+    if settings.secret_key:
+        sig = signing.sign(settings.secret_key, jid, task, payload)
+    delay = seconds("delay", options.delay)
+    return [
+        jid,
+        task,
+        options.queue,
+        options.priority,
+        payload,
+        codec.dumps(stored) if stored else "",
+        _ms(delay),
+        _eta_ms(eta),
+        ukey,
+        _ms(options.unique_ttl),
+        1 if front else 0,
+        res or "",
+        options.on_locked,
+        options.max_attempts if "retry" in call else "",
+        sig,
+    ]

@@ -1,0 +1,134 @@
+"""Every exception taskq raises, in one place.
+
+Scripts return negative codes; :func:`error_for_code` maps them to these
+exceptions so callers never see raw Redis replies.
+"""
+
+from __future__ import annotations
+
+
+class TaskQError(Exception):
+    """Base class of every taskq error."""
+
+
+class ConfigurationError(TaskQError, ValueError):
+    """A flag, setting or argument has a bad value."""
+
+
+class UnknownTask(TaskQError, LookupError):
+    """A task name that no registered task has."""
+
+
+class BrokerUnavailable(TaskQError, ConnectionError):
+    """The Redis server could not be reached (after retrying)."""
+
+
+class BrokerRefused(TaskQError):
+    """The server is up but refused the write (out of memory, read-only replica...)."""
+
+
+class DurabilityUnavailable(TaskQError):
+    """`durable=True` was asked for but the server cannot confirm AOF writes."""
+
+
+class ServerNotFound(TaskQError):
+    """No Valkey/Redis server binary could be found for the embedded server."""
+
+
+class ServerStartError(TaskQError):
+    """The embedded server did not start."""
+
+
+class PayloadTooLarge(TaskQError, ValueError):
+    """The encoded arguments exceed ``max_payload_bytes``."""
+
+
+class JobNotFound(TaskQError, LookupError):
+    """No job with that id exists (never did, or its data expired)."""
+
+
+class InvalidJobState(TaskQError):
+    """The operation makes no sense in the job's current state."""
+
+    def __init__(self, job_id: str, state: str, operation: str) -> None:
+        super().__init__(f"cannot {operation} job {job_id!r}: it is {state}")
+        self.job_id = job_id
+        self.state = state
+        self.operation = operation
+
+
+class ResultTimeout(TaskQError, TimeoutError):
+    """``Job.result()`` waited its timeout; the job goes on."""
+
+
+class TaskFailed(TaskQError):
+    """The job ended in a state other than succeeded.
+
+    Carries the remote exception's type name, message and traceback text.
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        state: str,
+        exc_type: str = "",
+        message: str = "",
+        traceback: str = "",
+    ) -> None:
+        text = f"job {job_id} {state}"
+        if exc_type:
+            text += f": {exc_type}: {message}"
+        super().__init__(text)
+        self.job_id = job_id
+        self.state = state
+        self.exc_type = exc_type
+        self.message = message
+        self.traceback = traceback
+
+
+class SignatureError(TaskQError):
+    """A job's signature is missing or does not match any accepted key."""
+
+
+# --- exceptions a task raises to steer its own job -------------------------
+
+
+class Retry(Exception):  # noqa: N818 - reads as an instruction inside tasks
+    """Raise inside a task to retry it after ``countdown`` seconds."""
+
+    def __init__(self, countdown: float | None = None, reason: str = "") -> None:
+        super().__init__(reason or "retry requested")
+        self.countdown = countdown
+        self.reason = reason
+
+
+class Requeue(Exception):  # noqa: N818
+    """Raise inside a task to give the job back to its queue (no attempt counted)."""
+
+    def __init__(self, reason: str = "", countdown: float | None = None) -> None:
+        super().__init__(reason or "requeue requested")
+        self.reason = reason
+        self.countdown = countdown
+
+
+class Cancelled(Exception):  # noqa: N818
+    """Raised at a checkpoint of a task whose job was cancelled."""
+
+
+class TaskTimeout(Exception):  # noqa: N818
+    """Raised inside a task when its ``timeout`` expires (the soft limit)."""
+
+
+# --- script error codes -----------------------------------------------------
+
+E_NOT_FOUND = -1
+E_BAD_STATE = -2
+
+
+def error_for_code(code: int, job_id: str, state: str, operation: str) -> TaskQError:
+    """The exception for a negative code returned by a job-control script."""
+    if code == E_NOT_FOUND:
+        return JobNotFound(f"no job {job_id!r}")
+    if code == E_BAD_STATE:
+        return InvalidJobState(job_id, state, operation)
+    return TaskQError(f"{operation} of job {job_id!r} failed with code {code}")

@@ -1,0 +1,90 @@
+"""One background listener per app for ``job.on_finish`` callbacks.
+
+Finishing scripts publish ``"<id> <state>"`` on the namespace's events
+channel for jobs someone watches; this thread subscribes once and
+dispatches. No thread per job, no polling.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .job import JobState
+
+if TYPE_CHECKING:
+    from .app import TaskQ
+    from .job import Job
+
+log = logging.getLogger("taskq.events")
+Callback = Callable[["Job", JobState], Any]
+
+
+class EventListener:
+    def __init__(self, app: TaskQ) -> None:
+        self.app = app
+        self._callbacks: dict[str, list[tuple[Job, Callback]]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._pubsub: Any = None
+
+    def _ensure_started(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._pubsub = self.app.backend.subscribe_events()  # subscribed before any watch
+            self._thread = threading.Thread(target=self._run, name="taskq-events", daemon=True)
+            self._thread.start()
+
+    def on_finish(self, job: Job, fn: Callback) -> None:
+        self._ensure_started()
+        with self._lock:
+            self._callbacks.setdefault(job.id, []).append((job, fn))
+        state, _ = self.app.backend.watch(job.id)
+        if state and JobState(state).finished:
+            self._fire(job.id, JobState(state))
+
+    def _fire(self, job_id: str, state: JobState) -> None:
+        with self._lock:
+            entries = self._callbacks.pop(job_id, [])
+        for job, fn in entries:
+            try:
+                fn(job, state)
+            except Exception:
+                log.exception("on_finish callback for job %s raised", job_id)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                msg = self._pubsub.get_message(timeout=0.5)
+            except Exception as exc:  # connection lost: resubscribe
+                log.warning("event listener lost its connection (%s); resubscribing", exc)
+                if self._stop.wait(0.5):
+                    return
+                try:
+                    self._pubsub = self.app.backend.subscribe_events()
+                    for job_id in list(self._callbacks):  # catch outcomes published while away
+                        state, _ = self.app.backend.watch(job_id)
+                        if state and JobState(state).finished:
+                            self._fire(job_id, JobState(state))
+                except Exception:
+                    continue
+                continue
+            if not msg or msg.get("type") != "message":
+                continue
+            job_id, _, state = msg["data"].decode().partition(" ")
+            if job_id in self._callbacks:
+                self._fire(job_id, JobState(state))
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        if self._pubsub is not None:
+            try:
+                self._pubsub.close()
+            except Exception:
+                pass

@@ -1,0 +1,248 @@
+"""Job handles: state, result, info and control of one job."""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from . import codec
+from .errors import JobNotFound, ResultTimeout, TaskFailed
+
+if TYPE_CHECKING:
+    from .app import TaskQ
+
+
+class JobState(str, enum.Enum):
+    SCHEDULED = "scheduled"  # waits in the schedule for its due time
+    QUEUED = "queued"  # in its ready list
+    WAITING = "waiting"  # waits for a resource held by another job
+    ACTIVE = "active"  # leased by a worker
+    STALLED = "stalled"  # held back by an operator
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"  # its resource was busy (on_locked="skip")
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED
+
+    def __str__(self) -> str:
+        return self.value
+
+
+FINISHED = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.SKIPPED})
+# Longest single blocking call; longer waits loop (keeps below the socket timeout).
+_WAIT_SLICE = 10.0
+
+
+def decode_error(blob: bytes) -> dict[str, Any]:
+    """An error entry as stored by the worker (empty dict if absent/garbled)."""
+    if not blob:
+        return {}
+    try:
+        value = codec.loads(blob)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def decode_errors(raw: bytes | None) -> list[dict[str, Any]]:
+    if not raw:
+        return []
+    return [decode_error(b) for b in msgpack.unpackb(raw, raw=True)]
+
+
+def outcome_value(job_id: str, state: str, blob: bytes) -> Any:
+    """The return value for a finished job, or raise TaskFailed."""
+    if state == JobState.SUCCEEDED:
+        return codec.loads(blob) if blob else None
+    err = decode_error(blob)
+    raise TaskFailed(job_id, state, err.get("type", ""), err.get("message", ""), err.get("traceback", ""))
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """Everything stored about a job (see ``Job.info()``)."""
+
+    id: str
+    state: JobState
+    task: str
+    queue: str
+    priority: int
+    args: list[Any]
+    kwargs: dict[str, Any]
+    created_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    due_at: float | None
+    attempts: int
+    worker: str | None
+    errors: list[dict[str, Any]]
+    result: Any
+    progress: dict[str, Any] | None
+    requeue_count: int
+    cancel_count: int
+    cancel_requested: bool
+    unique_key: str | None
+    resource: str | None
+    skipped_by: str | None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["state"] = self.state.value
+        return d
+
+
+def _ms(raw: bytes | None) -> float | None:
+    return int(raw) / 1000.0 if raw else None
+
+
+def job_info_from_hash(job_id: str, h: dict[str, bytes]) -> JobInfo:
+    try:
+        args, kwargs = codec.decode_args(h.get("d", b""))
+    except ValueError:
+        args, kwargs = [], {"<undecodable payload>": repr(h.get("d", b""))[:200]}
+    result = None
+    if "res" in h:
+        try:
+            result = codec.loads(h["res"])
+        except ValueError:
+            result = None
+    progress = None
+    if "pr" in h:
+        try:
+            progress = codec.loads(h["pr"])
+        except ValueError:
+            progress = None
+    options = {}
+    if "o" in h:
+        try:
+            options = codec.loads(h["o"])
+        except ValueError:
+            options = {}
+    text = lambda k: h[k].decode("utf-8", "replace") if k in h else None  # noqa: E731
+    return JobInfo(
+        id=job_id,
+        state=JobState(h["s"].decode()),
+        task=text("t") or "",
+        queue=text("q") or "",
+        priority=int(h.get("p", b"0")),
+        args=args,
+        kwargs=kwargs,
+        created_at=_ms(h.get("c")),
+        started_at=_ms(h.get("sa")),
+        finished_at=_ms(h.get("f")),
+        due_at=_ms(h.get("due")),
+        attempts=int(h.get("a", b"0")),
+        worker=text("w"),
+        errors=decode_errors(h.get("err")),
+        result=result,
+        progress=progress,
+        requeue_count=int(h.get("rq", b"0")),
+        cancel_count=int(h.get("cc", b"0")),
+        cancel_requested="cr" in h,
+        unique_key=text("u"),
+        resource=text("r"),
+        skipped_by=text("sk"),
+        options=options if isinstance(options, dict) else {},
+    )
+
+
+class Job:
+    """A handle on one job. Cheap to create: it holds only the id."""
+
+    def __init__(self, app: TaskQ, job_id: str, *, task: str | None = None, created: bool = True,
+                 state: str | None = None) -> None:
+        self.app = app
+        self.id = job_id
+        self.task_name = task
+        self.created = created  # False when enqueue returned an existing job
+        self._initial_state = state
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.task_name or ''}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Job) and other.id == self.id and other.app is self.app
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    @property
+    def state(self) -> JobState:
+        raw = self.app.backend.job_hash(self.id).get("s")
+        if raw is None:
+            raise JobNotFound(f"no job {self.id!r} (never created, deleted, or expired)")
+        return JobState(raw.decode())
+
+    def info(self) -> JobInfo:
+        h = self.app.backend.job_hash(self.id)
+        if "s" not in h:
+            raise JobNotFound(f"no job {self.id!r} (never created, deleted, or expired)")
+        return job_info_from_hash(self.id, h)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Block until the job finishes and return its value.
+
+        Raises ``TaskFailed`` if it failed (or was cancelled/skipped) and
+        ``ResultTimeout`` when ``timeout`` seconds pass (default: the task's
+        ``tombstone_timeout``). A task without ``tombstone=True`` keeps no
+        return value: its result is ``None``.
+        """
+        opts = self.app.options_for(self.task_name) if self.task_name else self.app.settings.default_options
+        if timeout is None:
+            timeout = opts.tombstone_timeout
+        deadline = time.monotonic() + timeout
+        backend = self.app.backend
+        if not (self.task_name and opts.tombstone):
+            state, blob = backend.watch(self.id)
+            if not state:
+                raise JobNotFound(f"no job {self.id!r} (never created, deleted, or expired)")
+            if JobState(state).finished:
+                return outcome_value(self.id, state, blob)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            raw = backend.wait_outcome(self.id, min(left, _WAIT_SLICE))
+            if raw is not None:
+                state, blob = msgpack.unpackb(raw, raw=True)
+                return outcome_value(self.id, state.decode(), blob)
+        state, blob = backend.watch(self.id)
+        if not state:
+            raise JobNotFound(f"no job {self.id!r} (never created, deleted, or expired)")
+        if JobState(state).finished:
+            return outcome_value(self.id, state, blob)
+        raise ResultTimeout(f"job {self.id} still {state} after {timeout:g}s")
+
+    # -- control (each is one atomic script; see taskq/storage/lua)
+
+    def cancel(self, force: bool = False) -> str:
+        """Cancel: ``'cancelled'`` if it had not started, ``'requested'`` if it runs."""
+        return self.app.control.cancel(self.id, force=force)
+
+    def requeue(self, front: bool = False) -> None:
+        self.app.control.requeue(self.id, front=front)
+
+    def stall(self) -> None:
+        self.app.control.stall(self.id)
+
+    def unstall(self) -> None:
+        self.app.control.unstall(self.id)
+
+    def retract(self) -> None:
+        self.app.control.retract(self.id)
+
+    def delete(self) -> None:
+        self.app.control.delete(self.id)
+
+    def on_finish(self, fn: Callable[[Job, JobState], Any]) -> None:
+        """Call ``fn(job, state)`` once, in this process, when the job finishes."""
+        self.app.events.on_finish(self, fn)

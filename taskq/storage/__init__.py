@@ -1,0 +1,1 @@
+"""Storage: every Redis key, Lua script and command of taskq."""

@@ -1,0 +1,402 @@
+"""The Redis adapter: connections, script calls, reads. The only module
+(with ``server.py``) that imports ``redis``.
+
+Policy (when to retry, how long to keep a job) lives in the callers; this
+module knows key names and commands, and turns Redis errors into taskq's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..errors import BrokerRefused, BrokerUnavailable, DurabilityUnavailable, error_for_code
+from .keys import Keys
+from .scripts import load_scripts
+
+Arg = str | bytes | int | float
+TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+# Field count per job in enqueue/fire_periodic, per outcome in settle_claim,
+# per claimed job in the settle_claim reply.
+ENQUEUE_FIELDS = 15
+OUTCOME_FIELDS = 10
+CLAIM_FIELDS = 9
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***``."""
+    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+@contextlib.contextmanager
+def translate_errors(url: str) -> Iterator[None]:
+    """Map redis-py exceptions to taskq's (never leaking a password)."""
+    try:
+        yield
+    except NoScriptError:
+        raise
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise BrokerUnavailable(f"cannot reach the server at {redact_url(url)}: {exc}") from None
+    except ResponseError as exc:
+        text = str(exc)
+        if text.startswith("OOM") or "maxmemory" in text:
+            raise BrokerRefused(f"server refused the write: out of memory (maxmemory reached): {text}") from None
+        if text.startswith("READONLY"):
+            raise BrokerRefused("server refused the write: it is a read-only replica; point redis_url at the primary") from None
+        if text.startswith(("NOPERM", "NOAUTH", "WRONGPASS")):
+            raise BrokerRefused(f"server refused the command (authentication/ACL): {text.split(':')[0]}") from None
+        raise
+
+
+class Backend:
+    """Redis mechanics for one namespace."""
+
+    def __init__(self, url: str, namespace: str, *, retry_timeout: float = 5.0) -> None:
+        self.url = url
+        self.keys = Keys(namespace)
+        self.prefix = self.keys.prefix
+        self.retry_timeout = retry_timeout
+        self.scripts = load_scripts()
+        self.client = redis.Redis.from_url(
+            url, socket_connect_timeout=2.0, socket_timeout=30.0, protocol=2, health_check_interval=0
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    # ------------------------------------------------------------ scripts
+
+    def run(self, name: str, *args: Arg, client: Any = None) -> Any:
+        """Run script ``name`` (EVALSHA, loading it on NOSCRIPT)."""
+        script = self.scripts[name]
+        c = client if client is not None else self.client
+        with translate_errors(self.url):
+            try:
+                return c.execute_command("EVALSHA", script.sha, 1, self.prefix, *args)
+            except NoScriptError:
+                return c.execute_command("EVAL", script.source, 1, self.prefix, *args)
+
+    def run_retrying(self, name: str, *args: Arg) -> Any:
+        """Run an idempotent script, retrying a lost connection for ``retry_timeout`` s."""
+        deadline = time.monotonic() + self.retry_timeout
+        pause = 0.05
+        while True:
+            try:
+                return self.run(name, *args)
+            except BrokerUnavailable:
+                if time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
+
+    def ping(self) -> bool:
+        with translate_errors(self.url):
+            return bool(self.client.ping())
+
+    def server_time_ms(self) -> int:
+        with translate_errors(self.url):
+            sec, usec = self.client.time()
+        return sec * 1000 + usec // 1000
+
+    def info(self, section: str | None = None) -> dict[str, Any]:
+        with translate_errors(self.url):
+            return self.client.info(section) if section else self.client.info()
+
+    def config_get(self, name: str) -> str | None:
+        with translate_errors(self.url):
+            try:
+                value = self.client.config_get(name)
+            except ResponseError:
+                return None  # CONFIG may be disabled or renamed on managed servers
+        raw = value.get(name)
+        return raw.decode() if isinstance(raw, bytes) else raw
+
+    # ------------------------------------------------------------ enqueue
+
+    def enqueue(self, jobs: Sequence[Sequence[Arg]], now_ms: Arg = "", durable: bool = False
+                ) -> list[tuple[str, bool, str]]:
+        """Create jobs (15 fields each, see enqueue.lua); idempotent by id.
+
+        ``durable``: return only once the server's AOF holds the write (WAITAOF
+        on the same connection)."""
+        flat: list[Arg] = [now_ms, len(jobs)]
+        for job in jobs:
+            flat.extend(job)
+        if durable:
+            with translate_errors(self.url):
+                pipe = self.client.pipeline(transaction=False)
+                pipe.execute_command("EVAL", self.scripts["enqueue"].source, 1, self.prefix, *flat)
+                pipe.execute_command("WAITAOF", 1, 0, 2000)
+                reply, aof = pipe.execute(raise_on_error=False)
+            if isinstance(reply, Exception):
+                with translate_errors(self.url):
+                    raise reply
+            if isinstance(aof, Exception) or int(aof[0]) < 1:
+                raise DurabilityUnavailable(
+                    "durable enqueue needs WAITAOF (Redis >= 7.2 or Valkey) with appendonly on; "
+                    f"the server said: {aof if isinstance(aof, Exception) else 'not confirmed in time'} "
+                    "(the job was enqueued, but its persistence is not confirmed)"
+                )
+        else:
+            reply = self.run_retrying("enqueue", *flat)
+        return [
+            (reply[i].decode(), bool(reply[i + 1]), reply[i + 2].decode())
+            for i in range(0, len(reply), 3)
+        ]
+
+    # ------------------------------------------------------------ worker
+
+    def settle_claim_args(
+        self,
+        worker_id: str,
+        count: int,
+        outcomes: Sequence[Sequence[Arg]],
+        queues: Sequence[str],
+        tasks: Sequence[str],
+        caps: Sequence[int],
+        now_ms: Arg = "",
+    ) -> list[Arg]:
+        args: list[Arg] = [now_ms, worker_id, count, *caps, len(outcomes)]
+        for outcome in outcomes:
+            args.extend(outcome)
+        args.append(len(queues))
+        args.extend(queues)
+        args.append(len(tasks))
+        args.extend(tasks)
+        return args
+
+    @staticmethod
+    def parse_settle_claim(reply: list[Any]) -> tuple[list[int], list[list[Any]]]:
+        n = int(reply[0])
+        settled = [int(x) for x in reply[1 : 1 + n]]
+        got = int(reply[1 + n])
+        base = 2 + n
+        jobs = [reply[base + i * CLAIM_FIELDS : base + (i + 1) * CLAIM_FIELDS] for i in range(got)]
+        return settled, jobs
+
+    def settle_claim(self, *args: Any, **kwargs: Any) -> tuple[list[int], list[list[Any]]]:
+        return self.parse_settle_claim(self.run("settle_claim", *self.settle_claim_args(*args, **kwargs)))
+
+    def block_then_claim(
+        self, worker_id: str, count: int, queues: Sequence[str], tasks: Sequence[str],
+        caps: Sequence[int], timeout: float,
+    ) -> tuple[list[int], list[list[Any]]]:
+        """Sleep on the queues' wake-up lists, then claim -- one round trip:
+        the claim is pipelined behind the BLPOP and runs when it returns."""
+        args = self.settle_claim_args(worker_id, count, (), queues, tasks, caps)
+        script = self.scripts["settle_claim"]
+        with translate_errors(self.url):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.execute_command("BLPOP", *[self.keys.notify(q) for q in queues], timeout)
+            pipe.execute_command("EVALSHA", script.sha, 1, self.prefix, *args)
+            _, reply = pipe.execute(raise_on_error=False)
+        if isinstance(reply, NoScriptError):
+            return self.parse_settle_claim(self.run("settle_claim", *args))
+        if isinstance(reply, Exception):
+            with translate_errors(self.url):
+                raise reply
+        return self.parse_settle_claim(reply)
+
+    def heartbeat(self, worker_id: str, info_ttl_ms: int, info: dict[str, Arg] | None = None) -> tuple[int, dict[str, int]]:
+        flat: list[Arg] = []
+        for k, v in (info or {}).items():
+            flat += [k, v]
+        reply = self.run("heartbeat", "", worker_id, info_ttl_ms, *flat)
+        cancels = {reply[i].decode(): int(reply[i + 1]) for i in range(1, len(reply), 2)}
+        return int(reply[0]), cancels
+
+    def reap_worker(
+        self, worker_id: str, *, expected_hb: int | None, caps: tuple[int, int, int],
+        lost_blob: bytes, running: str = "", running_kind: str = "lost",
+        running_blob: bytes = b"", running_due_ms: int = 0, now_ms: Arg = "",
+    ) -> dict[str, str] | None:
+        """Return a dead worker's jobs; None if its heartbeat moved on meanwhile."""
+        reply = self.run(
+            "reap_worker", now_ms, worker_id, "" if expected_hb is None else expected_hb,
+            *caps, lost_blob, running, running_kind, running_blob, running_due_ms,
+        )
+        if not int(reply[0]):
+            return None
+        return {reply[i].decode(): reply[i + 1].decode() for i in range(1, len(reply), 2)}
+
+    def release_orphans(self, worker_id: str, known: Sequence[str]) -> list[str]:
+        return [x.decode() for x in self.run("release_orphans", "", worker_id, *known)]
+
+    def register_tasks(self, max_attempts: dict[str, int]) -> None:
+        if max_attempts:
+            with translate_errors(self.url):
+                self.client.hset(self.keys.tasks, mapping=max_attempts)
+
+    def workers(self) -> list[tuple[str, int]]:
+        with translate_errors(self.url):
+            rows = self.client.zrange(self.keys.workers, 0, -1, withscores=True)
+        return [(w.decode(), int(s)) for w, s in rows]
+
+    def worker_details(self, worker_ids: Sequence[str]) -> list[tuple[dict[bytes, bytes], list[bytes]]]:
+        with translate_errors(self.url):
+            pipe = self.client.pipeline(transaction=False)
+            for wid in worker_ids:
+                pipe.hgetall(self.keys.worker(wid))
+                pipe.smembers(self.keys.worker_jobs(wid))
+            raw = pipe.execute()
+        return [(raw[i], sorted(raw[i + 1])) for i in range(0, len(raw), 2)]
+
+    # ------------------------------------------------------------ scheduler
+
+    def promote(self, limit: int = 2000, now_ms: Arg = "") -> tuple[int, int, int]:
+        moved, due, now = self.run("promote", now_ms, limit)
+        return int(moved), int(due), int(now)
+
+    def wait_schedule_change(self, timeout: float) -> None:
+        """Sleep until a job due earlier than the current first one arrives, or timeout."""
+        with translate_errors(self.url):
+            self.client.execute_command("BLPOP", self.keys.schedule_wake, max(timeout, 0.001))
+
+    def cron_last(self, name: str) -> int | None:
+        with translate_errors(self.url):
+            raw = self.client.hget(self.keys.cron, name)
+        return int(raw) if raw is not None else None
+
+    def cron_init(self, name: str, tick_ms: int) -> int:
+        with translate_errors(self.url):
+            self.client.hsetnx(self.keys.cron, name, tick_ms)
+            return int(self.client.hget(self.keys.cron, name))
+
+    def fire_periodic(self, name: str, tick_ms: int, job: Sequence[Arg], *, enqueue: bool = True,
+                      now_ms: Arg = "") -> bool:
+        fired, _ = self.run("fire_periodic", now_ms, name, tick_ms, *job, "1" if enqueue else "0")
+        return bool(fired)
+
+    def trim_finished(self, failed_ttl_ms: int, done_ttl_ms: int, limit: int = 1000) -> int:
+        return int(self.run("trim_finished", "", failed_ttl_ms, done_ttl_ms, limit))
+
+    # ------------------------------------------------------------ job control
+
+    def control(self, name: str, job_id: str, *args: Arg, operation: str = "") -> str:
+        """Run a job-control script returning {code, state}; raise on a negative code."""
+        code, state = self.run(name, "", job_id, *args)
+        state = state.decode() if isinstance(state, bytes) else str(state)
+        if int(code) < 0:
+            raise error_for_code(int(code), job_id, state, operation or name)
+        return state
+
+    def watch(self, job_id: str) -> tuple[str, bytes]:
+        state, blob = self.run("watch", "", job_id)
+        return state.decode(), blob
+
+    def wait_outcome(self, job_id: str, timeout: float) -> bytes | None:
+        """Block until the job's outcome is pushed (or timeout); never consumes it."""
+        key = self.keys.result(job_id)
+        with translate_errors(self.url):
+            return self.client.execute_command("BLMOVE", key, key, "RIGHT", "LEFT", max(timeout, 0.001))
+
+    def set_progress(self, job_id: str, token: int, blob: bytes) -> bool:
+        return bool(self.run("progress", "", job_id, token, blob))
+
+    def purge_queue(self, queue: str, limit: int = 1000) -> int:
+        return int(self.run("purge_queue", "", queue, limit))
+
+    # ------------------------------------------------------------ reads
+
+    def job_hash(self, job_id: str) -> dict[str, bytes]:
+        with translate_errors(self.url):
+            raw = self.client.hgetall(self.keys.job(job_id))
+        return {k.decode(): v for k, v in raw.items()}
+
+    def job_hashes(self, job_ids: Sequence[str]) -> list[dict[str, bytes]]:
+        with translate_errors(self.url):
+            pipe = self.client.pipeline(transaction=False)
+            for jid in job_ids:
+                pipe.hgetall(self.keys.job(jid))
+            return [{k.decode(): v for k, v in raw.items()} for raw in pipe.execute()]
+
+    def queue_names(self) -> list[str]:
+        with translate_errors(self.url):
+            return sorted(q.decode() for q in self.client.smembers(self.keys.queues))
+
+    def queue_levels(self, queue: str) -> dict[int, int]:
+        """Ready depth of a queue per priority level."""
+        with translate_errors(self.url):
+            levels = [int(p) for p in self.client.zrange(self.keys.priorities(queue), 0, -1)]
+            pipe = self.client.pipeline(transaction=False)
+            for p in levels:
+                pipe.llen(self.keys.ready(queue, p))
+            return dict(zip(levels, pipe.execute()))
+
+    def ready_ids(self, queue: str, limit: int) -> list[str]:
+        """Ready job ids of a queue in the order they will be taken."""
+        out: list[str] = []
+        with translate_errors(self.url):
+            for p in self.client.zrange(self.keys.priorities(queue), 0, -1):
+                key = self.keys.ready(queue, int(p))
+                out += [x.decode() for x in reversed(self.client.lrange(key, -(limit - len(out)), -1))]
+                if len(out) >= limit:
+                    break
+        return out[:limit]
+
+    def oldest_ready_created_ms(self, queue: str) -> int | None:
+        ids = self.ready_ids(queue, 1)
+        if not ids:
+            return None
+        with translate_errors(self.url):
+            raw = self.client.hget(self.keys.job(ids[0]), "c")
+        return int(raw) if raw else None
+
+    def zset_ids(self, key: str, limit: int, newest_first: bool = True) -> list[str]:
+        with translate_errors(self.url):
+            if newest_first:
+                raw = self.client.zrevrange(key, 0, limit - 1)
+            else:
+                raw = self.client.zrange(key, 0, limit - 1)
+        return [x.decode() for x in raw]
+
+    def zcard(self, key: str) -> int:
+        with translate_errors(self.url):
+            return int(self.client.zcard(key))
+
+    def hgetall(self, key: str) -> dict[str, bytes]:
+        with translate_errors(self.url):
+            return {k.decode(): v for k, v in self.client.hgetall(key).items()}
+
+    def hgetall_many(self, keys: Sequence[str]) -> list[dict[str, bytes]]:
+        with translate_errors(self.url):
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hgetall(key)
+            return [{k.decode(): v for k, v in raw.items()} for raw in pipe.execute()]
+
+    def count_keys(self) -> int:
+        n = 0
+        with translate_errors(self.url):
+            for _ in self.client.scan_iter(match=self.keys.pattern, count=1000):
+                n += 1
+        return n
+
+    def delete_namespace(self) -> int:
+        """Delete every key of the namespace (tests and ``taskq purge --all``)."""
+        n = 0
+        with translate_errors(self.url):
+            batch = []
+            for key in self.client.scan_iter(match=self.keys.pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 500:
+                    n += self.client.delete(*batch)
+                    batch = []
+            if batch:
+                n += self.client.delete(*batch)
+        return n
+
+    def subscribe_events(self) -> Any:
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        with translate_errors(self.url):
+            pubsub.subscribe(self.keys.events)
+        return pubsub

@@ -1,0 +1,110 @@
+"""Every Redis key name taskq uses, made by one object.
+
+The Lua scripts build the same names from the prefix (see ``lua/_lib.lua``);
+``tests/storage/test_keys.py`` checks that the two agree. The namespace sits
+in a hash tag so that all keys of a namespace share one Redis Cluster slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names of one namespace."""
+
+    namespace: str
+
+    @property
+    def prefix(self) -> str:
+        return "{" + self.namespace + "}:"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}j:{job_id}"
+
+    def result(self, job_id: str) -> str:
+        return f"{self.prefix}r:{job_id}"
+
+    def ready(self, queue: str, priority: int | str) -> str:
+        return f"{self.prefix}q:{queue}:{priority}"
+
+    def priorities(self, queue: str) -> str:
+        return f"{self.prefix}qp:{queue}"
+
+    def notify(self, queue: str) -> str:
+        return f"{self.prefix}qn:{queue}"
+
+    @property
+    def queues(self) -> str:
+        return f"{self.prefix}queues"
+
+    @property
+    def schedule(self) -> str:
+        return f"{self.prefix}sched"
+
+    @property
+    def schedule_wake(self) -> str:
+        return f"{self.prefix}schedw"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}workers"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.prefix}w:{worker_id}"
+
+    def worker_jobs(self, worker_id: str) -> str:
+        return f"{self.prefix}wj:{worker_id}"
+
+    def unique(self, key: str) -> str:
+        return f"{self.prefix}u:{key}"
+
+    def lock(self, resource: str) -> str:
+        return f"{self.prefix}l:{resource}"
+
+    def lock_waiters(self, resource: str) -> str:
+        return f"{self.prefix}lw:{resource}"
+
+    @property
+    def failed(self) -> str:
+        return f"{self.prefix}failed"
+
+    @property
+    def done(self) -> str:
+        return f"{self.prefix}done"
+
+    @property
+    def stalled(self) -> str:
+        return f"{self.prefix}stalled"
+
+    @property
+    def cron(self) -> str:
+        return f"{self.prefix}cron"
+
+    @property
+    def tasks(self) -> str:
+        return f"{self.prefix}tasks"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}events"
+
+    @property
+    def stats_task(self) -> str:
+        return f"{self.prefix}st:t"
+
+    @property
+    def stats_queue(self) -> str:
+        return f"{self.prefix}st:q"
+
+    def stats_histogram(self, task: str) -> str:
+        return f"{self.prefix}st:h:{task}"
+
+    def stats_minute(self, minute: int) -> str:
+        return f"{self.prefix}st:m:{minute}"
+
+    @property
+    def pattern(self) -> str:
+        """A SCAN pattern matching every key of the namespace."""
+        return self.prefix.replace("{", "\\{").replace("}", "\\}") + "*"

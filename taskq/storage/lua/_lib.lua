@@ -1,0 +1,241 @@
+-- Shared functions, prepended to every script by taskq/storage/scripts.py.
+--
+-- Conventions (see docs/architecture.md for the key layout):
+--   * KEYS[1] is the namespace prefix key "{ns}:" -- every key a script
+--     touches starts with it, so all of a namespace lives in one cluster slot.
+--   * ARGV[1] is now_ms: an integer in milliseconds, or "" to use the
+--     server's clock (TIME). Tests pass it; production passes "".
+--   * Times are integer milliseconds; durations end in _ms.
+--   * Job hash fields (short names keep memory per job low):
+--       t task  q queue  p priority  d payload  o per-call options
+--       s state c created_ms  a attempts  k fencing token  w worker
+--       sa started_ms  f finished_ms  due due_ms  u unique key
+--       r resource  ol on_locked  m max attempts  g signature
+--       res result  err error history (msgpack list)  pr progress
+--       rq requeue count  cc cancel count  cr cancel requested (1|2)
+--       sk skipped because of job  wt someone waits for the outcome
+--       ps state before stall
+
+local P = KEYS[1]
+
+local function now_ms()
+  local a = ARGV[1]
+  if a ~= nil and a ~= '' then return tonumber(a) end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local NOW = now_ms()
+
+local function jkey(id) return P .. 'j:' .. id end
+local function fmt(n) return string.format('%d', n) end
+
+-- ---------------------------------------------------------------- stats
+-- Counters are summed in a Lua table and written once at the end of the
+-- script, so a batch of 100 outcomes costs a handful of HINCRBYs.
+local STATS = {}
+local function stat(key, field, n)
+  local h = STATS[key]
+  if not h then h = {}; STATS[key] = h end
+  h[field] = (h[field] or 0) + (n or 1)
+end
+
+local function count(task, queue, counter)
+  stat(P .. 'st:t', task .. '|' .. counter)
+  stat(P .. 'st:q', queue .. '|' .. counter)
+  stat(P .. 'st:m:' .. fmt(math.floor(NOW / 60000)), counter)
+end
+
+local function flush_stats()
+  for key, fields in pairs(STATS) do
+    for field, n in pairs(fields) do
+      redis.call('HINCRBY', key, field, n)
+    end
+    if string.find(key, 'st:m:', #P + 1, true) then
+      redis.call('PEXPIRE', key, 7200000)
+    end
+  end
+end
+
+-- ---------------------------------------------------------------- ready lists
+-- A queue is one list per priority level: P q:<queue>:<prio>, consumed with
+-- RPOP (FIFO: producers LPUSH; front=true RPUSHes). P qp:<queue> is a zset of
+-- the non-empty levels scored -prio, so ZRANGE yields the highest first.
+-- P qn:<queue> holds at most one wake-up marker for workers blocked in BLPOP.
+
+local function wake_queue(queue)
+  local nk = P .. 'qn:' .. queue
+  if redis.call('LLEN', nk) == 0 then redis.call('LPUSH', nk, '1') end
+end
+
+local function push_ready(id, queue, prio, front)
+  local lk = P .. 'q:' .. queue .. ':' .. prio
+  if front then redis.call('RPUSH', lk, id) else redis.call('LPUSH', lk, id) end
+  redis.call('ZADD', P .. 'qp:' .. queue, -tonumber(prio), prio)
+  redis.call('SADD', P .. 'queues', queue)
+  wake_queue(queue)
+end
+
+local function remove_ready(id, queue, prio)
+  return redis.call('LREM', P .. 'q:' .. queue .. ':' .. prio, 1, id)
+end
+
+-- ---------------------------------------------------------------- schedule
+-- P sched: zset id -> due_ms of every scheduled job (delayed and retrying).
+-- P schedw: wake-up list for schedulers sleeping until the next due time.
+local function schedule(id, due)
+  local sk = P .. 'sched'
+  redis.call('ZADD', sk, due, id)
+  local first = redis.call('ZRANGE', sk, 0, 0)[1]
+  if first == id and redis.call('LLEN', P .. 'schedw') == 0 then
+    redis.call('LPUSH', P .. 'schedw', '1')
+  end
+end
+
+-- ---------------------------------------------------------------- links
+-- Unique key P u:<key> -> job id; resource lock P l:<res> -> job id;
+-- waiters for a resource P lw:<res> (list of job ids in state 'waiting').
+
+local function release_unique(id, ukey)
+  if ukey then
+    local uk = P .. 'u:' .. ukey
+    if redis.call('GET', uk) == id then redis.call('DEL', uk) end
+  end
+end
+
+-- Frees the resource if `id` holds it and hands it to the oldest waiter that
+-- still waits (pushed to the front of its queue).
+local function release_lock(id, res)
+  if not res then return end
+  local lk = P .. 'l:' .. res
+  if redis.call('GET', lk) ~= id then return end
+  redis.call('DEL', lk)
+  local wk = P .. 'lw:' .. res
+  while true do
+    local wid = redis.call('RPOP', wk)
+    if not wid then return end
+    local w = redis.call('HMGET', jkey(wid), 's', 'q', 'p')
+    if w[1] == 'waiting' then
+      redis.call('HSET', jkey(wid), 's', 'queued')
+      push_ready(wid, w[2], w[3], true)
+      return
+    end
+  end
+end
+
+-- ---------------------------------------------------------------- errors
+local function append_error(jk, blob, keep)
+  if not blob or blob == '' then return end
+  local cur = redis.call('HGET', jk, 'err')
+  local list = {}
+  if cur then list = cmsgpack.unpack(cur) end
+  table.insert(list, blob)
+  while #list > keep do table.remove(list, 1) end
+  redis.call('HSET', jk, 'err', cmsgpack.pack(list))
+end
+
+-- ---------------------------------------------------------------- finishing
+-- Terminal states: succeeded failed cancelled skipped.
+-- finalize() keeps the invariants of a finished job in one place:
+--   * it is in exactly one finished index (P failed or P done), capped;
+--   * its unique key is freed;
+--   * its hash expires after ttl_ms (0 = keep);
+--   * waiters (P r:<id> list, BLMOVEd onto itself so every waiter wakes)
+--     and subscribers (P events) hear the outcome when someone asked.
+-- Caps come from the CAPS table a script fills from its ARGV.
+local CAPS = {failed = 10000, done = 1000, errors = 10}
+
+local function finalize(id, jk, state, ukey, ttl_ms, keep_ms, blob)
+  redis.call('HSET', jk, 's', state, 'f', NOW)
+  release_unique(id, ukey)
+  local idx, cap = P .. 'done', CAPS.done
+  if state == 'failed' then idx, cap = P .. 'failed', CAPS.failed end
+  redis.call('ZADD', idx, NOW, id)
+  if redis.call('ZCARD', idx) > cap then
+    local old = redis.call('ZRANGE', idx, 0, -(cap + 1))
+    redis.call('ZREMRANGEBYRANK', idx, 0, -(cap + 1))
+    for _, oid in ipairs(old) do
+      redis.call('DEL', jkey(oid), P .. 'r:' .. oid)
+    end
+  end
+  if ttl_ms > 0 then redis.call('PEXPIRE', jk, ttl_ms) end
+  local wt = redis.call('HGET', jk, 'wt')
+  if keep_ms > 0 or wt then
+    local rk = P .. 'r:' .. id
+    redis.call('DEL', rk)
+    redis.call('RPUSH', rk, cmsgpack.pack({state, blob or ''}))
+    local exp = keep_ms
+    if exp <= 0 then exp = 600000 end
+    redis.call('PEXPIRE', rk, exp)
+    if wt then redis.call('PUBLISH', P .. 'events', id .. ' ' .. state) end
+  end
+end
+
+-- Max attempts of a job: its own `m`, else the value workers registered for
+-- its task in P tasks, else 1.
+local function max_attempts(jk, task)
+  local m = redis.call('HGET', jk, 'm')
+  if not m then m = redis.call('HGET', P .. 'tasks', task) end
+  return tonumber(m or '1')
+end
+
+-- ---------------------------------------------------------------- enqueue
+-- Creates one job. Returns {id, created(1|0), state}. A job id that exists
+-- and a unique key held by an unfinished job both return that job instead.
+local LIVE = {scheduled = true, queued = true, active = true, waiting = true, stalled = true}
+
+local function enqueue_one(id, task, queue, prio, data, opts, delay_ms, eta_ms,
+                           ukey, uttl_ms, front, res, on_locked, maxa, sig)
+  local jk = jkey(id)
+  local st = redis.call('HGET', jk, 's')
+  if st then return {id, 0, st} end
+  if ukey ~= '' then
+    local uk = P .. 'u:' .. ukey
+    local holder = redis.call('GET', uk)
+    if holder then
+      local hs = redis.call('HGET', jkey(holder), 's')
+      if hs and LIVE[hs] then return {holder, 0, hs} end
+    end
+    if tonumber(uttl_ms) > 0 then
+      redis.call('SET', uk, id, 'PX', uttl_ms)
+    else
+      redis.call('SET', uk, id)
+    end
+  end
+  local f = {'t', task, 'q', queue, 'p', prio, 'd', data, 'c', NOW}
+  if opts ~= '' then table.insert(f, 'o'); table.insert(f, opts) end
+  if ukey ~= '' then table.insert(f, 'u'); table.insert(f, ukey) end
+  if res ~= '' then
+    table.insert(f, 'r'); table.insert(f, res)
+    table.insert(f, 'ol'); table.insert(f, on_locked)
+  end
+  if maxa ~= '' then table.insert(f, 'm'); table.insert(f, maxa) end
+  if sig ~= '' then table.insert(f, 'g'); table.insert(f, sig) end
+  local due = NOW + tonumber(delay_ms)
+  local eta = tonumber(eta_ms)
+  if eta > due then due = eta end
+  local state = 'queued'
+  if due > NOW then state = 'scheduled' end
+  table.insert(f, 's'); table.insert(f, state)
+  redis.call('HSET', jk, unpack(f))
+  if state == 'scheduled' then
+    redis.call('HSET', jk, 'due', due)
+    schedule(id, due)
+  else
+    push_ready(id, queue, prio, front == '1')
+  end
+  count(task, queue, 'enqueued')
+  return {id, 1, state}
+end
+
+-- Removes a not-active job from whatever index holds it (ready list,
+-- schedule, resource waiters, stalled, finished indexes).
+local function unindex(id, jk, st)
+  local j = redis.call('HMGET', jk, 'q', 'p', 'r')
+  if st == 'queued' then remove_ready(id, j[1], j[2])
+  elseif st == 'scheduled' then redis.call('ZREM', P .. 'sched', id)
+  elseif st == 'waiting' then redis.call('LREM', P .. 'lw:' .. j[3], 1, id)
+  elseif st == 'stalled' then redis.call('ZREM', P .. 'stalled', id)
+  elseif st == 'failed' then redis.call('ZREM', P .. 'failed', id)
+  else redis.call('ZREM', P .. 'done', id) end
+end

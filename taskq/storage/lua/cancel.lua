@@ -1,0 +1,28 @@
+-- cancel: a job that has not started ends as cancelled and never runs; an
+-- active job is asked to stop (cooperative: cr=1, forced: cr=2); the worker
+-- learns of it on its next heartbeat.
+-- KEYS[1] namespace prefix
+-- ARGV[1] now_ms or ""  ARGV[2] job id  ARGV[3] force (0|1)
+-- ARGV[4] finished ttl_ms  ARGV[5] done cap
+-- Returns {1, 'cancelled'} | {1, 'requested'} | {-1, ''} not found |
+--   {-2, state} finished already.
+CAPS.done = tonumber(ARGV[5])
+local id = ARGV[2]
+local jk = jkey(id)
+local st = redis.call('HGET', jk, 's')
+if not st then return {-1, ''} end
+if st == 'active' then
+  local level = '1'
+  if ARGV[3] == '1' then level = '2' end
+  redis.call('HSET', jk, 'cr', level)
+  redis.call('HINCRBY', jk, 'cc', 1)
+  return {1, 'requested'}
+end
+if not LIVE[st] then return {-2, st} end
+unindex(id, jk, st)
+redis.call('HINCRBY', jk, 'cc', 1)
+local j = redis.call('HMGET', jk, 't', 'q', 'u')
+finalize(id, jk, 'cancelled', j[3], tonumber(ARGV[4]), 0, '')
+count(j[1], j[2], 'cancelled')
+flush_stats()
+return {1, 'cancelled'}

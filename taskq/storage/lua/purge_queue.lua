@@ -1,0 +1,26 @@
+-- purge_queue: delete up to ARGV[3] queued jobs of one queue (call again
+-- until it returns 0).
+-- KEYS[1] namespace prefix
+-- ARGV[1] now_ms or ""  ARGV[2] queue  ARGV[3] batch limit
+-- Returns the number of jobs deleted.
+local q = ARGV[2]
+local pk = P .. 'qp:' .. q
+local left = tonumber(ARGV[3])
+local n = 0
+for _, pr in ipairs(redis.call('ZRANGE', pk, 0, -1)) do
+  local lk = P .. 'q:' .. q .. ':' .. pr
+  while left > 0 do
+    local id = redis.call('RPOP', lk)
+    if not id then break end
+    local jk = jkey(id)
+    local j = redis.call('HMGET', jk, 's', 'u')
+    if j[1] == 'queued' then
+      release_unique(id, j[2])
+      redis.call('DEL', jk)
+      n = n + 1
+    end
+    left = left - 1
+  end
+  if redis.call('LLEN', lk) == 0 then redis.call('ZREM', pk, pr) end
+end
+return n

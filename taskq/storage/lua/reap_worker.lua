@@ -1,0 +1,70 @@
+-- reap_worker: return the jobs of a dead worker and remove it.
+-- Called by the supervisor the moment a child dies (expected_hb = ""), and
+-- by reapers when a worker's heartbeat stopped (expected_hb = the value the
+-- reaper saw unchanged for a whole heartbeat_timeout: if the worker beat
+-- since, nothing happens -- no stampede after a server pause).
+-- KEYS[1] namespace prefix
+-- ARGV[1] now_ms or ""  ARGV[2] worker id  ARGV[3] expected_hb or ""
+-- ARGV[4] failed cap  ARGV[5] error history cap  ARGV[6] finished ttl_ms
+-- ARGV[7] error entry for "worker lost" (msgpack)
+-- ARGV[8] id of the job the worker was running ("" = unknown: every held
+--   job counts as attempted)  ARGV[9] kind: lost | timeout | shutdown
+--   (shutdown: every held job goes back to the front, attempt refunded)
+-- ARGV[10] error entry for the running job  ARGV[11] delay_ms of its retry
+-- Returns {reaped(1|0), id1, outcome1, ...}; outcome is queued | scheduled
+--   | failed, or released (a prefetched job that never started: attempt
+--   refunded).
+-- Invariants: every job in P wj:<worker> leaves it in one step, either back
+-- in its queue, in P sched, or failed; locks are freed with the lease; the
+-- fencing token is bumped so a late outcome from the worker is discarded.
+local wid, expected = ARGV[2], ARGV[3]
+if expected ~= '' then
+  local hb = redis.call('ZSCORE', P .. 'workers', wid)
+  if hb and string.format('%d', tonumber(hb)) ~= expected then return {0} end
+end
+CAPS.failed = tonumber(ARGV[4]); CAPS.errors = tonumber(ARGV[5])
+local ttl = tonumber(ARGV[6])
+local lost_blob, running, rkind, rblob, rdue = ARGV[7], ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11])
+local wj = P .. 'wj:' .. wid
+local out = {1}
+for _, id in ipairs(redis.call('SMEMBERS', wj)) do
+  local jk = jkey(id)
+  local j = redis.call('HMGET', jk, 's', 'w', 't', 'q', 'p', 'r', 'u', 'a')
+  if j[1] == 'active' and j[2] == wid then
+    local task, queue = j[3], j[4]
+    redis.call('HINCRBY', jk, 'k', 1)
+    release_lock(id, j[6])
+    local outcome
+    if rkind == 'shutdown' or (running ~= '' and id ~= running) then
+      redis.call('HINCRBY', jk, 'a', -1)
+      redis.call('HSET', jk, 's', 'queued')
+      push_ready(id, queue, j[5], true)
+      outcome = 'released'
+    else
+      local blob = lost_blob
+      if id == running then blob = rblob end
+      if rkind == 'timeout' and id == running then count(task, queue, 'timed_out') end
+      append_error(jk, blob, CAPS.errors)
+      if tonumber(j[8] or '0') >= max_attempts(jk, task) then
+        finalize(id, jk, 'failed', j[7], ttl, 0, blob)
+        count(task, queue, 'failed')
+        outcome = 'failed'
+      elseif id == running and rdue > 0 then
+        redis.call('HSET', jk, 's', 'scheduled', 'due', NOW + rdue)
+        schedule(id, NOW + rdue)
+        count(task, queue, 'retried')
+        outcome = 'scheduled'
+      else
+        redis.call('HSET', jk, 's', 'queued')
+        push_ready(id, queue, j[5], true)
+        count(task, queue, 'retried')
+        outcome = 'queued'
+      end
+    end
+    out[#out + 1] = id; out[#out + 1] = outcome
+  end
+end
+redis.call('DEL', wj, P .. 'w:' .. wid)
+redis.call('ZREM', P .. 'workers', wid)
+flush_stats()
+return out

@@ -1,0 +1,180 @@
+-- settle_claim: record the outcomes of finished jobs, then claim new ones.
+-- One call per batch on the hot path: a worker that finished 50 jobs acks
+-- them and leases the next 50 in a single round trip.
+-- KEYS[1] namespace prefix
+-- ARGV[1] now_ms or ""  ARGV[2] worker id  ARGV[3] claim count (0 = none)
+-- ARGV[4] failed cap  ARGV[5] done cap  ARGV[6] error history cap
+-- ARGV[7] ttl_ms of jobs this script finishes itself (skipped)
+-- ARGV[8] N outcomes, then 10 fields each:
+--   id token kind blob due_ms ttl_ms keep_ms duration_ms bucket flag
+--   kind: ok | fail | retry | requeue | cancel | release
+--   blob: result (ok) or error entry (fail/retry/cancel), msgpack
+--   due_ms: delay of a retry/requeue in ms from the server's now (0 = at once)
+--   ttl_ms: expiry of the finished job's hash; keep_ms: result kept for
+--     waiters this long (0 = not kept); bucket: run-time histogram bucket
+--   flag: "timeout" counts the attempt as timed out as well
+-- then M (number of queues), the queue names in priority order,
+-- then T (number of allowed task names, 0 = all), the names.
+-- Returns {settled flags..., claimed jobs...} as
+--   {N, s1..sN, J, then 9 fields per claimed job:
+--    id token attempts task payload opts sig queue created_ms}
+--   s_i = 1 if outcome i was recorded, 0 if discarded by fencing.
+-- Invariants:
+--   * fencing: an outcome is recorded only if the job is active, held by
+--     this worker, and carries the same token (HINCRBY'd at every claim);
+--   * a claimed job is in P wj:<worker> and nowhere else (no instant when a
+--     job lives only in a worker's memory);
+--   * attempts are counted at claim, so a job that kills its worker every
+--     time still exhausts its attempts;
+--   * a resource lock is held only by an active job and freed with its lease.
+local wid = ARGV[2]
+local want = tonumber(ARGV[3])
+CAPS.failed = tonumber(ARGV[4]); CAPS.done = tonumber(ARGV[5]); CAPS.errors = tonumber(ARGV[6])
+local wj = P .. 'wj:' .. wid
+local SKIP_TTL = tonumber(ARGV[7])
+local n = tonumber(ARGV[8])
+local out = {n}
+local b = 9
+for i = 1, n do
+  local id, token, kind = ARGV[b], ARGV[b + 1], ARGV[b + 2]
+  local blob, due = ARGV[b + 3], tonumber(ARGV[b + 4])
+  local ttl, keep, dur = tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7])
+  local bucket, flag = ARGV[b + 8], ARGV[b + 9]
+  b = b + 10
+  local jk = jkey(id)
+  local j = redis.call('HMGET', jk, 's', 'k', 'w', 't', 'q', 'p', 'r', 'u')
+  if j[1] ~= 'active' or j[2] ~= token or j[3] ~= wid then
+    out[#out + 1] = 0
+  else
+    out[#out + 1] = 1
+    local task, queue = j[4], j[5]
+    redis.call('SREM', wj, id)
+    release_lock(id, j[7])
+    if flag == 'timeout' then count(task, queue, 'timed_out') end
+    if kind ~= 'release' and kind ~= 'requeue' then
+      stat(P .. 'st:h:' .. task, bucket)
+      stat(P .. 'st:h:' .. task, 'sum_ms', dur)
+    end
+    if kind == 'retry' then
+      append_error(jk, blob, CAPS.errors)
+      if due > 0 then
+        redis.call('HSET', jk, 's', 'scheduled', 'due', NOW + due)
+        schedule(id, NOW + due)
+      else
+        redis.call('HSET', jk, 's', 'queued')
+        push_ready(id, queue, j[6], false)
+      end
+      count(task, queue, 'retried')
+    elseif kind == 'requeue' or kind == 'release' then
+      redis.call('HINCRBY', jk, 'a', -1)
+      if kind == 'requeue' then
+        redis.call('HINCRBY', jk, 'rq', 1)
+        count(task, queue, 'requeued')
+      end
+      if due > 0 then
+        redis.call('HSET', jk, 's', 'scheduled', 'due', NOW + due)
+        schedule(id, NOW + due)
+      else
+        redis.call('HSET', jk, 's', 'queued')
+        push_ready(id, queue, j[6], kind == 'release')
+      end
+    elseif kind == 'ok' then
+      if keep > 0 then redis.call('HSET', jk, 'res', blob) end
+      finalize(id, jk, 'succeeded', j[8], ttl, keep, blob)
+      count(task, queue, 'succeeded')
+    elseif kind == 'cancel' then
+      append_error(jk, blob, CAPS.errors)
+      finalize(id, jk, 'cancelled', j[8], ttl, keep, blob)
+      count(task, queue, 'cancelled')
+    else
+      append_error(jk, blob, CAPS.errors)
+      finalize(id, jk, 'failed', j[8], ttl, keep, blob)
+      count(task, queue, 'failed')
+    end
+  end
+end
+
+-- ---- claim
+local nq = tonumber(ARGV[b]); b = b + 1
+local queues = {}
+for i = 1, nq do queues[i] = ARGV[b]; b = b + 1 end
+local nt = tonumber(ARGV[b]); b = b + 1
+local allowed = nil
+if nt > 0 then
+  allowed = {}
+  for i = 1, nt do allowed[ARGV[b]] = true; b = b + 1 end
+end
+
+local claimed = {}
+local got = 0
+
+-- Tries to lease job `id` (already removed from its ready list).
+local function take(id)
+  local jk = jkey(id)
+  local j = redis.call('HMGET', jk, 's', 'r', 'ol', 't', 'q')
+  if j[1] ~= 'queued' then return end
+  local res = j[2]
+  if res then
+    local lk = P .. 'l:' .. res
+    local holder = redis.call('GET', lk)
+    if holder and holder ~= id and redis.call('HGET', jkey(holder), 's') == 'active' then
+      if j[3] == 'wait' then
+        redis.call('HSET', jk, 's', 'waiting', 'sk', holder)
+        redis.call('LPUSH', P .. 'lw:' .. res, id)
+      else
+        redis.call('HSET', jk, 'sk', holder)
+        finalize(id, jk, 'skipped', redis.call('HGET', jk, 'u'), SKIP_TTL, 0, '')
+        count(j[4], j[5], 'skipped')
+      end
+      return
+    end
+    redis.call('SET', lk, id)
+  end
+  redis.call('HINCRBY', jk, 'a', 1)
+  local token = redis.call('HINCRBY', jk, 'k', 1)
+  redis.call('HSET', jk, 's', 'active', 'w', wid, 'sa', NOW)
+  redis.call('HDEL', jk, 'cr')
+  redis.call('SADD', wj, id)
+  count(j[4], j[5], 'started')
+  local d = redis.call('HMGET', jk, 'a', 'd', 'o', 'g', 'c')
+  local c = #claimed
+  claimed[c + 1] = id; claimed[c + 2] = token; claimed[c + 3] = d[1]
+  claimed[c + 4] = j[4]; claimed[c + 5] = d[2]; claimed[c + 6] = d[3] or ''
+  claimed[c + 7] = d[4] or ''; claimed[c + 8] = j[5]; claimed[c + 9] = d[5]
+  got = got + 1
+end
+
+if want > 0 then
+  for _, q in ipairs(queues) do
+    if got >= want then break end
+    local pk = P .. 'qp:' .. q
+    for _, pr in ipairs(redis.call('ZRANGE', pk, 0, -1)) do
+      local lk = P .. 'q:' .. q .. ':' .. pr
+      if allowed then
+        local ids = redis.call('LRANGE', lk, -200, -1)
+        for i = #ids, 1, -1 do
+          if got >= want then break end
+          local t = redis.call('HGET', jkey(ids[i]), 't')
+          if allowed[t] then
+            redis.call('LREM', lk, -1, ids[i])
+            take(ids[i])
+          end
+        end
+      else
+        while got < want do
+          local id = redis.call('RPOP', lk)
+          if not id then break end
+          take(id)
+        end
+      end
+      if redis.call('LLEN', lk) == 0 then redis.call('ZREM', pk, pr) end
+      if got >= want then break end
+    end
+    -- more work left: pass the wake-up on to another sleeping worker
+    if got >= want and redis.call('ZCARD', pk) > 0 then wake_queue(q) end
+  end
+end
+out[#out + 1] = got
+for i = 1, #claimed do out[#out + 1] = claimed[i] end
+flush_stats()
+return out

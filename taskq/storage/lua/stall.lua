@@ -1,0 +1,15 @@
+-- stall: hold a queued, scheduled or failed job in P stalled, where it is
+-- not dispatched, until unstall.
+-- KEYS[1] namespace prefix
+-- ARGV[1] now_ms or ""  ARGV[2] job id
+-- Returns {1, previous state} | {-1, ''} | {-2, state}.
+local id = ARGV[2]
+local jk = jkey(id)
+local st = redis.call('HGET', jk, 's')
+if not st then return {-1, ''} end
+if st ~= 'queued' and st ~= 'scheduled' and st ~= 'failed' then return {-2, st} end
+unindex(id, jk, st)
+if st == 'failed' then redis.call('PERSIST', jk) end
+redis.call('HSET', jk, 's', 'stalled', 'ps', st)
+redis.call('ZADD', P .. 'stalled', NOW, id)
+return {1, st}

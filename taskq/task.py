@@ -1,0 +1,85 @@
+"""The task wrapper returned by ``@app.task``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from .options import TaskOptions, check_flag_names
+
+if TYPE_CHECKING:
+    from .app import TaskQ
+    from .job import Job
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Task(Generic[P, R]):
+    """A function registered with an app. Calling it runs it here and now;
+    ``.delay()`` / ``.apply_async()`` enqueue it for a worker."""
+
+    def __init__(self, app: TaskQ, fn: Callable[P, R], name: str, flags: Mapping[str, Any]) -> None:
+        check_flag_names(flags, "task flag")
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.flags = dict(flags)  # as given to the decorator
+        app.settings.default_options.merged(self.flags)  # validate now, at decoration time
+        functools.update_wrapper(self, fn)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    @property
+    def options(self) -> TaskOptions:
+        """Effective options: settings task_flags > decorator > task_defaults > default."""
+        return self.app.options_for(self.name)
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """Enqueue with the task's options."""
+        return self.app.enqueue_call(self.name, args, kwargs)
+
+    def apply_async(
+        self,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        delay: float | dt.timedelta | None = None,
+        eta: dt.datetime | None = None,
+        job_id: str | None = None,
+        priority: int | str | None = None,
+        front: bool = False,
+        unique_key: str | None = None,
+        resource: str | None = None,
+        durable: bool | None = None,
+        **flags: Any,
+    ) -> Job:
+        """Enqueue with per-call options (they win over every other source)."""
+        call = dict(flags)
+        for key, value in (("queue", queue), ("delay", delay), ("priority", priority), ("durable", durable)):
+            if value is not None:
+                call[key] = value
+        return self.app.enqueue_call(
+            self.name, tuple(args), dict(kwargs or {}), call,
+            job_id=job_id, eta=eta, front=front, unique_key=unique_key, resource=resource,
+        )
+
+    def map(self, iterable: Iterable[Any], **call: Any) -> list[Job]:
+        """Enqueue one job per item (a tuple of args, a dict of kwargs, or one arg),
+        thousands per round trip."""
+        items = []
+        for item in iterable:
+            if isinstance(item, tuple):
+                items.append((self.name, item, {}))
+            elif isinstance(item, dict):
+                items.append((self.name, (), item))
+            else:
+                items.append((self.name, (item,), {}))
+        return self.app.enqueue_many(items, **call)

@@ -1,0 +1,201 @@
+"""The consumer loop of one worker child process.
+
+Claims jobs in batches (leased as a whole), runs them one at a time, and
+settles their outcomes together with the next claim in one round trip.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..errors import TaskQError
+from .config import WorkerConfig
+from .executor import ClaimedJob, Executor
+from .heartbeat import Heartbeat, kill_self
+from .outcome import Outcome
+from .shared import Slot
+
+if TYPE_CHECKING:
+    from ..app import TaskQ
+
+log = logging.getLogger("taskq.worker")
+
+
+class Consumer:
+    def __init__(self, app: TaskQ, config: WorkerConfig, worker_id: str, slot: Slot | None = None) -> None:
+        self.app = app
+        self.config = config
+        self.worker_id = worker_id
+        self.slot = slot
+        self.backend = app.backend
+        s = app.settings
+        self.caps = (s.failed_max, s.done_max, s.error_history, int(s.succeeded_ttl * 1000))
+        self.reap_caps = (s.failed_max, s.error_history, int(s.failed_ttl * 1000))
+        self.held: collections.deque[ClaimedJob] = collections.deque()
+        self.pending: list[Outcome] = []
+        self.pending_since = 0.0
+        self.cancels: dict[str, int] = {}
+        self.stopping = threading.Event()
+        self.avg_run = 0.0  # EWMA of run time (s), sizes the next claim
+        self.executor = Executor(app, self.backend, self._on_start)
+        self.running: ClaimedJob | None = None
+        self._lock = threading.Lock()  # guards settle calls (main thread vs forced cancel)
+        hb_timeout = s.heartbeat_timeout
+        self.heartbeat = Heartbeat(
+            self.backend, worker_id, interval=min(hb_timeout / 5, 2.0), info_ttl_ms=int(hb_timeout * 3000),
+            info={"host": socket.gethostname(), "pid": str(os.getpid()), "ppid": str(os.getppid()),
+                  "queues": ",".join(config.queues), "concurrency": "1", "started": str(time.time())},
+            on_cancel=self._on_cancel,
+        )
+
+    # ---------------------------------------------------------------- signals
+
+    def install_signals(self) -> None:
+        """SIGTERM: finish the running job, hand back the rest, exit. SIGINT is
+        the supervisor's to handle (a terminal sends it to the whole group)."""
+        signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    # ---------------------------------------------------------------- callbacks
+
+    def _on_start(self, job: ClaimedJob, hard_deadline: float) -> None:
+        self.running = job if hard_deadline >= 0 else None
+        if self.slot is not None:
+            self.slot.set(job.id if hard_deadline >= 0 else "", hard_deadline if hard_deadline > 0 else 0.0)
+
+    def _on_cancel(self, cancels: dict[str, int]) -> None:
+        self.cancels.update(cancels)
+        ctx = self.executor.current
+        if ctx is None or ctx.id not in cancels:
+            return
+        ctx.cancel_level = cancels[ctx.id]
+        running = self.running
+        if ctx.cancel_level >= 2 and running is not None and running.id == ctx.id:
+            log.warning("job %s force-cancelled: killing this worker process", ctx.id)
+            out = Outcome(running.id, running.token, "cancel",
+                          ttl_ms=int(self.app.settings.succeeded_ttl * 1000), task=running.task)
+            with self._lock:
+                self._settle([out], 0)
+            kill_self()
+
+    # ---------------------------------------------------------------- loop
+
+    def batch_size(self) -> int:
+        if self.stopping.is_set():
+            return 0
+        if self.avg_run <= 0:
+            return 1
+        return max(1, min(self.config.prefetch, int(self.config.batch_budget / self.avg_run)))
+
+    def _settle(self, outcomes: list[Outcome], count: int, block: bool = False) -> list[ClaimedJob]:
+        b = self.backend
+        if block and not outcomes:
+            _, rows = b.block_then_claim(self.worker_id, count, self.config.queues, self.config.tasks,
+                                         self.caps, self.config.block_timeout)
+            settled: list[int] = []
+        else:
+            settled, rows = b.settle_claim(self.worker_id, count, [o.fields() for o in outcomes],
+                                           self.config.queues, self.config.tasks, self.caps)
+        for out, ok in zip(outcomes, settled):
+            if ok:
+                self.executor.after_recorded(out)
+            else:
+                log.warning("outcome %s of job %s discarded: this worker no longer holds its lease "
+                            "(the job was reclaimed or cancelled)", out.kind, out.id)
+        return [ClaimedJob(r) for r in rows]
+
+    def step(self) -> None:
+        """One iteration: run a held job, or settle and claim more."""
+        if self.held and not self.stopping.is_set():
+            job = self.held.popleft()
+            out = self.executor.run(job, self.cancels.pop(job.id, 0))
+            self.avg_run = out.duration_ms / 1000 if not self.avg_run else 0.8 * self.avg_run + 0.2 * out.duration_ms / 1000
+            self._log(job, out)
+            if not self.pending:
+                self.pending_since = time.monotonic()
+            self.pending.append(out)
+            if self.held and time.monotonic() - self.pending_since < self.config.flush_interval:
+                return
+            with self._lock:
+                outs, self.pending = self.pending, []
+                self.held.extend(self._settle(outs, self.batch_size() if not self.held else 0))
+            return
+        with self._lock:
+            outs, self.pending = self.pending, []
+            self.held.extend(self._settle(outs, self.batch_size(), block=not outs))
+
+    def _log(self, job: ClaimedJob, out: Outcome) -> None:
+        if out.kind == "ok":
+            log.info("job %s %s succeeded in %.1fms", job.id, job.task, out.duration_ms,
+                     extra={"job_id": job.id, "task": job.task, "outcome": "succeeded"})
+        else:
+            what = {"fail": "failed", "retry": "will retry", "requeue": "requeued", "cancel": "cancelled"}[out.kind]
+            log.warning("job %s %s %s after %.1fms (attempt %d): %s", job.id, job.task, what, out.duration_ms,
+                        job.attempt, f"{type(out.exc).__name__}: {out.exc}" if out.exc else "",
+                        extra={"job_id": job.id, "task": job.task, "outcome": what})
+
+    def run(self) -> None:
+        """Serve until asked to stop; then hand back unstarted jobs and leave."""
+        self.backend.register_tasks({n: self.app.options_for(n).max_attempts for n in self.app.tasks})
+        self.heartbeat.beat()
+        self.heartbeat.start()
+        pause = 0.1
+        down = False
+        while not self.stopping.is_set() or self.pending:
+            try:
+                if self.stopping.is_set():
+                    with self._lock:
+                        outs, self.pending = self.pending, []
+                        self._settle(outs, 0)
+                    continue
+                self.step()
+                if down:
+                    log.warning("connection to the server restored")
+                    self.backend.release_orphans(self.worker_id, [j.id for j in self.held])
+                down, pause = False, 0.1
+            except TaskQError as exc:
+                if not down:
+                    log.warning("lost the server (%s); retrying with backoff", exc)
+                down = True
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Give back prefetched jobs (no attempt counted) and unregister."""
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            try:
+                released = [Outcome(j.id, j.token, "release") for j in self.held]
+                with self._lock:
+                    self._settle(released, 0)
+                self.held.clear()
+                self.heartbeat.stop()
+                self.backend.reap_worker(self.worker_id, expected_hb=None, caps=self.reap_caps,
+                                         lost_blob=b"", running_kind="shutdown")
+                return
+            except TaskQError as exc:
+                log.warning("could not hand back jobs yet (%s); retrying", exc)
+                time.sleep(0.2)
+        log.error("gave up handing back %d jobs; reapers will return them", len(self.held))
+
+
+def child_main(app: TaskQ, config: WorkerConfig, worker_id: str, slot: Slot | None, log_setup: Any = None) -> None:
+    """Entry point of a forked child process."""
+    if log_setup is not None:
+        log_setup()
+    app._backend = None  # never share the parent's sockets
+    consumer = Consumer(app, config, worker_id, slot)
+    consumer.install_signals()
+    try:
+        consumer.run()
+    except KeyboardInterrupt:
+        pass
+    os._exit(0)

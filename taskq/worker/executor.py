@@ -1,0 +1,200 @@
+"""Runs one claimed job in the current process and decides its outcome.
+
+Policy lives here: retry or fail, how long to keep results, soft timeout.
+The hard timeout is the supervisor's (it kills the child).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .. import codec, signing
+from ..context import JobContext, reset_current, set_current
+from ..errors import Cancelled, Requeue, Retry, SignatureError, TaskTimeout, UnknownTask
+from ..options import TaskOptions
+from .outcome import Outcome, error_entry
+
+if TYPE_CHECKING:
+    from ..app import TaskQ
+    from ..storage.backend import Backend
+
+log = logging.getLogger("taskq.worker")
+
+
+class ClaimedJob:
+    """A leased job as returned by the claim script."""
+
+    __slots__ = ("id", "token", "attempt", "task", "payload", "opts", "sig", "queue", "created_ms")
+
+    def __init__(self, row: list[Any]) -> None:
+        self.id = row[0].decode()
+        self.token = int(row[1])
+        self.attempt = int(row[2])
+        self.task = row[3].decode("utf-8", "replace")
+        self.payload = row[4]
+        self.opts = row[5]
+        self.sig = row[6].decode("ascii", "replace")
+        self.queue = row[7].decode()
+        self.created_ms = int(row[8] or 0)
+
+
+class _SoftTimeout:
+    """SIGALRM-based soft timeout (main thread only); raises TaskTimeout in the task."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.active = bool(seconds) and threading.current_thread() is threading.main_thread()
+
+    def _fire(self, signum: int, frame: Any) -> None:
+        raise TaskTimeout(f"task exceeded its timeout of {self.seconds:g}s")
+
+    def __enter__(self) -> _SoftTimeout:
+        if self.active:
+            self._old = signal.signal(signal.SIGALRM, self._fire)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.active:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self._old)
+
+
+class Executor:
+    def __init__(self, app: TaskQ, backend: Backend, on_start: Callable[[ClaimedJob, float], None]) -> None:
+        self.app = app
+        self.backend = backend
+        self.on_start = on_start  # tells the supervisor what runs, and its hard deadline
+        self.settings = app.settings
+        self.keys = [k for k in (self.settings.secret_key, *self.settings.old_secret_keys) if k]
+        self.current: JobContext | None = None
+
+    def _options(self, job: ClaimedJob) -> TaskOptions:
+        options = self.app.options_for(job.task)
+        if job.opts:
+            overrides = codec.loads(job.opts)
+            if not isinstance(overrides, dict):
+                raise ValueError("undecodable payload: options are not a map")
+            options = options.merged(overrides)
+        return options
+
+    def run(self, job: ClaimedJob, cancel_level: int = 0) -> Outcome:
+        """Run the job; always returns an outcome (never raises for task errors)."""
+        started = time.monotonic()
+        try:
+            if self.keys:
+                signing.verify(self.keys, job.id, job.task, job.payload, job.sig)
+            if job.task not in self.app.tasks:
+                raise UnknownTask(self.app.unknown_task_message(job.task))
+            task = self.app.tasks[job.task]
+            options = self._options(job)
+            args, kwargs = codec.decode_args(job.payload)
+        except (UnknownTask, SignatureError, ValueError, TypeError) as exc:
+            message = str(exc)
+            if isinstance(exc, (ValueError, TypeError)) and not message.startswith("undecodable payload"):
+                message = f"undecodable payload: {message}"
+            log.error("job %s (%s) cannot run: %s", job.id, job.task, message)
+            return self._fail(job, exc, self.settings.default_options, started, message=message)
+
+        if cancel_level:
+            return self._cancelled(job, options, started, Cancelled("cancelled before it started"))
+        ctx = JobContext(job.id, job.task, job.queue, job.attempt, job.token, self.backend, cancel_level)
+        self.current = ctx
+        hard = options.timeout + options.timeout_grace if options.timeout else 0.0
+        self.on_start(job, time.monotonic() + hard if hard else 0.0)
+        self._emit("job_started", job)
+        token = set_current(ctx)
+        try:
+            with _SoftTimeout(options.timeout):
+                value = task.fn(*args, **kwargs)
+        except Cancelled as exc:
+            return self._cancelled(job, options, started, exc)
+        except Requeue as exc:
+            out = Outcome(job.id, job.token, "requeue", task=job.task, exc=exc,
+                          delay_ms=int((exc.countdown or 0) * 1000))
+            out.duration_ms = (time.monotonic() - started) * 1000
+            return out
+        except Retry as exc:
+            return self._retry_or_fail(job, options, started, exc, countdown=exc.countdown)
+        except TaskTimeout as exc:
+            return self._retry_or_fail(job, options, started, exc, flag="timeout")
+        except Exception as exc:
+            return self._retry_or_fail(job, options, started, exc)
+        finally:
+            reset_current(token)
+            self.current = None
+            self.on_start(job, -1.0)
+        return self._succeeded(job, task, options, started, value)
+
+    # ---------------------------------------------------------------- outcomes
+
+    def _succeeded(self, job: ClaimedJob, task: Any, options: TaskOptions, started: float, value: Any) -> Outcome:
+        keep_ms = int(options.tombstone_ttl * 1000) if options.tombstone else 0
+        blob = b""
+        if keep_ms:
+            try:
+                blob = codec.dumps(value)
+            except (TypeError, ValueError, OverflowError) as exc:
+                err = TypeError(f"return value of {job.task} cannot be serialized with msgpack: {exc}")
+                return self._fail(job, err, options, started)
+        ttl_ms = max(int(self.settings.succeeded_ttl * 1000), keep_ms)
+        out = Outcome(job.id, job.token, "ok", blob, ttl_ms=ttl_ms, keep_ms=keep_ms, task=job.task, value=value)
+        out.duration_ms = (time.monotonic() - started) * 1000
+        out.after += [("job_succeeded", options.on_success)]
+        return out
+
+    def _retry_or_fail(self, job: ClaimedJob, options: TaskOptions, started: float, exc: BaseException,
+                       *, countdown: float | None = None, flag: str = "") -> Outcome:
+        retryable = isinstance(exc, Retry) or options.should_retry(exc)
+        if retryable and job.attempt < options.max_attempts:
+            delay = countdown if countdown is not None else options.retry_delay(job.attempt, random.random())
+            out = Outcome(job.id, job.token, "retry", error_entry(exc, job.attempt, kind=flag or "error"),
+                          delay_ms=int(delay * 1000), flag=flag, task=job.task, exc=exc)
+            out.duration_ms = (time.monotonic() - started) * 1000
+            out.after += [("job_retried", None)]
+            return out
+        return self._fail(job, exc, options, started, flag=flag)
+
+    def _fail(self, job: ClaimedJob, exc: BaseException, options: TaskOptions, started: float,
+              *, flag: str = "", message: str | None = None) -> Outcome:
+        out = Outcome(job.id, job.token, "fail", error_entry(exc, job.attempt, kind=flag or "error", message=message),
+                      ttl_ms=int(self.settings.failed_ttl * 1000), flag=flag, task=job.task, exc=exc)
+        out.keep_ms = int(options.tombstone_ttl * 1000) if options.tombstone else 0
+        out.duration_ms = (time.monotonic() - started) * 1000
+        out.after += [("job_failed", options.on_failure)]
+        return out
+
+    def _cancelled(self, job: ClaimedJob, options: TaskOptions, started: float, exc: BaseException) -> Outcome:
+        out = Outcome(job.id, job.token, "cancel", error_entry(exc, job.attempt, kind="cancelled"),
+                      ttl_ms=int(self.settings.succeeded_ttl * 1000), task=job.task, exc=exc)
+        out.keep_ms = int(options.tombstone_ttl * 1000) if options.tombstone else 0
+        out.duration_ms = (time.monotonic() - started) * 1000
+        return out
+
+    # ---------------------------------------------------------------- hooks
+
+    def _emit(self, event: str, *args: Any) -> None:
+        for fn in self.app.hooks.get(event, ()):
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("%s hook %r raised", event, fn)
+
+    def after_recorded(self, out: Outcome) -> None:
+        """Run hooks once the outcome is stored (a hook's exception never loses the job)."""
+        for event, task_hook in out.after:
+            self._emit(event, out)
+            if task_hook is not None:
+                try:
+                    if event == "job_succeeded":
+                        task_hook(out.id, out.value)
+                    else:
+                        task_hook(out.id, out.exc)
+                except Exception:
+                    log.exception("%s hook of %s raised", event, out.task)

@@ -1,0 +1,61 @@
+"""The heartbeat thread of a child: renews the lease on every held job and
+delivers cancel requests. A thread of its own, so a CPU-bound task cannot
+starve it (the GIL switches threads every few milliseconds)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..errors import TaskQError
+
+if TYPE_CHECKING:
+    from ..storage.backend import Backend
+
+log = logging.getLogger("taskq.worker")
+
+
+class Heartbeat(threading.Thread):
+    def __init__(self, backend: Backend, worker_id: str, interval: float, info_ttl_ms: int,
+                 info: dict[str, str], on_cancel: Callable[[dict[str, int]], None]) -> None:
+        super().__init__(name="taskq-heartbeat", daemon=True)
+        self.backend = backend
+        self.worker_id = worker_id
+        self.interval = interval
+        self.info_ttl_ms = info_ttl_ms
+        self.info = info
+        self.on_cancel = on_cancel
+        self.stopped = threading.Event()
+        self.failing = False
+
+    def beat(self) -> None:
+        _, cancels = self.backend.heartbeat(self.worker_id, self.info_ttl_ms, self.info)
+        self.info = {}  # static fields are written once
+        if cancels:
+            self.on_cancel(cancels)
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                self.beat()
+                if self.failing:
+                    log.info("heartbeat of %s restored", self.worker_id)
+                self.failing = False
+            except TaskQError as exc:
+                if not self.failing:
+                    log.warning("heartbeat of %s failed: %s (retrying)", self.worker_id, exc)
+                self.failing = True
+            except Exception:
+                log.exception("heartbeat thread error")
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def kill_self() -> None:
+    """End this process at once (a forced cancel); the supervisor reaps it."""
+    os.kill(os.getpid(), signal.SIGKILL)

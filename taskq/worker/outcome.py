@@ -1,0 +1,53 @@
+"""The record a child sends for each finished job (see settle_claim.lua)."""
+
+from __future__ import annotations
+
+import bisect
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import codec
+
+# Upper bounds (ms) of the run-time histogram buckets; the last is +Inf.
+BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000)
+
+
+def bucket_name(duration_ms: float) -> str:
+    i = bisect.bisect_left(BUCKETS_MS, duration_ms)
+    return f"le_{BUCKETS_MS[i]}" if i < len(BUCKETS_MS) else "le_inf"
+
+
+def error_entry(exc: BaseException | None, attempt: int, *, kind: str = "error",
+                exc_type: str | None = None, message: str | None = None, tb: str | None = None) -> bytes:
+    """An error-history entry: type, message, traceback, attempt, time."""
+    if exc is not None:
+        exc_type = exc_type or type(exc).__name__
+        message = message if message is not None else str(exc)
+        tb = tb if tb is not None else "".join(traceback.format_exception(exc))[-8000:]
+    return codec.dumps({
+        "type": exc_type or "Error", "message": message or "", "traceback": tb or "",
+        "attempt": attempt, "kind": kind, "at": time.time(),
+    })
+
+
+@dataclass
+class Outcome:
+    id: str
+    token: int
+    kind: str  # ok | fail | retry | requeue | cancel | release
+    blob: bytes = b""
+    delay_ms: int = 0
+    ttl_ms: int = 0
+    keep_ms: int = 0
+    duration_ms: float = 0.0
+    flag: str = ""
+    task: str = ""
+    exc: BaseException | None = None
+    value: Any = None
+    after: list[Any] = field(default_factory=list)  # callbacks run once recorded
+
+    def fields(self) -> list[Any]:
+        return [self.id, self.token, self.kind, self.blob, self.delay_ms, self.ttl_ms, self.keep_ms,
+                int(self.duration_ms), bucket_name(self.duration_ms), self.flag]

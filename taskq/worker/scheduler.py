@@ -1,0 +1,179 @@
+"""The scheduler: promotes due jobs, fires periodic tasks, and reaps dead
+workers. Runs in every supervisor (a thread) and standalone as
+``taskq scheduler``; any number may run at once (every move is one script).
+
+``tick(now_ms)`` does one pass and returns how long to sleep; ``run()``
+sleeps on the server until the next due time or until an earlier job
+arrives, never on a fixed polling interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+from ..enqueue import build_job
+from ..errors import TaskQError
+from .outcome import error_entry
+
+if TYPE_CHECKING:
+    from ..app import TaskQ
+    from ..cron import Periodic
+
+log = logging.getLogger("taskq.scheduler")
+PROMOTE_BATCH = 5000
+TRIM_EVERY_MS = 60_000
+
+
+class Reaper:
+    """Finds workers whose heartbeat stopped and returns their jobs.
+
+    A worker is reaped only after this reaper itself watched its heartbeat
+    stay unchanged for a whole ``heartbeat_timeout`` of server time, while
+    ticking without a gap: after a server pause or a lost connection the
+    observations start over, so a stall never causes a stampede.
+    """
+
+    def __init__(self, app: TaskQ) -> None:
+        self.app = app
+        s = app.settings
+        self.timeout_ms = int(s.heartbeat_timeout * 1000)
+        self.max_gap_ms = max(2000, self.timeout_ms // 2)
+        self.caps = (s.failed_max, s.error_history, int(s.failed_ttl * 1000))
+        self.seen: dict[str, tuple[int, int]] = {}  # worker -> (heartbeat, first seen at)
+        self.last_tick_ms: int | None = None
+
+    def tick(self, now_ms: int) -> list[str]:
+        """One pass; returns the ids of workers reaped."""
+        if self.last_tick_ms is not None and now_ms - self.last_tick_ms > self.max_gap_ms:
+            log.info("reaper was away for %.1fs: restarting its observations", (now_ms - self.last_tick_ms) / 1000)
+            self.seen.clear()
+        self.last_tick_ms = now_ms
+        reaped = []
+        workers = self.app.backend.workers()
+        present = set()
+        for wid, hb in workers:
+            present.add(wid)
+            prev = self.seen.get(wid)
+            if prev is None or prev[0] != hb:
+                self.seen[wid] = (hb, now_ms)
+                continue
+            if now_ms - prev[1] >= self.timeout_ms and now_ms - hb >= self.timeout_ms:
+                if self.reap(wid, hb):
+                    reaped.append(wid)
+                    self.seen.pop(wid, None)
+        for wid in list(self.seen):
+            if wid not in present:
+                del self.seen[wid]
+        return reaped
+
+    def reap(self, worker_id: str, expected_hb: int | None) -> bool:
+        blob = error_entry(None, 0, kind="lost", exc_type="WorkerLost",
+                           message="worker lost (its heartbeat stopped)")
+        result = self.app.backend.reap_worker(worker_id, expected_hb=expected_hb, caps=self.caps, lost_blob=blob)
+        if result is None:
+            return False
+        if result:
+            log.warning("worker %s is gone: %s", worker_id,
+                        ", ".join(f"job {j} {o}" for j, o in result.items()))
+        return True
+
+
+class Scheduler:
+    def __init__(self, app: TaskQ, *, reaper: bool = True) -> None:
+        self.app = app
+        self.reaper = Reaper(app) if reaper else None
+        self.reap_every_ms = max(100, min(1000, int(app.settings.heartbeat_timeout * 1000) // 5))
+        self.next_reap_ms = 0
+        self.next_trim_ms = 0
+        self.stop_event = threading.Event()
+
+    # ---------------------------------------------------------------- one pass
+
+    def tick(self, now_ms: int | None = None) -> float:
+        """Promote due jobs, fire due periodic ticks, reap; seconds to sleep."""
+        b = self.app.backend
+        arg = "" if now_ms is None else now_ms
+        while True:
+            moved, next_due, server_now = b.promote(PROMOTE_BATCH, now_ms=arg)
+            if moved < PROMOTE_BATCH:
+                break
+        now = server_now
+        wake = now + 60_000
+        if next_due >= 0:
+            wake = min(wake, next_due)
+        for periodic in self.app.periodics.values():
+            wake = min(wake, self.fire(periodic, now))
+        if self.reaper is not None:
+            if now >= self.next_reap_ms:
+                self.reaper.tick(now)
+                self.next_reap_ms = now + self.reap_every_ms
+            wake = min(wake, self.next_reap_ms)
+        if now >= self.next_trim_ms:
+            s = self.app.settings
+            b.trim_finished(int(s.failed_ttl * 1000), int(s.succeeded_ttl * 1000))
+            self.next_trim_ms = now + TRIM_EVERY_MS
+        return max(0.0, (wake - now) / 1000)
+
+    def fire(self, periodic: Periodic, now_ms: int) -> int:
+        """Enqueue the due ticks of one periodic task; returns its next tick."""
+        b = self.app.backend
+        last = b.cron_last(periodic.name)
+        if last is None:
+            last = b.cron_init(periodic.name, periodic.next_after(now_ms) - 1)
+        ticks = periodic.due_ticks(last, now_ms)
+        if not ticks and periodic.next_after(last) <= now_ms:  # catch_up="skip": jump past the missed ones
+            b.fire_periodic(periodic.name, now_ms, self._job(periodic, now_ms), enqueue=False)
+        for tick in ticks:
+            if b.fire_periodic(periodic.name, tick, self._job(periodic, tick)):
+                log.info("periodic %s fired for tick %d", periodic.name, tick)
+        return periodic.next_after(max(now_ms, last))
+
+    def _job(self, periodic: Periodic, tick: int) -> list:
+        options = self.app.options_for(periodic.name)
+        return build_job(self.app.settings, periodic.name, periodic.args, periodic.kwargs, options, {},
+                         job_id=f"cron:{periodic.name}:{tick}")
+
+    # ---------------------------------------------------------------- loop
+
+    def run(self) -> None:
+        """Run until ``stop()``; survives a lost server (backs off, logs once)."""
+        down = False
+        pause = 0.1
+        while not self.stop_event.is_set():
+            try:
+                sleep = self.tick()
+                if down:
+                    log.warning("scheduler reconnected")
+                down, pause = False, 0.1
+                if sleep > 0:
+                    self.app.backend.wait_schedule_change(min(sleep, 5.0))
+            except TaskQError as exc:
+                if not down:
+                    log.warning("scheduler lost the server (%s); retrying", exc)
+                down = True
+                if self.stop_event.wait(pause):
+                    break
+                pause = min(pause * 2, 2.0)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+
+def run_recovery(app: TaskQ) -> dict[str, list[str]]:
+    """A manual recovery pass (``taskq recover``): reap every worker whose
+    heartbeat is older than ``heartbeat_timeout`` on the server's clock."""
+    b = app.backend
+    now = b.server_time_ms()
+    timeout_ms = int(app.settings.heartbeat_timeout * 1000)
+    reaper = Reaper(app)
+    out: dict[str, list[str]] = {}
+    for wid, hb in b.workers():
+        if now - hb >= timeout_ms:
+            before = set(b.worker_details([wid])[0][1])
+            if reaper.reap(wid, hb):
+                out[wid] = sorted(j.decode() for j in before)
+    moved, _, _ = b.promote(PROMOTE_BATCH)
+    return out
+

@@ -1,0 +1,31 @@
+"""What a child tells its supervisor without a round trip: the job it is
+running and its hard-timeout deadline (shared memory, no locks needed:
+the id is written before the deadline)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+
+ID_BYTES = 256
+
+
+class Slot:
+    def __init__(self) -> None:
+        self._id = mp.RawArray("c", ID_BYTES)
+        self._deadline = mp.RawValue("d", 0.0)
+
+    def set(self, job_id: str, deadline: float) -> None:
+        self._id.value = job_id.encode()[: ID_BYTES - 1]
+        self._deadline.value = deadline
+
+    @property
+    def job_id(self) -> str:
+        return self._id.value.decode()
+
+    @property
+    def deadline(self) -> float:
+        return self._deadline.value
+
+    def clear(self) -> None:
+        self._deadline.value = 0.0
+        self._id.value = b""

