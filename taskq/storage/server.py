@@ -266,7 +266,9 @@ class EphemeralServer:
                 self.port = port
                 return self
         tail = _log_tail(Path(self.dir, "server.log"), Path(self.dir, "stdio.log"))
-        raise ServerStartError(f"could not start {self.binary} in {self.dir}:\n{tail}")
+        if self.port is None:  # never started: don't leak the temp dir (e.g. `with` whose start fails)
+            self.stop()
+        raise ServerStartError(f"could not start {self.binary}:\n{tail}")
 
     @staticmethod
     def _free_port() -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from taskq.errors import ServerNotFound
+from taskq.errors import ServerNotFound, ServerStartError
 from taskq.storage import server as srv
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -228,6 +229,17 @@ def test_ephemeral_server_killed_at_interpreter_exit(server_bin):
     try:
         assert not srv._pid_alive(int(pid_s))
     finally:
-        import shutil
-
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def test_start_failures_raise_server_start_error(tmp_path, monkeypatch):
+    bogus = tmp_path / "fake-server"
+    bogus.write_text("#!/bin/sh\necho 'fake: refusing to start' >&2\nexit 1\n")
+    bogus.chmod(0o755)
+    s = srv.EphemeralServer(binary=str(bogus))
+    with pytest.raises(ServerStartError, match="refusing to start"):
+        s.start()
+    assert s.dir is None and s.pid is None
+    monkeypatch.setenv("TASKQ_SERVER_BIN", str(bogus))
+    with pytest.raises(ServerStartError, match="refusing to start"):
+        srv.ensure_embedded_server(tmp_path / "home")

@@ -1,0 +1,159 @@
+"""Job inspection and control commands."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import click
+
+from taskq.control import LISTABLE
+from taskq.job import JobInfo
+
+from .common import app_option, emit_json, friendly, resolve_app
+
+
+def _when(ts: float | None) -> str:
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def _show(info: JobInfo) -> None:
+    rows = [
+        ("id", info.id), ("state", info.state.value), ("task", info.task), ("queue", info.queue),
+        ("priority", info.priority), ("args", info.args), ("kwargs", info.kwargs),
+        ("created", _when(info.created_at)), ("started", _when(info.started_at)),
+        ("finished", _when(info.finished_at)), ("due", _when(info.due_at)),
+        ("attempts", info.attempts), ("worker", info.worker or "-"),
+        ("requeues", info.requeue_count), ("cancels", info.cancel_count),
+    ]
+    if info.progress:
+        rows.append(("progress", f"{info.progress.get('fraction', 0):.0%} {info.progress.get('message', '')}"))
+    if info.result is not None:
+        rows.append(("result", info.result))
+    if info.skipped_by:
+        rows.append(("skipped by", info.skipped_by))
+    for k, v in rows:
+        click.echo(f"{k:>10}: {v}")
+    for err in info.errors:
+        click.echo(f"     error: attempt {err.get('attempt')}: {err.get('type')}: {err.get('message')}")
+
+
+@click.group()
+def job() -> None:
+    """Show or control one job."""
+
+
+@job.command("show")
+@app_option
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def job_show(app: str | None, job_id: str, as_json: bool) -> None:
+    info = resolve_app(app).job(job_id).info()
+    emit_json(info.as_dict()) if as_json else _show(info)
+
+
+def _control(name: str, help_text: str, **extra: Any) -> None:
+    @job.command(name, help=help_text)
+    @app_option
+    @click.argument("job_id")
+    @friendly
+    def command(app: str | None, job_id: str, **kw: Any) -> None:
+        the_app = resolve_app(app)
+        result = getattr(the_app.control, name)(job_id, **kw)
+        click.echo(f"{job_id}: {name} ok ({result})")
+
+    if name == "cancel":
+        click.option("--force", is_flag=True, help="Kill the attempt if it is running.")(command)
+    if name == "requeue":
+        click.option("--front", is_flag=True, help="Put it at the head of its queue.")(command)
+
+
+for _name, _help in (
+    ("cancel", "Cancel a job (a running one is asked to stop; --force kills it)."),
+    ("requeue", "Give a job back to its queue (failed, scheduled, stalled or active)."),
+    ("stall", "Hold a queued, scheduled or failed job back."),
+    ("unstall", "Put a stalled job back in its queue."),
+    ("retract", "Remove a job that has not run yet."),
+    ("delete", "Delete a job that is not running, and all its data."),
+):
+    _control(_name, _help)
+
+
+def _table(infos: list[JobInfo]) -> None:
+    click.echo(f"{'ID':<18} {'STATE':<10} {'TASK':<32} {'QUEUE':<10} {'ATT':>3}  {'CREATED':<19}  ERROR")
+    for i in infos:
+        err = i.errors[-1] if i.errors else {}
+        msg = f"{err.get('type')}: {err.get('message')}"[:60] if err else ""
+        click.echo(f"{i.id:<18} {i.state.value:<10} {i.task[:32]:<32} {i.queue[:10]:<10} {i.attempts:>3}  "
+                   f"{_when(i.created_at):<19}  {msg}")
+
+
+@click.command("jobs")
+@app_option
+@click.option("--state", type=click.Choice(LISTABLE), default="queued", show_default=True)
+@click.option("--queue", "-Q", default=None)
+@click.option("--task", default=None)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def jobs_cmd(app: str | None, state: str, queue: str | None, task: str | None, limit: int, as_json: bool) -> None:
+    """List jobs in a state."""
+    infos = resolve_app(app).control.list_jobs(state, queue=queue, task=task, limit=limit)
+    if as_json:
+        emit_json([i.as_dict() for i in infos])
+    else:
+        _table(infos)
+
+
+@click.group()
+def failed() -> None:
+    """Failed jobs: list, requeue, purge."""
+
+
+def _filters(fn: Any) -> Any:
+    fn = click.option("--task", default=None)(fn)
+    fn = click.option("--queue", "-Q", default=None)(fn)
+    fn = click.option("--error-type", default=None, help="Exception type name of the last error.")(fn)
+    return app_option(fn)
+
+
+@failed.command("list")
+@_filters
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def failed_list(app: str | None, task: str | None, queue: str | None, error_type: str | None, as_json: bool) -> None:
+    infos = resolve_app(app).control.failed_jobs(task=task, queue=queue, error_type=error_type)
+    emit_json([i.as_dict() for i in infos]) if as_json else _table(infos)
+
+
+@failed.command("requeue")
+@_filters
+@friendly
+def failed_requeue(app: str | None, task: str | None, queue: str | None, error_type: str | None) -> None:
+    n = resolve_app(app).control.requeue_failed(task=task, queue=queue, error_type=error_type)
+    click.echo(f"requeued {n} failed job(s)")
+
+
+@failed.command("purge")
+@_filters
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@friendly
+def failed_purge(app: str | None, task: str | None, queue: str | None, error_type: str | None, yes: bool) -> None:
+    if not yes:
+        click.confirm("Delete the matching failed jobs?", abort=True)
+    n = resolve_app(app).control.purge_failed(task=task, queue=queue, error_type=error_type)
+    click.echo(f"deleted {n} failed job(s)")
+
+
+@click.command("purge")
+@app_option
+@click.option("--queue", "-Q", required=True)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@friendly
+def purge(app: str | None, queue: str, yes: bool) -> None:
+    """Delete every queued job of a queue."""
+    if not yes:
+        click.confirm(f"Delete every queued job of queue {queue!r}?", abort=True)
+    n = resolve_app(app).control.purge_queue(queue)
+    click.echo(f"deleted {n} queued job(s) from {queue}")

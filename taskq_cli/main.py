@@ -1,0 +1,139 @@
+"""``taskq``: run workers and schedulers, inspect and control jobs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import signal
+import sys
+from typing import Any
+
+import click
+
+from taskq.logs import setup_logging
+from taskq.storage.server import embedded_home, embedded_status, stop_embedded_server
+from taskq.worker import Supervisor, WorkerConfig
+from taskq.worker.scheduler import Scheduler, run_recovery
+
+from . import jobs
+from .common import app_argument, friendly
+from .loader import load_app
+
+@click.group()
+@click.version_option(package_name="taskq")
+def main() -> None:
+    """taskq: a distributed task queue on Redis or Valkey."""
+
+
+def _csv(value: str | None) -> tuple[str, ...]:
+    return tuple(x.strip() for x in (value or "").split(",") if x.strip())
+
+
+@main.command()
+@app_argument
+@click.option("-c", "--concurrency", type=click.IntRange(min=1), default=None, help="Worker processes (default: CPU count).")
+@click.option("-Q", "--queues", default="default", show_default=True, help="Queues to serve, in priority order.")
+@click.option("--tasks", default="", help="Serve only these task names (comma-separated).")
+@click.option("--include", multiple=True, help="Import a further task module (repeatable).")
+@click.option("--prefetch", type=click.IntRange(min=1), default=100, show_default=True, help="Most jobs a process leases per claim.")
+@click.option("--no-scheduler", is_flag=True, help="Do not run a scheduler in this worker.")
+@click.option("--shutdown-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Seconds running jobs get to finish on SIGTERM; then they go back to the queue.")
+@click.option("--loglevel", "-l", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--log-format", default="text", show_default=True, type=click.Choice(["text", "json"]))
+@friendly
+def worker(app: str | None, concurrency: int | None, queues: str, tasks: str, include: tuple[str, ...],
+           prefetch: int, no_scheduler: bool, shutdown_timeout: float, loglevel: str, log_format: str) -> None:
+    """Run worker processes for APP."""
+    setup = functools.partial(setup_logging, loglevel, log_format)
+    setup()
+    the_app = load_app(app, include)
+    kwargs: dict[str, Any] = {}
+    if concurrency:
+        kwargs["concurrency"] = concurrency
+    config = WorkerConfig(queues=_csv(queues), tasks=_csv(tasks), prefetch=prefetch, scheduler=not no_scheduler,
+                          shutdown_timeout=shutdown_timeout, **kwargs)
+    unknown = [t for t in config.tasks if t not in the_app.tasks]
+    if unknown:
+        raise click.ClickException(f"--tasks names unknown task(s): {', '.join(unknown)}")
+    sys.exit(Supervisor(the_app, config, log_setup=setup).run())
+
+
+@main.command()
+@app_argument
+@click.option("--loglevel", "-l", default="INFO", show_default=True)
+@friendly
+def scheduler(app: str | None, loglevel: str) -> None:
+    """Run a standalone scheduler (delayed jobs, retries, cron, reaper)."""
+    setup_logging(loglevel)
+    s = Scheduler(load_app(app))
+    signal.signal(signal.SIGTERM, lambda *_: s.stop())
+    signal.signal(signal.SIGINT, lambda *_: s.stop())
+    logging.getLogger("taskq.scheduler").info("scheduler started")
+    s.run()
+
+
+@main.command()
+@app_argument
+@friendly
+def recover(app: str | None) -> None:
+    """Return the jobs of dead workers to their queues now."""
+    result = run_recovery(load_app(app))
+    if not result:
+        click.echo("no dead workers")
+    for wid, jobs in result.items():
+        click.echo(f"reaped {wid}: {len(jobs)} job(s) {' '.join(jobs)}")
+
+
+@main.group()
+def server() -> None:
+    """Manage the embedded server (./.taskq or $TASKQ_HOME)."""
+
+
+@server.command("status")
+@friendly
+def server_status() -> None:
+    status = embedded_status()
+    if status is None:
+        click.echo(f"no embedded server running for {embedded_home()}")
+        sys.exit(1)
+    for k, v in status.items():
+        click.echo(f"{k}: {v}")
+
+
+@server.command("stop")
+@friendly
+def server_stop() -> None:
+    if stop_embedded_server():
+        click.echo(f"stopped the embedded server of {embedded_home()}")
+    else:
+        click.echo(f"no embedded server running for {embedded_home()}")
+
+
+@main.group()
+def periodic() -> None:
+    """Periodic (cron) tasks."""
+
+
+@periodic.command("list")
+@app_argument
+@friendly
+def periodic_list(app: str | None) -> None:
+    """Each periodic task with its schedule and next run time."""
+    the_app = load_app(app)
+    if not the_app.periodics:
+        click.echo("no periodic tasks")
+        return
+    now = the_app.backend.server_time_ms()
+    for name, p in sorted(the_app.periodics.items()):
+        nxt = dt.datetime.fromtimestamp(p.next_after(now) / 1000, p.tz).isoformat(timespec="seconds")
+        click.echo(f"{name}  {p.description}  tz={p.tz}  next={nxt}  catch_up={p.catch_up}")
+
+
+for _group in (jobs.job, jobs.jobs_cmd, jobs.failed, jobs.purge):
+    main.add_command(_group)
+
+if __name__ == "__main__":
+    main()

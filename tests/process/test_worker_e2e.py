@@ -1,0 +1,72 @@
+"""End to end: real ``taskq worker`` processes on a real server."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from taskq import JobState, ResultTimeout, TaskFailed
+from tests.apps.basic import build
+from tests.conftest import wait_for
+
+
+@pytest.fixture
+def client(redis_url, namespace):
+    app = build(redis_url, namespace)
+    yield app
+    app.backend.delete_namespace()
+    app.close()
+
+
+def test_add_returns_result_across_processes(client, start_worker):
+    start_worker()
+    assert client.tasks["add"].delay(2, 3).result(timeout=10) == 5
+
+
+def test_enqueue_by_name_from_an_app_without_the_task(client, start_worker, make_app):
+    start_worker()
+    producer = make_app()  # knows no tasks: a web process that only submits
+    job = producer.enqueue("add", 20, 22)
+    assert job.result(timeout=10) == 42
+
+
+def test_failure_raises_task_failed_with_remote_type_and_message(client, start_worker):
+    start_worker()
+    with pytest.raises(TaskFailed) as err:
+        client.tasks["fail"].delay("bad").result(timeout=10)
+    assert err.value.exc_type == "ValueError"
+    assert err.value.message == "bad"
+    assert "raise ValueError(message)" in err.value.traceback
+
+
+def test_result_timeout_on_a_slow_job_and_the_job_goes_on(client, start_worker):
+    start_worker()
+    job = client.tasks["sleep"].delay(1.0, "late")
+    with pytest.raises(ResultTimeout):
+        job.result(timeout=0.2)
+    assert job.result(timeout=10) == "late"
+
+
+def test_unknown_task_fails_with_clear_error_and_worker_keeps_serving(client, start_worker):
+    start_worker()
+    job = client.enqueue("no.such.task", 1)
+    wait_for(lambda: job.state == JobState.FAILED, 10, what="unknown task to fail")
+    err = job.info().errors[-1]
+    assert err["type"] == "UnknownTask"
+    assert "unknown task 'no.such.task'; this worker knows: " in err["message"]
+    assert "add" in err["message"]
+    assert client.tasks["add"].delay(1, 1).result(timeout=10) == 2
+
+
+def test_sigterm_lets_the_running_job_finish_and_leaves_queued_jobs(client, start_worker):
+    w = start_worker()
+    running = client.tasks["sleep"].delay(2.0, "done")
+    wait_for(lambda: running.state == JobState.ACTIVE, 10, what="job to start")
+    queued = [client.tasks["add"].delay(1, 2) for _ in range(3)]
+    w.signal(signal.SIGTERM)
+    assert w.wait(30) == 0
+    assert running.state == JobState.SUCCEEDED
+    assert running.result(timeout=1) == "done"
+    assert [j.state for j in queued] == [JobState.QUEUED] * 3
+    assert not client.backend.workers()
