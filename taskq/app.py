@@ -16,6 +16,7 @@ from .errors import ConfigurationError, UnknownTask
 from .events import EventListener
 from .job import Job
 from .options import AppSettings, TaskOptions, load_settings, warn_unknown_task_flags
+from .stats import Stats, WorkerInfo, collect_stats, collect_workers
 from .storage.backend import Backend, redact_url
 from .storage.server import ensure_embedded_server
 from .task import Task
@@ -224,3 +225,13 @@ class TaskQ:
     def events(self) -> EventListener:
         """The background listener behind ``job.on_finish``."""
         return EventListener(self)
+
+    # ------------------------------------------------------------ observability
+
+    def stats(self, now_ms: int | None = None) -> Stats:
+        """A snapshot of counters, run times, queues and throughput (see ``taskq.stats``)."""
+        return collect_stats(self, now_ms)
+
+    def workers(self) -> list[WorkerInfo]:
+        """The registered worker processes, most recent heartbeat first."""
+        return collect_workers(self)

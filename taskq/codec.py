@@ -48,7 +48,7 @@ def _ext_hook(code: int, data: bytes) -> Any:
         return uuid.UUID(bytes=data)
     if code == _DECIMAL:
         return decimal.Decimal(data.decode())
-    return msgpack.ExtType(code, data)
+    raise ValueError(f"unknown msgpack extension type {code}")
 
 
 _packer = msgpack.Packer(default=_default, use_bin_type=True, datetime=False)
@@ -67,10 +67,8 @@ def loads(data: bytes) -> Any:
     """Decode one value (strict: trailing bytes or garbage raise ValueError)."""
     try:
         return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
-    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, UnicodeDecodeError) as exc:
-        raise ValueError(f"undecodable payload: {exc}") from None
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"undecodable payload: {exc}") from None
+    except Exception as exc:  # garbage may fail anywhere, an extension hook included
+        raise ValueError(f"undecodable payload: {str(exc) or 'not valid msgpack (' + type(exc).__name__ + ')'}") from None
 
 
 def encode_args(args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> bytes:

@@ -186,7 +186,7 @@ def _matches(exc: BaseException, spec: ExcSpec) -> bool:
 class AppSettings:
     """App-level settings. Each can also come from ``TASKQ_<NAME>`` in the environment."""
 
-    redis_url: str | None = None
+    redis_url: str | None = field(default=None, repr=False)  # may hold a password
     namespace: str = "taskq"
     heartbeat_timeout: float = 10.0
     max_payload_bytes: int = 512 * 1024
@@ -233,7 +233,12 @@ class AppSettings:
                 raise ConfigurationError(f"task_flags[{task!r}] must be a dict of flags")
             check_flag_names(flags, f"flag in task_flags[{task!r}]:")
         check_flag_names(self.task_defaults, "flag in task_defaults:")
-        TaskOptions(**self.task_defaults)  # validate values early
+        defaults = TaskOptions(**self.task_defaults)  # validate values early
+        for task, flags in self.task_flags.items():
+            try:
+                defaults.merged(flags)
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"task_flags[{task!r}]: {exc}") from None
 
     @property
     def default_options(self) -> TaskOptions:

@@ -12,11 +12,12 @@ from typing import Any
 import click
 
 from taskq.logs import setup_logging
+from taskq.metrics import serve_metrics
 from taskq.storage.server import embedded_home, embedded_status, stop_embedded_server
 from taskq.worker import Supervisor, WorkerConfig
 from taskq.worker.scheduler import Scheduler, run_recovery
 
-from . import jobs
+from . import jobs, status
 from .common import app_argument, friendly
 from .loader import load_app
 
@@ -43,9 +44,13 @@ def _csv(value: str | None) -> tuple[str, ...]:
 @click.option("--loglevel", "-l", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 @click.option("--log-format", default="text", show_default=True, type=click.Choice(["text", "json"]))
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve Prometheus metrics of the namespace on this port (/metrics).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
 @friendly
 def worker(app: str | None, concurrency: int | None, queues: str, tasks: str, include: tuple[str, ...],
-           prefetch: int, no_scheduler: bool, shutdown_timeout: float, loglevel: str, log_format: str) -> None:
+           prefetch: int, no_scheduler: bool, shutdown_timeout: float, loglevel: str, log_format: str,
+           metrics_port: int | None, metrics_host: str) -> None:
     """Run worker processes for APP."""
     setup = functools.partial(setup_logging, loglevel, log_format)
     setup()
@@ -58,6 +63,11 @@ def worker(app: str | None, concurrency: int | None, queues: str, tasks: str, in
     unknown = [t for t in config.tasks if t not in the_app.tasks]
     if unknown:
         raise click.ClickException(f"--tasks names unknown task(s): {', '.join(unknown)}")
+    if metrics_port is not None:
+        try:
+            serve_metrics(the_app, metrics_port, metrics_host)
+        except OSError as exc:
+            raise click.ClickException(f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc}") from None
     sys.exit(Supervisor(the_app, config, log_setup=setup).run())
 
 
@@ -132,7 +142,7 @@ def periodic_list(app: str | None) -> None:
         click.echo(f"{name}  {p.description}  tz={p.tz}  next={nxt}  catch_up={p.catch_up}")
 
 
-for _group in (jobs.job, jobs.jobs_cmd, jobs.failed, jobs.purge):
+for _group in (jobs.job, jobs.jobs_cmd, jobs.failed, jobs.purge, status.status, status.metrics):
     main.add_command(_group)
 
 if __name__ == "__main__":

@@ -44,16 +44,19 @@ def translate_errors(url: str) -> Iterator[None]:
         yield
     except NoScriptError:
         raise
+    except redis.AuthenticationError as exc:  # a ConnectionError to redis-py; retrying cannot help
+        raise BrokerRefused(f"server at {redact_url(url)} refused the credentials: {exc}") from None
     except (RedisConnectionError, RedisTimeoutError) as exc:
         raise BrokerUnavailable(f"cannot reach the server at {redact_url(url)}: {exc}") from None
     except ResponseError as exc:
+        # redis-py strips the error code (OOM, READONLY, NOPERM) and picks a subclass
         text = str(exc)
-        if text.startswith("OOM") or "maxmemory" in text:
+        if isinstance(exc, redis.exceptions.OutOfMemoryError) or text.startswith("OOM") or "maxmemory" in text:
             raise BrokerRefused(f"server refused the write: out of memory (maxmemory reached): {text}") from None
-        if text.startswith("READONLY"):
+        if isinstance(exc, redis.exceptions.ReadOnlyError) or text.startswith("READONLY"):
             raise BrokerRefused("server refused the write: it is a read-only replica; point redis_url at the primary") from None
-        if text.startswith(("NOPERM", "NOAUTH", "WRONGPASS")):
-            raise BrokerRefused(f"server refused the command (authentication/ACL): {text.split(':')[0]}") from None
+        if isinstance(exc, redis.exceptions.NoPermissionError) or text.startswith(("NOPERM", "NOAUTH", "WRONGPASS")):
+            raise BrokerRefused(f"server refused the command (ACL): {text}") from None
         raise
 
 
@@ -400,3 +403,80 @@ class Backend:
         with translate_errors(self.url):
             pubsub.subscribe(self.keys.events)
         return pubsub
+
+    # ---- reads for stats
+
+    def stats_snapshot(self, minutes: Sequence[int]) -> dict[str, Any]:
+        """Counters, index sizes, workers and the given minute buckets, in one round trip."""
+        k = self.keys
+        with translate_errors(self.url):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hgetall(k.stats_task)
+            pipe.hgetall(k.stats_queue)
+            pipe.smembers(k.queues)
+            pipe.zcard(k.schedule)
+            pipe.zcard(k.stalled)
+            pipe.zcard(k.failed)
+            pipe.zrange(k.workers, 0, -1, withscores=True)
+            for minute in minutes:
+                pipe.hgetall(k.stats_minute(minute))
+            raw = pipe.execute()
+        text = lambda h: {f.decode(): int(v) for f, v in h.items()}  # noqa: E731
+        return {
+            "tasks": text(raw[0]), "queues": text(raw[1]), "queue_names": sorted(q.decode() for q in raw[2]),
+            "scheduled": int(raw[3]), "stalled": int(raw[4]), "failed": int(raw[5]),
+            "workers": [(w.decode(), int(s)) for w, s in raw[6]], "minutes": [text(h) for h in raw[7:]],
+        }
+
+    def histograms(self, tasks: Sequence[str]) -> list[dict[str, int]]:
+        """The run-time histogram of each task: ``le_<ms>``/``le_inf`` counts and ``sum_ms``."""
+        with translate_errors(self.url):
+            pipe = self.client.pipeline(transaction=False)
+            for task in tasks:
+                pipe.hgetall(self.keys.stats_histogram(task))
+            return [{f.decode(): int(v) for f, v in h.items()} for h in pipe.execute()]
+
+    def queue_figures(self, queues: Sequence[str]) -> dict[str, tuple[dict[int, int], int | None]]:
+        """Per queue: ready depth per priority level, and the created_ms of the
+        oldest job at the head of any level (None when empty). Three round trips."""
+        k = self.keys
+        with translate_errors(self.url):
+            pipe = self.client.pipeline(transaction=False)
+            for q in queues:
+                pipe.zrange(k.priorities(q), 0, -1)
+            levels = [[int(p) for p in ps] for ps in pipe.execute()]
+            pipe = self.client.pipeline(transaction=False)
+            for q, ps in zip(queues, levels):
+                for p in ps:
+                    pipe.llen(k.ready(q, p))
+                    pipe.lindex(k.ready(q, p), -1)  # consumers RPOP: the tail is taken next
+            raw = iter(pipe.execute())
+            heads: list[tuple[dict[int, int], list[bytes]]] = []
+            for ps in levels:
+                depth: dict[int, int] = {}
+                ids: list[bytes] = []
+                for p in ps:
+                    n, head = int(next(raw)), next(raw)
+                    if n:
+                        depth[p] = n
+                    if head is not None:
+                        ids.append(head)
+                heads.append((depth, ids))
+            pipe = self.client.pipeline(transaction=False)
+            for _, ids in heads:
+                for jid in ids:
+                    pipe.hget(k.job(jid.decode()), "c")
+            created = iter(pipe.execute())
+        out: dict[str, tuple[dict[int, int], int | None]] = {}
+        for q, (depth, ids) in zip(queues, heads):
+            times = [int(c) for c in (next(created) for _ in ids) if c]
+            out[q] = (depth, min(times) if times else None)
+        return out
+
+    def worker_job_counts(self, worker_ids: Sequence[str]) -> list[int]:
+        """How many jobs each worker holds (SCARD of its ``wj`` set)."""
+        with translate_errors(self.url):
+            pipe = self.client.pipeline(transaction=False)
+            for wid in worker_ids:
+                pipe.scard(self.keys.worker_jobs(wid))
+            return [int(n) for n in pipe.execute()]

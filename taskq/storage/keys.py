@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Upper bounds (ms) of the run-time histogram buckets: the fields of
+# ``st:h:<task>`` are ``le_<bound>`` for these, ``le_inf`` and ``sum_ms``.
+HISTOGRAM_BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000)
+
 
 @dataclass(frozen=True)
 class Keys:

@@ -121,10 +121,16 @@ class Consumer:
             if not self.pending:
                 self.pending_since = time.monotonic()
             self.pending.append(out)
-            if self.held and time.monotonic() - self.pending_since < self.config.flush_interval:
+            # A job slower than the batch budget: the jobs prefetched behind it go
+            # back to the head of the queue, so idle workers are not starved.
+            slow = out.duration_ms / 1000 > self.config.batch_budget
+            if self.held and not slow and time.monotonic() - self.pending_since < self.config.flush_interval:
                 return
             with self._lock:
                 outs, self.pending = self.pending, []
+                if slow and self.held:
+                    outs += [Outcome(j.id, j.token, "release") for j in self.held]
+                    self.held.clear()
                 self.held.extend(self._settle(outs, self.batch_size() if not self.held else 0))
             return
         with self._lock:
@@ -136,10 +142,12 @@ class Consumer:
             log.info("job %s %s succeeded in %.1fms", job.id, job.task, out.duration_ms,
                      extra={"job_id": job.id, "task": job.task, "outcome": "succeeded"})
         else:
-            what = {"fail": "failed", "retry": "will retry", "requeue": "requeued", "cancel": "cancelled"}[out.kind]
-            log.warning("job %s %s %s after %.1fms (attempt %d): %s", job.id, job.task, what, out.duration_ms,
-                        job.attempt, f"{type(out.exc).__name__}: {out.exc}" if out.exc else "",
-                        extra={"job_id": job.id, "task": job.task, "outcome": what})
+            what = {"fail": "failed", "retry": "failed, will retry", "requeue": "requeued",
+                    "cancel": "cancelled"}[out.kind]
+            later = f" in {out.delay_ms / 1000:g}s" if out.kind in ("retry", "requeue") else ""
+            log.warning("job %s %s %s%s (attempt %d, ran %.1fms): %s", job.id, job.task, what, later, job.attempt,
+                        out.duration_ms, f"{type(out.exc).__name__}: {out.exc}" if out.exc else "",
+                        extra={"job_id": job.id, "task": job.task, "outcome": out.kind})
 
     def run(self) -> None:
         """Serve until asked to stop; then hand back unstarted jobs and leave."""

@@ -40,7 +40,7 @@ class ClaimedJob:
         self.payload = row[4]
         self.opts = row[5]
         self.sig = row[6].decode("ascii", "replace")
-        self.queue = row[7].decode()
+        self.queue = row[7].decode("utf-8", "replace")
         self.created_ms = int(row[8] or 0)
 
 

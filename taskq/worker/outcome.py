@@ -9,9 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import codec
-
-# Upper bounds (ms) of the run-time histogram buckets; the last is +Inf.
-BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000)
+from ..storage.keys import HISTOGRAM_BUCKETS_MS as BUCKETS_MS  # upper bounds (ms); the last bucket is +Inf
 
 
 def bucket_name(duration_ms: float) -> str:

@@ -108,11 +108,34 @@ end
 local claimed = {}
 local got = 0
 
+-- A queued job whose hash lacks a field every later step relies on (task,
+-- queue, priority, payload) was not written by taskq: it is failed here,
+-- never leased, so no script downstream meets the gap. Kept (no expiry)
+-- until the failed index's cap or an operator removes it.
+-- `j` is the HMGET of take() below (t q p at 4..6).
+local function fail_malformed(id, jk, j)
+  local missing = {}
+  if not j[4] then missing[#missing + 1] = 't' end
+  if not j[5] then missing[#missing + 1] = 'q' end
+  if not j[6] then missing[#missing + 1] = 'p' end
+  if redis.call('HEXISTS', jk, 'd') == 0 then missing[#missing + 1] = 'd' end
+  if #missing == 0 then return false end
+  local blob = cmsgpack.pack({
+    type = 'ValueError', kind = 'error', traceback = '', attempt = 0, at = NOW / 1000,
+    message = 'undecodable payload: the job hash lacks field(s) ' .. table.concat(missing, ', ') ..
+      ' (it was not written by taskq)'})
+  append_error(jk, blob, CAPS.errors)
+  finalize(id, jk, 'failed', redis.call('HGET', jk, 'u'), 0, 0, blob)
+  count(j[4] or '', j[5] or '', 'failed')
+  return true
+end
+
 -- Tries to lease job `id` (already removed from its ready list).
 local function take(id)
   local jk = jkey(id)
-  local j = redis.call('HMGET', jk, 's', 'r', 'ol', 't', 'q')
+  local j = redis.call('HMGET', jk, 's', 'r', 'ol', 't', 'q', 'p')
   if j[1] ~= 'queued' then return end
+  if fail_malformed(id, jk, j) then return end
   local res = j[2]
   if res then
     local lk = P .. 'l:' .. res

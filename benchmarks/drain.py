@@ -1,0 +1,88 @@
+"""Figure 3: drain rate of pre-enqueued jobs by real worker processes.
+
+taskq: jobs are enqueued first, then ``taskq worker -c N`` starts; the time
+runs from the first job's start (``sa`` in its hash, server clock) to the
+last finish (the newest score in ``{ns}:done``), so start-up is excluded.
+
+raw: N consumer processes block on an empty list; once all are connected the
+pre-filled list is ``RENAME``d into place. Each does ``BLMOVE src
+processing`` + task + ``LREM processing`` one job at a time and reports its
+first start and last finish.
+"""
+
+from __future__ import annotations
+
+from .common import Context, wait_until
+from .report import Row, Target
+from .tasks import build
+
+NAME = "drain"
+TITLE = "3 drain"
+TASKS = ("noop", "incr")
+PROCS = (1, 2)
+FILL_BATCH = 1000
+
+
+def taskq_rate(ctx: Context, task: str, procs: int, n: int) -> float:
+    ns = ctx.namespace()
+    app = build(ctx.url, ns)
+    jobs = app.tasks[task].map([()] * n)
+    app.close()
+    r = ctx.redis
+    worker = ctx.worker(ns, procs)
+    prefix = "{" + ns + "}:"
+
+    def finished() -> bool:
+        worker.check()
+        return int(r.hget(prefix + "st:t", f"{task}|succeeded") or 0) >= n
+
+    wait_until(finished, 60 + n / 100, f"{n} {task} jobs to finish", interval=0.01)
+    worker.stop(wait=False)  # reaped before the next figure; its namespace is not reused
+    start = int(r.hget(prefix + "j:" + jobs[0].id, "sa"))
+    (_, end), = r.zrevrange(prefix + "done", 0, 0, withscores=True)
+    return n / max((end - start) / 1000, 0.001)
+
+
+def raw_rate(ctx: Context, task: str, procs: int, n: int) -> float:
+    ns = ctx.namespace()
+    r = ctx.redis
+    stage, src, processing, ready = (f"raw:{ns}:{k}" for k in ("stage", "src", "processing", "ready"))
+    for start in range(0, n, FILL_BATCH):
+        r.lpush(stage, *(f"{i:016d}" for i in range(start, min(n, start + FILL_BATCH))))
+    consumers = [ctx.raw("consume", src, processing, ready, task, ns) for _ in range(procs)]
+    wait_until(lambda: int(r.get(ready) or 0) >= procs, 60, "raw consumers", interval=0.01)
+    r.rename(stage, src)
+    results = ctx.raw_results(consumers, 60 + n / 100)
+    ctx.procs[:] = [p for p in ctx.procs if p not in consumers]
+    done = sum(x["n"] for x in results)
+    if done != n:
+        raise RuntimeError(f"raw consumers took {done} jobs of {n}")
+    first = min(x["first"] for x in results if x["n"])
+    last = max(x["last"] for x in results)
+    return n / max(last - first, 0.001)
+
+
+def run(ctx: Context) -> list[Row]:
+    n = ctx.sizes.drain
+    ours: dict[tuple[str, int], list[float]] = {(t, p): [] for t in TASKS for p in PROCS}
+    raw: dict[tuple[str, int], list[float]] = {(t, p): [] for t in TASKS for p in PROCS}
+    for _ in range(ctx.runs):
+        for key in ours:
+            ours[key].append(taskq_rate(ctx, *key, n))
+            raw[key].append(raw_rate(ctx, *key, n))
+        ctx.reap()
+        ctx.flush()
+    targets = {("noop", 1): Target(">=", 10_000, "jobs/s"), ("incr", 1): Target("ratio>=", 2.5)}
+    rows = [
+        Row(TITLE, f"{task} task, {procs} proc, x{n:,}", "jobs/s", ours[task, procs], raw[task, procs],
+            targets.get((task, procs)))
+        for task in TASKS for procs in PROCS
+    ]
+
+    def speedup(values: dict[tuple[str, int], list[float]]) -> list[float]:
+        return [two / one for one, two in zip(values["incr", 1], values["incr", 2])]
+
+    rows.append(Row(TITLE, "incr task, 2 procs / 1 proc", "×", speedup(ours), speedup(raw),
+                    Target(">=", 1.7, "×"), show_ratio=False))
+    return rows
+

@@ -1,0 +1,63 @@
+"""Delayed jobs, retries with backoff, and a periodic task.
+
+    python examples/scheduling.py      (uses TASKQ_REDIS_URL or the embedded server)
+
+Tasks carry explicit names: this file also runs as __main__.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from taskq import TaskQ, current_job
+
+app = TaskQ("scheduling", namespace="example-scheduling")
+
+
+@app.task(tombstone=True, name="scheduling.stamp")
+def stamp(label: str) -> str:
+    return f"{label} ran at {datetime.now(timezone.utc):%H:%M:%S.%f}"[:-3]
+
+
+@app.task(tombstone=True, retry=4, retry_interval=0.1, retry_backoff=2, name="scheduling.unreliable")
+def unreliable() -> str:
+    attempt = current_job().attempt
+    if attempt < 3:
+        raise ConnectionError(f"upstream down (attempt {attempt})")
+    return f"ok on attempt {attempt}"
+
+
+@app.periodic(every=timedelta(seconds=1), name="scheduling.tick")
+def tick() -> None:
+    print("tick", flush=True)
+
+
+def main() -> int:
+    here = Path(__file__).resolve().parent
+    worker = subprocess.Popen([sys.executable, "-m", "taskq_cli.main", "worker", "scheduling:app", "-c", "1",
+                               "--loglevel", "ERROR"], cwd=here, env={**os.environ, "TASKQ_REDIS_URL": app.url})
+    try:
+        t0 = time.monotonic()
+        job = stamp.apply_async(("delayed 1s",), delay=1)
+        print("state right after enqueue:", job.state.value)
+        print(job.result(timeout=15), f"(after {time.monotonic() - t0:.2f}s)")
+        eta = datetime.now(timezone.utc) + timedelta(seconds=0.5)
+        print(stamp.apply_async(("at an eta",), eta=eta).result(timeout=15))
+        job = unreliable.delay()
+        print(job.result(timeout=15), "- errors before:", [e["message"] for e in job.info().errors])
+        return 0
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+        app.close()
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.exit(main())

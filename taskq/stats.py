@@ -1,0 +1,252 @@
+"""Snapshots of what a namespace is doing: counters, run times, queue depths
+and latency, throughput per minute, and the registry of live workers.
+
+Everything is read from the counters the scripts keep (see ``lua/_lib.lua``):
+reading stats never writes, and costs a handful of pipelined round trips.
+
+Run-time quantiles are estimated from the histogram buckets: the value
+reported is the upper bound of the bucket that holds the quantile (so p95 =
+250 ms means "95 % of runs took at most 250 ms"). A quantile that falls in
+the overflow bucket (over 300 s) is ``math.inf``, written ``"+Inf"`` by
+``as_dict()``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .storage.keys import HISTOGRAM_BUCKETS_MS
+
+if TYPE_CHECKING:
+    from .app import TaskQ
+
+COUNTERS = ("enqueued", "started", "succeeded", "failed", "retried", "timed_out",
+            "skipped", "cancelled", "requeued", "retracted")
+# Counters that end a job: a queue's "out" rate.
+FINISHING = ("succeeded", "failed", "skipped", "cancelled")
+BOUNDS_MS: tuple[float, ...] = (*map(float, HISTOGRAM_BUCKETS_MS), math.inf)
+WINDOW_MINUTES = 60
+
+
+def _num(x: float | None) -> float | str | None:
+    """A float for JSON: infinity as the string "+Inf"."""
+    return "+Inf" if x is not None and math.isinf(x) else x
+
+
+def _bound_label(bound: float) -> str:
+    return "+Inf" if math.isinf(bound) else f"{bound:g}"
+
+
+@dataclass(frozen=True)
+class RunTime:
+    """Run-time histogram of one task (runs that ended in an outcome;
+    requeues and hand-backs are not timed)."""
+
+    counts: tuple[int, ...] = (0,) * len(BOUNDS_MS)  # per bucket of BOUNDS_MS, not cumulative
+    sum_ms: int = 0
+
+    @classmethod
+    def from_fields(cls, h: dict[str, int]) -> RunTime:
+        counts = [h.get(f"le_{b}", 0) for b in HISTOGRAM_BUCKETS_MS]
+        counts.append(h.get("le_inf", 0))
+        return cls(tuple(counts), h.get("sum_ms", 0))
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    @property
+    def buckets(self) -> list[tuple[float, int]]:
+        """Cumulative ``(upper bound ms, runs at most that long)``, ending with +Inf."""
+        out, total = [], 0
+        for bound, n in zip(BOUNDS_MS, self.counts):
+            total += n
+            out.append((bound, total))
+        return out
+
+    @property
+    def mean_ms(self) -> float | None:
+        return self.sum_ms / self.count if self.count else None
+
+    def quantile(self, q: float) -> float | None:
+        """Upper bound (ms) of the bucket holding quantile ``q``; None without runs."""
+        n = self.count
+        if not n:
+            return None
+        rank = max(1, math.ceil(q * n))
+        for bound, cum in self.buckets:
+            if cum >= rank:
+                return bound
+        return math.inf
+
+    @property
+    def p50_ms(self) -> float | None:
+        return self.quantile(0.50)
+
+    @property
+    def p95_ms(self) -> float | None:
+        return self.quantile(0.95)
+
+    @property
+    def p99_ms(self) -> float | None:
+        return self.quantile(0.99)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "count": self.count, "sum_ms": self.sum_ms, "mean_ms": self.mean_ms,
+            "p50_ms": _num(self.p50_ms), "p95_ms": _num(self.p95_ms), "p99_ms": _num(self.p99_ms),
+            "buckets": {_bound_label(b): n for b, n in self.buckets},
+        }
+
+
+@dataclass(frozen=True)
+class TaskStats:
+    name: str
+    counters: dict[str, int]  # every name of COUNTERS
+    run_time: RunTime = field(default_factory=RunTime)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"counters": dict(self.counters), "run_time": self.run_time.as_dict()}
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    name: str
+    depth: int  # ready jobs
+    levels: dict[int, int]  # ready jobs per priority level (non-empty levels only)
+    latency_s: float  # age of the oldest ready job; 0 when the queue is empty
+    counters: dict[str, int]  # every name of COUNTERS
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"depth": self.depth, "levels": {str(p): n for p, n in sorted(self.levels.items(), reverse=True)},
+                "latency_s": self.latency_s, "counters": dict(self.counters)}
+
+
+@dataclass(frozen=True)
+class Stats:
+    """One snapshot of a namespace (times on the server's clock)."""
+
+    namespace: str
+    now_ms: int
+    tasks: dict[str, TaskStats]
+    queues: dict[str, QueueStats]
+    scheduled: int  # delayed jobs and retries waiting for their time
+    active: int  # jobs leased by workers (running or prefetched)
+    stalled: int
+    failed: int  # jobs kept in the failed index
+    worker_count: int
+    # (minute start, epoch seconds; {counter: n}) for the last 60 minutes,
+    # oldest first; the last entry is the current, partial minute.
+    throughput: list[tuple[int, dict[str, int]]]
+    failures_last_hour: int
+
+    @property
+    def ready(self) -> int:
+        return sum(q.depth for q in self.queues.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data (see the module docstring for "+Inf")."""
+        return {
+            "namespace": self.namespace, "now_ms": self.now_ms,
+            "tasks": {n: t.as_dict() for n, t in sorted(self.tasks.items())},
+            "queues": {n: q.as_dict() for n, q in sorted(self.queues.items())},
+            "ready": self.ready, "scheduled": self.scheduled, "active": self.active,
+            "stalled": self.stalled, "failed": self.failed, "worker_count": self.worker_count,
+            "throughput": [{"minute": m, "counts": dict(c)} for m, c in self.throughput],
+            "failures_last_hour": self.failures_last_hour,
+        }
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """One registered worker process (a child of a ``taskq worker`` supervisor)."""
+
+    id: str
+    host: str
+    pid: int | None
+    ppid: int | None  # the supervisor's pid
+    queues: tuple[str, ...]
+    concurrency: int
+    jobs: tuple[str, ...]  # ids of the jobs it holds (running and prefetched)
+    started_at: float | None  # epoch seconds
+    heartbeat_age_s: float  # on the server's clock
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "host": self.host, "pid": self.pid, "ppid": self.ppid, "queues": list(self.queues),
+                "concurrency": self.concurrency, "jobs": list(self.jobs), "started_at": self.started_at,
+                "heartbeat_age_s": self.heartbeat_age_s}
+
+
+def _split(flat: dict[str, int]) -> dict[str, dict[str, int]]:
+    """``{"name|counter": n}`` -> ``{name: {counter: n}}`` with every counter present."""
+    out: dict[str, dict[str, int]] = {}
+    for key, n in flat.items():
+        name, _, counter = key.rpartition("|")
+        out.setdefault(name, dict.fromkeys(COUNTERS, 0))[counter] = n
+    return out
+
+
+def collect_stats(app: TaskQ, now_ms: int | None = None) -> Stats:
+    """Read a snapshot of the app's namespace. ``now_ms`` defaults to the server's clock."""
+    b = app.backend
+    now = b.server_time_ms() if now_ms is None else int(now_ms)
+    current = now // 60_000
+    minutes = list(range(current - WINDOW_MINUTES + 1, current + 1))
+    snap = b.stats_snapshot(minutes)
+
+    per_task = _split(snap["tasks"])
+    names = sorted(per_task)
+    hists = dict(zip(names, b.histograms(names)))
+    tasks = {n: TaskStats(n, per_task[n], RunTime.from_fields(hists[n])) for n in names}
+
+    per_queue = _split(snap["queues"])
+    queue_names = sorted(set(per_queue) | set(snap["queue_names"]))
+    figures = b.queue_figures(queue_names)
+    queues = {}
+    for q in queue_names:
+        levels, oldest = figures[q]
+        latency = max(0.0, (now - oldest) / 1000) if oldest is not None and levels else 0.0
+        queues[q] = QueueStats(q, sum(levels.values()), levels, latency,
+                               per_queue.get(q, dict.fromkeys(COUNTERS, 0)))
+
+    workers = snap["workers"]
+    throughput = [(m * 60, counts) for m, counts in zip(minutes, snap["minutes"])]
+    return Stats(
+        namespace=app.settings.namespace, now_ms=now, tasks=tasks, queues=queues,
+        scheduled=snap["scheduled"], active=sum(b.worker_job_counts([w for w, _ in workers])),
+        stalled=snap["stalled"], failed=snap["failed"], worker_count=len(workers),
+        throughput=throughput, failures_last_hour=sum(c.get("failed", 0) for _, c in throughput),
+    )
+
+
+def _int(raw: bytes | None) -> int | None:
+    try:
+        return int(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def collect_workers(app: TaskQ) -> list[WorkerInfo]:
+    """Every worker in the registry, most recent heartbeat first. A worker
+    whose process died stays listed (with a growing heartbeat age) until a
+    reaper returns its jobs."""
+    b = app.backend
+    now = b.server_time_ms()
+    rows = sorted(b.workers(), key=lambda r: (-r[1], r[0]))
+    details = b.worker_details([w for w, _ in rows])
+    out = []
+    for (wid, hb), (info, jobs) in zip(rows, details):
+        h = {k.decode(): v.decode("utf-8", "replace") for k, v in info.items()}
+        try:
+            started = float(h["started"]) if h.get("started") else None
+        except ValueError:
+            started = None
+        out.append(WorkerInfo(
+            id=wid, host=h.get("host", ""), pid=_int(info.get(b"pid")), ppid=_int(info.get(b"ppid")),
+            queues=tuple(q for q in h.get("queues", "").split(",") if q),
+            concurrency=_int(info.get(b"concurrency")) or 1, jobs=tuple(j.decode() for j in jobs),
+            started_at=started, heartbeat_age_s=max(0.0, (now - hb) / 1000),
+        ))
+    return out

@@ -1,0 +1,71 @@
+"""``taskq status`` and ``taskq metrics``."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from taskq.metrics import serve_metrics
+from taskq.stats import Stats
+from taskq.status_text import render_status
+
+from .common import app_argument, emit_json, friendly
+from .loader import load_app
+
+CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear screen
+
+
+@click.command()
+@app_argument
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshot and the workers as JSON.")
+@click.option("--watch", is_flag=True, help="Refresh every second until Ctrl-C.")
+@friendly
+def status(app: str | None, as_json: bool, watch: bool) -> None:
+    """Queues, workers, task counters and run times of APP."""
+    the_app = load_app(app)
+    previous: Stats | None = None
+    try:
+        while True:
+            stats, workers = the_app.stats(), the_app.workers()
+            if as_json:
+                data = {**stats.as_dict(), "workers": [w.as_dict() for w in workers]}
+                if watch:
+                    click.echo(json.dumps(data, sort_keys=True))  # one document per line
+                else:
+                    emit_json(data)
+            elif watch:
+                click.echo(CLEAR + render_status(stats, workers, previous), nl=False)
+            else:
+                click.echo(render_status(stats, workers), nl=False)
+            if not watch:
+                return
+            previous = stats
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
+
+
+@click.command()
+@app_argument
+@click.option("--port", type=click.IntRange(0, 65535), default=9100, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for all).")
+@friendly
+def metrics(app: str | None, port: int, host: str) -> None:
+    """Serve Prometheus metrics of APP at http://HOST:PORT/metrics until Ctrl-C."""
+    the_app = load_app(app)
+    the_app.backend.ping()
+    try:
+        server = serve_metrics(the_app, port, host)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None
+    click.echo(f"serving metrics on http://{host}:{server.server_address[1]}/metrics (Ctrl-C to stop)")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,66 @@
+"""Tasks for the crash-safety tests: everything in ``tests.apps.basic`` plus
+tasks that leave traces in files, so a test can see which process ran which
+attempt. The worker imports ``app`` (server and namespace from TASKQ_*)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from taskq import TaskQ, TaskTimeout, current_job
+from tests.apps import basic
+
+
+def append_line(path: str, line: str) -> None:
+    """Append one line with a single O_APPEND write (atomic across processes)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def build(redis_url: str | None = None, namespace: str | None = None, **settings: Any) -> TaskQ:
+    app = basic.build(redis_url, namespace, **settings)
+
+    @app.task(name="slow_first", tombstone=True, retry=2, retry_interval=0)
+    def slow_first(path: str, seconds: float) -> int:
+        """Records ``<pid> <attempt>``; the first attempt then sleeps ``seconds``."""
+        job = current_job()
+        append_line(path, f"{os.getpid()} {job.attempt} {job.fencing_token}")
+        if job.attempt == 1:
+            time.sleep(seconds)
+        return job.attempt
+
+    @app.task(name="soft", tombstone=True, timeout=0.5, timeout_grace=10, retry=0)
+    def soft(path: str) -> None:
+        """Sleeps past its timeout; records that it saw TaskTimeout, then re-raises."""
+        try:
+            time.sleep(10)
+        except TaskTimeout:
+            append_line(path, f"saw TaskTimeout in {os.getpid()}")
+            raise
+        append_line(path, "slept through")
+
+    @app.task(name="wait_file", tombstone=True, retry=0)
+    def wait_file(path: str, limit: float = 60.0) -> int:
+        """Runs until ``path`` exists (a test says when); returns its pid."""
+        deadline = time.monotonic() + limit
+        while not os.path.exists(path):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{path} never appeared")
+            time.sleep(0.02)
+        return os.getpid()
+
+    @app.task(name="mark", retry=100, retry_interval=0)
+    def mark(directory: str, n: int, seconds: float = 0.0) -> None:
+        """Records one execution of job ``n`` (a line in a per-process file)."""
+        if seconds:
+            time.sleep(seconds)
+        append_line(os.path.join(directory, f"{os.getpid()}.log"), str(n))
+
+    return app
+
+
+app = build()

@@ -1,0 +1,301 @@
+"""Crash safety with real ``taskq worker`` processes killed for real:
+SIGKILLed children and machines, hard and soft timeouts, poison jobs,
+shutdown deadlines, server restarts, durability and eviction warnings."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from taskq import BrokerUnavailable, DurabilityUnavailable, JobState, TaskQ
+from taskq.storage.server import EphemeralServer
+from tests.apps.crashy import build
+from tests.conftest import WorkerProcess, wait_for
+
+APP = "tests.apps.crashy:app"
+
+
+@pytest.fixture
+def client(redis_url: str, namespace: str) -> Iterator[TaskQ]:
+    app = build(redis_url, namespace)
+    yield app
+    app.backend.delete_namespace()
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def aof_server() -> Iterator[EphemeralServer]:
+    """A server of this module's own (it gets restarted), appendonly yes."""
+    with EphemeralServer(appendonly=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def plain_server() -> Iterator[EphemeralServer]:
+    """A server of this module's own with appendonly no (its config gets changed)."""
+    with EphemeralServer(appendonly=False) as server:
+        yield server
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def worker_ids_of(client: TaskQ, wp: WorkerProcess) -> list[str]:
+    """Registered worker ids of the children of one supervisor (ids embed its pid)."""
+    return [w for w, _ in client.backend.workers() if f":{wp.pid}:" in w]
+
+
+def child_pid_running(client: TaskQ, job_id: str) -> int:
+    """Pid of the process holding the job's lease (from the worker's hash)."""
+    wid = client.backend.job_hash(job_id)["w"].decode()
+    return int(client.backend.hgetall(client.backend.keys.worker(wid))["pid"])
+
+
+def task_stat(client: TaskQ, task: str, counter: str) -> int:
+    return int(client.backend.hgetall(client.backend.keys.stats_task).get(f"{task}|{counter}", b"0"))
+
+
+# ---------------------------------------------------------------- lost children
+
+
+def test_sigkilled_child_mid_job_reruns_on_a_new_child(client, start_worker, tmp_path):
+    w = start_worker(APP)
+    trace = tmp_path / "trace"
+    job = client.tasks["slow_first"].delay(str(trace), 60)
+    wait_for(lambda: lines(trace), 15, what="first attempt to start")
+    victim = child_pid_running(client, job.id)
+    assert victim in w.child_pids()
+    assert int(lines(trace)[0].split()[0]) == victim
+
+    os.kill(victim, signal.SIGKILL)
+
+    assert job.result(timeout=30) == 2
+    info = job.info()
+    assert info.state == JobState.SUCCEEDED
+    assert info.attempts == 2
+    assert len(info.errors) == 1
+    assert info.errors[0]["type"] == "WorkerLost"
+    assert info.errors[0]["kind"] == "lost"
+    assert "worker lost" in info.errors[0]["message"]
+    (pid1, attempt1, token1), (pid2, attempt2, token2) = (map(int, ln.split()) for ln in lines(trace))
+    assert (pid1, attempt1) == (victim, 1)
+    assert pid2 != victim and attempt2 == 2
+    assert token2 > token1
+    assert victim not in w.child_pids()
+    assert "killed by SIGKILL" in w.log()
+    assert task_stat(client, "slow_first", "retried") == 1
+
+
+def test_whole_worker_killed_its_job_runs_on_another_after_heartbeat_timeout(client, start_worker, tmp_path):
+    hb_timeout = 1.0
+    env = {"TASKQ_HEARTBEAT_TIMEOUT": str(hb_timeout)}
+    a = start_worker(APP, env=env)
+    trace = tmp_path / "trace"
+    job = client.tasks["slow_first"].delay(str(trace), 60)
+    wait_for(lambda: lines(trace), 15, what="first attempt to start")
+    wid_a = client.backend.job_hash(job.id)["w"].decode()
+    assert f":{a.pid}:" in wid_a
+
+    b = start_worker(APP, env=env, ready=False)
+    wait_for(lambda: worker_ids_of(client, b), 20, what="second worker to register")
+
+    killed = time.monotonic()
+    a.kill_all()
+
+    def rerun_started() -> bool:
+        h = client.backend.job_hash(job.id)
+        return int(h["a"]) >= 2 and h["s"] in (b"active", b"succeeded")
+
+    wait_for(rerun_started, 30, interval=0.01, what="the job to run again")
+    recovery = time.monotonic() - killed
+    assert job.result(timeout=15) == 2
+    info = job.info()
+    assert info.attempts == 2
+    assert f":{b.pid}:" in (info.worker or "")
+    assert "heartbeat stopped" in info.errors[-1]["message"]
+    assert wid_a not in [w for w, _ in client.backend.workers()]
+    # An upper bound only (expected: about heartbeat_timeout + 0.5 s).
+    assert recovery < hb_timeout + 6, recovery
+    print(f"recovery after a lost worker: {recovery:.2f}s (heartbeat_timeout {hb_timeout:g}s)")
+
+
+def test_poison_job_fails_after_exactly_its_attempts_and_worker_keeps_serving(client, start_worker):
+    w = start_worker(APP)
+    job = client.tasks["crash"].delay()
+    wait_for(lambda: job.state == JobState.FAILED, 30, what="poison job to fail")
+    info = job.info()
+    assert info.attempts == 3
+    assert len(info.errors) == 3
+    assert all(e["type"] == "WorkerLost" and "worker lost" in e["message"] for e in info.errors)
+    assert "exited with code 13" in info.errors[-1]["message"]
+    assert task_stat(client, "crash", "started") == 3
+    assert task_stat(client, "crash", "failed") == 1
+    assert client.tasks["add"].delay(2, 2).result(timeout=15) == 4
+    assert w.proc.poll() is None
+    assert w.log().count("died: exit code 13") == 3
+
+
+# ---------------------------------------------------------------- timeouts
+
+
+def test_hard_timeout_kills_only_that_child(client, start_worker, tmp_path):
+    w = start_worker(APP, "-c", "2")
+    wait_for(lambda: len(worker_ids_of(client, w)) == 2, 20, what="two children")
+    release = tmp_path / "release"
+    bystander = client.tasks["wait_file"].delay(str(release))
+    wait_for(lambda: bystander.state == JobState.ACTIVE, 15, what="bystander to start")
+    bystander_pid = child_pid_running(client, bystander.id)
+
+    spin = client.tasks["spin"].delay()
+    wait_for(lambda: spin.state == JobState.ACTIVE, 15, what="spin to start")
+    spin_pid = child_pid_running(client, spin.id)
+    assert spin_pid != bystander_pid
+
+    wait_for(lambda: spin.state == JobState.FAILED, 20, what="spin to be killed")
+    info = spin.info()
+    assert info.attempts == 1
+    assert len(info.errors) == 1
+    err = info.errors[0]
+    assert err["type"] == "TaskTimeout" and err["kind"] == "timeout"
+    assert "after its timeout of 1s" in err["message"]
+    assert task_stat(client, "spin", "timed_out") == 1
+    assert task_stat(client, "spin", "failed") == 1
+
+    # The child was replaced; the bystander still runs, undisturbed, in its own.
+    wait_for(lambda: len(w.child_pids()) == 2 and spin_pid not in w.child_pids(), 15, what="replacement child")
+    assert bystander.state == JobState.ACTIVE
+    release.touch()
+    assert bystander.result(timeout=15) == bystander_pid
+    assert bystander.info().attempts == 1
+    assert not bystander.info().errors
+    assert "over its hard timeout" in w.log()
+
+
+def test_soft_timeout_raises_inside_the_task_which_can_clean_up(client, start_worker, tmp_path):
+    w = start_worker(APP)
+    trace = tmp_path / "trace"
+    job = client.tasks["soft"].delay(str(trace))
+    wait_for(lambda: job.state == JobState.FAILED, 20, what="soft timeout")
+    (line,) = lines(trace)
+    assert line.startswith("saw TaskTimeout in ")
+    info = job.info()
+    assert info.errors[-1]["type"] == "TaskTimeout"
+    assert info.errors[-1]["kind"] == "timeout"
+    assert task_stat(client, "soft", "timed_out") == 1
+    # The soft timeout did not cost the process: the same child runs the next job.
+    assert client.tasks["pid"].delay().result(timeout=15) == int(line.rsplit(" ", 1)[1])
+    assert "hard timeout" not in w.log()
+
+
+# ---------------------------------------------------------------- shutdown
+
+
+def test_shutdown_deadline_gives_the_running_job_back(client, start_worker):
+    w = start_worker(APP, "--shutdown-timeout", "1")
+    job = client.tasks["sleep"].delay(10.0)
+    wait_for(lambda: job.state == JobState.ACTIVE, 15, what="job to start")
+    assert job.info().attempts == 1
+    sent = time.monotonic()
+    w.signal(signal.SIGTERM)
+    assert w.wait(20) == 0
+    took = time.monotonic() - sent
+    info = job.info()
+    assert info.state == JobState.QUEUED
+    assert info.attempts == 0  # refunded
+    assert not info.errors
+    assert client.backend.ready_ids("default", 10) == [job.id]
+    assert not client.backend.workers()
+    assert "shutdown timeout" in w.log()
+    assert took < 10, took  # did not wait for the job
+
+
+# ---------------------------------------------------------------- the server
+
+
+def test_worker_survives_a_graceful_server_restart(aof_server, namespace, start_worker, tmp_path):
+    client = build(aof_server.url, namespace, enqueue_retry_timeout=1)
+    try:
+        w = start_worker(APP, env={"TASKQ_REDIS_URL": aof_server.url})
+        out = tmp_path / "marks"
+        out.mkdir()
+        before = client.tasks["mark"].map([(str(out), n, 0.05) for n in range(40)])
+        wait_for(lambda: list(out.iterdir()), 15, what="first jobs to run")
+
+        aof_server.restart(graceful=True)
+
+        after = client.tasks["mark"].map([(str(out), n, 0.0) for n in range(40, 80)])
+        jobs = before + after
+
+        def all_done() -> bool:
+            return all(h.get("s") == b"succeeded" for h in client.backend.job_hashes([j.id for j in jobs]))
+
+        wait_for(all_done, 60, interval=0.1, what="every job to succeed")
+        runs = [int(x) for f in out.iterdir() for x in f.read_text().split()]
+        assert set(runs) == set(range(80))
+        log = w.log()
+        assert log.count("connection to the server restored") <= 1
+        if "lost the server" in log.replace("scheduler lost the server", ""):
+            assert log.count("connection to the server restored") == 1
+        assert w.proc.poll() is None
+        w.stop()
+        assert w.proc.returncode == 0
+
+        # While the server is down, enqueueing fails within enqueue_retry_timeout.
+        aof_server.kill()
+        try:
+            started = time.monotonic()
+            with pytest.raises(BrokerUnavailable):
+                client.tasks["add"].delay(1, 2)
+            assert time.monotonic() - started < 1 + 5
+        finally:
+            aof_server.start()
+    finally:
+        client.backend.delete_namespace()
+        client.close()
+
+
+def test_durable_enqueue_is_confirmed_by_an_appendonly_server(aof_server, namespace):
+    client = build(aof_server.url, namespace)
+    try:
+        job = client.tasks["add"].apply_async((1, 2), durable=True)
+        assert job.state == JobState.QUEUED
+    finally:
+        client.backend.delete_namespace()
+        client.close()
+
+
+def test_durable_enqueue_refused_without_appendonly(plain_server, namespace):
+    client = build(plain_server.url, namespace)
+    try:
+        with pytest.raises(DurabilityUnavailable) as err:
+            client.tasks["add"].apply_async((1, 2), durable=True)
+        assert "appendonly" in str(err.value)
+        assert "WAITAOF" in str(err.value)
+        # Without durable=True the same server takes the job.
+        assert client.tasks["add"].delay(1, 2).state == JobState.QUEUED
+    finally:
+        client.backend.delete_namespace()
+        client.close()
+
+
+def test_worker_warns_about_an_evicting_server(plain_server, start_worker):
+    admin = redis.Redis.from_url(plain_server.url)
+    admin.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        w = start_worker(APP, env={"TASKQ_REDIS_URL": plain_server.url})
+        wait_for(lambda: "maxmemory-policy" in w.log(), 15, what="the warning")
+        log = w.log()
+        assert "WARNING" in log
+        assert "'allkeys-lru'" in log
+        assert "noeviction" in log
+        w.stop()
+    finally:
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.close()

@@ -1,0 +1,252 @@
+"""Periodic tasks: the schedule arithmetic (``taskq.cron.Periodic``), one
+scheduler pass with explicit time (``Scheduler.fire``), ``taskq periodic
+list``, and three standalone ``taskq scheduler`` processes sharing ticks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from taskq import ConfigurationError
+from taskq.cron import Periodic
+from taskq.worker.scheduler import Scheduler
+from tests.apps.control import build
+from tests.conftest import ROOT, wait_for
+
+UTC = dt.timezone.utc
+
+
+def ms(*args: int, tz: dt.tzinfo = UTC) -> int:
+    return int(dt.datetime(*args, tzinfo=tz).timestamp() * 1000)
+
+
+def every(seconds: float, catch_up: str = "one") -> Periodic:
+    return Periodic.build(cron=None, every=seconds, tz=None, catch_up=catch_up)
+
+
+def cron(expr: str, tz: str | None = None, catch_up: str = "one") -> Periodic:
+    return Periodic.build(cron=expr, every=None, tz=tz, catch_up=catch_up)
+
+
+# ---------------------------------------------------------------- Periodic
+
+
+def test_every_ticks_on_multiples_of_the_interval():
+    p = every(10)
+    assert p.next_after(0) == 10_000
+    assert p.next_after(9_999) == 10_000
+    assert p.next_after(10_000) == 20_000
+    assert every(dt.timedelta(minutes=1)).next_after(ms(2024, 1, 1, 0, 0, 30)) == ms(2024, 1, 1, 0, 1)
+    assert p.description == "every 10s"
+
+
+def test_cron_with_five_fields_and_with_seconds():
+    assert cron("*/15 * * * *").next_after(ms(2024, 1, 1, 0, 7)) == ms(2024, 1, 1, 0, 15)
+    assert cron("0 0 1 * *").next_after(ms(2024, 1, 1)) == ms(2024, 2, 1)
+    six = cron("* * * * * */10")  # croniter's sixth field is seconds
+    assert six.next_after(ms(2024, 1, 1, 0, 0, 3)) == ms(2024, 1, 1, 0, 0, 10)
+    assert six.due_ticks(ms(2024, 1, 1, 0, 0, 10), ms(2024, 1, 1, 0, 0, 10)) == []
+    assert cron("*/15 * * * *").description == "*/15 * * * *"
+
+
+def test_cron_in_a_time_zone_follows_its_daylight_saving_time():
+    p = cron("30 9 * * 1-5", tz="Europe/Paris")
+    assert p.next_after(ms(2024, 1, 1)) == ms(2024, 1, 1, 8, 30)  # Monday, UTC+1
+    assert p.next_after(ms(2024, 7, 1)) == ms(2024, 7, 1, 7, 30)  # Monday, UTC+2
+    assert p.next_after(ms(2024, 1, 5, 9)) == ms(2024, 1, 8, 8, 30)  # Friday after 9:30 -> Monday
+    assert cron("30 9 * * *").next_after(ms(2024, 1, 1)) == ms(2024, 1, 1, 9, 30)  # UTC by default
+
+
+@pytest.mark.parametrize(
+    ("catch_up", "last", "now", "expected"),
+    [
+        ("one", 10_000, 10_000, []),
+        ("one", 10_000, 20_000, [20_000]),
+        ("one", 10_000, 65_000, [60_000]),
+        ("all", 10_000, 65_000, [20_000, 30_000, 40_000, 50_000, 60_000]),
+        ("skip", 10_000, 65_000, []),  # the latest tick is 5 s old: missed, skipped
+        ("skip", 10_000, 60_500, [60_000]),  # the latest tick is current
+        ("skip", 50_000, 65_000, [60_000]),  # a single tick is not a missed run
+    ],
+)
+def test_due_ticks_per_catch_up_policy(catch_up, last, now, expected):
+    assert every(10, catch_up).due_ticks(last, now) == expected
+
+
+def test_catch_up_all_is_bounded():
+    ticks = every(1, "all").due_ticks(0, 10_000_000)
+    assert len(ticks) == 1000 and ticks[0] == 1000
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"cron": "61 * * * *"}, "bad cron expression '61 \\* \\* \\* \\*': .*out of range"),
+        ({"cron": "every day"}, "bad cron expression 'every day': .*columns"),
+        ({"cron": "* * * * *", "every": 5}, "exactly one"),
+        ({}, "exactly one"),
+        ({"every": 0.5}, "at least 1 second"),
+        ({"every": "soon"}, "every must be a number of seconds"),
+        ({"every": 5, "catch_up": "most"}, "catch_up must be one of"),
+        ({"every": 5, "tz": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
+    ],
+)
+def test_bad_schedules_raise_configuration_error(kwargs, message):
+    args = {"cron": None, "every": None, "tz": None, "catch_up": "one", **kwargs}
+    with pytest.raises(ConfigurationError, match=message):
+        Periodic.build(**args)
+
+
+def test_app_periodic_rejects_a_bad_cron_at_decoration(redis_url, namespace):
+    app = build(redis_url, namespace)
+    with pytest.raises(ConfigurationError, match="out of range"):
+        app.periodic("0 25 * * *")(lambda: None)
+    app.close()
+
+
+# ---------------------------------------------------------------- one scheduler pass
+
+
+@pytest.fixture
+def capp(redis_url, namespace):
+    app = build(redis_url, namespace, periodic=True)
+    yield app
+    app.backend.delete_namespace()
+    app.close()
+
+
+def cron_jobs(app, queue="periodic") -> list[str]:
+    return sorted(app.backend.ready_ids(queue, 10_000))
+
+
+def test_first_pass_only_starts_the_schedule_then_each_tick_fires_once(capp):
+    s = Scheduler(capp, reaper=False)
+    p = capp.periodics["tick"]
+    t = ms(2024, 1, 1) + 500
+    assert s.fire(p, t) == ms(2024, 1, 1) + 1_000
+    assert cron_jobs(capp) == []
+    assert s.fire(p, t + 600) == ms(2024, 1, 1) + 2_000
+    assert s.fire(p, t + 700) == ms(2024, 1, 1) + 2_000  # same tick: nothing new
+    assert cron_jobs(capp) == [f"cron:tick:{ms(2024, 1, 1) + 1_000}"]
+    job = capp.job(cron_jobs(capp)[0]).info()
+    assert (job.task, job.queue, job.state.value) == ("tick", "periodic", "queued")
+
+
+def test_missed_ticks_fire_one_catch_up_by_default(capp):
+    s = Scheduler(capp, reaper=False)
+    p = capp.periodics["tick"]
+    t0 = ms(2024, 1, 1)
+    s.fire(p, t0)
+    s.fire(p, t0 + 1_000)
+    s.fire(p, t0 + 60_250)  # 59 ticks missed
+    assert cron_jobs(capp) == sorted([f"cron:tick:{t0 + 1_000}", f"cron:tick:{t0 + 60_000}"])
+    s.fire(p, t0 + 61_000)
+    assert len(cron_jobs(capp)) == 3
+
+
+@pytest.mark.parametrize(("catch_up", "count"), [("all", 10), ("skip", 0), ("one", 1)])
+def test_catch_up_policies_in_a_scheduler_pass(redis_url, namespace, catch_up, count):
+    app = build(redis_url, namespace)
+    try:
+        app.periodic(every=1, catch_up=catch_up, name="often", queue="periodic")(lambda: None)
+        s = Scheduler(app, reaper=False)
+        p = app.periodics["often"]
+        t0 = ms(2024, 1, 1)
+        s.fire(p, t0)
+        s.fire(p, t0 + 10_500)
+        assert len(cron_jobs(app)) == count
+        assert app.backend.cron_last("often") >= t0 + 10_000  # the missed ticks are behind us
+        s.fire(p, t0 + 11_000)
+        assert len(cron_jobs(app)) == count + 1
+    finally:
+        app.backend.delete_namespace()
+        app.close()
+
+
+def test_cron_task_in_a_time_zone_fires_at_its_local_time(capp):
+    s = Scheduler(capp, reaper=False)
+    p = capp.periodics["morning"]
+    s.fire(p, ms(2024, 1, 1, 8))
+    s.fire(p, ms(2024, 1, 1, 8, 29, 59))
+    assert cron_jobs(capp) == []
+    s.fire(p, ms(2024, 1, 1, 8, 30))
+    assert cron_jobs(capp) == [f"cron:morning:{ms(2024, 1, 1, 8, 30)}"]
+
+
+def test_schedulers_firing_the_same_tick_at_once_enqueue_it_once(capp):
+    apps = [build(capp.settings.redis_url, capp.settings.namespace, periodic=True) for _ in range(3)]
+    t0 = ms(2024, 1, 1)
+    Scheduler(apps[0], reaper=False).fire(apps[0].periodics["tick"], t0)
+    barrier = threading.Barrier(3)
+
+    def run(app) -> None:
+        s = Scheduler(app, reaper=False)
+        barrier.wait()
+        for i in range(1, 51):
+            s.fire(app.periodics["tick"], t0 + i * 1_000)
+
+    threads = [threading.Thread(target=run, args=(a,)) for a in apps]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert cron_jobs(capp) == sorted(f"cron:tick:{t0 + i * 1_000}" for i in range(1, 51))
+    assert capp.backend.hgetall(capp.backend.keys.stats_task)["tick|enqueued"] == b"50"
+    for a in apps:
+        a.close()
+
+
+# ---------------------------------------------------------------- processes
+
+
+def test_periodic_list_prints_schedule_and_next_run(capp, worker_env):
+    out = subprocess.run([sys.executable, "-m", "taskq_cli.main", "periodic", "list", "tests.apps.control:app"],
+                         cwd=ROOT, env=worker_env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = dict(line.split("  ", 1) for line in out.stdout.strip().splitlines())
+    assert set(lines) == {"tick", "morning"}
+    assert lines["tick"].startswith("every 1s  tz=UTC  next=")
+    assert lines["tick"].endswith("catch_up=one")
+    nxt = dt.datetime.fromisoformat(lines["tick"].split("next=")[1].split()[0])
+    assert abs(nxt.timestamp() - time.time()) < 5
+    assert lines["morning"].startswith("30 9 * * 1-5  tz=Europe/Paris  next=")
+    nxt = dt.datetime.fromisoformat(lines["morning"].split("next=")[1].split()[0])
+    local = nxt.astimezone(dt.timezone(nxt.utcoffset()))
+    assert (local.hour, local.minute) == (9, 30) and local.weekday() < 5
+
+
+def test_three_schedulers_enqueue_each_tick_exactly_once(capp, worker_env, tmp_path):
+    procs = []
+    for i in range(3):
+        fh = open(tmp_path / f"scheduler-{i}.log", "wb")
+        procs.append((subprocess.Popen(
+            [sys.executable, "-m", "taskq_cli.main", "scheduler", "tests.apps.control:app"],
+            cwd=ROOT, env=worker_env, stdout=fh, stderr=subprocess.STDOUT), fh))
+    try:
+        wait_for(lambda: cron_jobs(capp), 30, what="the first tick")
+        start = time.monotonic()
+        # about ten seconds of ticks (longer if the machine is slow to start them)
+        wait_for(lambda: time.monotonic() - start > 9 and len(cron_jobs(capp)) >= 10, 40, 0.2, "ten ticks")
+    finally:
+        for p, _ in procs:
+            p.send_signal(signal.SIGTERM)
+        for p, fh in procs:
+            try:
+                assert p.wait(15) == 0
+            finally:
+                fh.close()
+    ids = cron_jobs(capp)
+    assert len(ids) == len(set(ids))
+    ticks = sorted(int(i.rsplit(":", 1)[1]) for i in ids)
+    assert ticks == list(range(ticks[0], ticks[-1] + 1, 1_000)), "a tick was skipped"
+    stats = capp.backend.hgetall(capp.backend.keys.stats_task)
+    assert int(stats["tick|enqueued"]) == len(ticks)
+    firing = [i for i in range(3) if "fired for tick" in (tmp_path / f"scheduler-{i}.log").read_text()]
+    assert firing, "no scheduler logged a tick"

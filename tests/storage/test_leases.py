@@ -1,0 +1,264 @@
+"""Leases, fencing and reaping at the storage level: no processes, no sleeps;
+time is passed in as ``now_ms``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from taskq import TaskQ, codec, current_job
+from taskq.storage.backend import Backend
+from taskq.worker.executor import ClaimedJob, Executor
+from taskq.worker.outcome import Outcome, error_entry
+from taskq.worker.scheduler import Reaper, Scheduler
+
+T0 = 1_700_000_000_000  # a fixed "server time" in ms
+QUEUES = ["default"]
+
+
+def settle_caps(app: TaskQ) -> tuple[int, int, int, int]:
+    s = app.settings
+    return (s.failed_max, s.done_max, s.error_history, int(s.succeeded_ttl * 1000))
+
+
+def reap_caps(app: TaskQ) -> tuple[int, int, int]:
+    s = app.settings
+    return (s.failed_max, s.error_history, int(s.failed_ttl * 1000))
+
+
+def claim(app: TaskQ, worker: str, now_ms: int, count: int = 1) -> list[ClaimedJob]:
+    _, rows = app.backend.settle_claim(worker, count, [], QUEUES, [], settle_caps(app), now_ms=now_ms)
+    return [ClaimedJob(r) for r in rows]
+
+
+def settle(app: TaskQ, worker: str, outcome: Outcome, now_ms: int) -> int:
+    settled, _ = app.backend.settle_claim(worker, 0, [outcome.fields()], QUEUES, [], settle_caps(app),
+                                          now_ms=now_ms)
+    return settled[0]
+
+
+def beat(backend: Backend, worker: str, now_ms: int) -> None:
+    backend.run("heartbeat", now_ms, worker, 60_000)
+
+
+def reap(app: TaskQ, worker: str, now_ms: int, expected_hb: int | None = None) -> dict[str, str] | None:
+    lost = error_entry(None, 0, kind="lost", exc_type="WorkerLost", message="worker lost (test)")
+    return app.backend.reap_worker(worker, expected_hb=expected_hb, caps=reap_caps(app), lost_blob=lost,
+                                   now_ms=now_ms)
+
+
+def snapshot(app: TaskQ, job_id: str, resource: str) -> dict[str, Any]:
+    """Everything a settled outcome could change."""
+    b, k = app.backend, app.backend.keys
+    c = b.client
+    return {
+        "job": b.job_hash(job_id),
+        "lock": c.get(k.lock(resource)),
+        "result": c.lrange(k.result(job_id), 0, -1),
+        "done": c.zrange(k.done, 0, -1),
+        "failed": c.zrange(k.failed, 0, -1),
+        "schedule": c.zrange(k.schedule, 0, -1),
+        "ready": b.ready_ids("default", 100),
+        "stats": b.hgetall(k.stats_task),
+        "held": {w: sorted(c.smembers(k.worker_jobs(w))) for w in ("w1", "w2")},
+    }
+
+
+@pytest.fixture
+def app(make_app: Any) -> TaskQ:
+    app = make_app(heartbeat_timeout=10)
+
+    @app.task(name="token")
+    def token() -> int:
+        return current_job().fencing_token
+
+    return app
+
+
+def run_in_process(app: TaskQ, job: ClaimedJob) -> Outcome:
+    return Executor(app, app.backend, lambda *_: None).run(job)
+
+
+# ---------------------------------------------------------------- fencing
+
+
+@pytest.mark.parametrize("late_kind", ["ok", "fail", "retry", "requeue", "cancel", "release"])
+def test_late_outcome_of_a_reaped_worker_is_discarded(app, late_kind):
+    job = app.enqueue_call("token", (), {}, {"retry": 3}, resource="res")
+    beat(app.backend, "w1", T0)
+    (first,) = claim(app, "w1", T0)
+    assert first.attempt == 1
+    assert app.backend.client.get(app.backend.keys.lock("res")) == job.id.encode()
+
+    assert reap(app, "w1", T0 + 20_000) == {job.id: "queued"}
+    assert app.backend.client.get(app.backend.keys.lock("res")) is None
+    (second,) = claim(app, "w2", T0 + 20_100)
+    assert second.id == job.id and second.attempt == 2
+    assert second.token > first.token
+
+    before = snapshot(app, job.id, "res")
+    late = Outcome(job.id, first.token, late_kind, codec.dumps("late") if late_kind == "ok" else
+                   error_entry(ValueError("late"), 1), ttl_ms=60_000, keep_ms=60_000, duration_ms=5, task="token")
+    assert settle(app, "w1", late, T0 + 20_200) == 0
+    after = snapshot(app, job.id, "res")
+    assert after == before
+    assert after["job"]["s"] == b"active" and after["job"]["w"] == b"w2"
+    assert after["job"]["k"] == str(second.token).encode()
+    assert "res" not in after["job"]
+    assert after["lock"] == job.id.encode()
+
+    # Even the current token is refused from a worker that does not hold the lease.
+    forged = Outcome(job.id, second.token, late_kind, b"", duration_ms=5, task="token")
+    assert settle(app, "w1", forged, T0 + 20_300) == 0
+    assert snapshot(app, job.id, "res") == before
+
+    # The lease holder's outcome is recorded.
+    ok = Outcome(job.id, second.token, "ok", codec.dumps(7), ttl_ms=60_000, keep_ms=60_000, duration_ms=5,
+                 task="token")
+    assert settle(app, "w2", ok, T0 + 20_400) == 1
+    h = app.backend.job_hash(job.id)
+    assert h["s"] == b"succeeded" and codec.loads(h["res"]) == 7
+    assert app.backend.client.get(app.backend.keys.lock("res")) is None
+    errors = job.info().errors
+    assert [e["message"] for e in errors] == ["worker lost (test)"]
+
+
+def test_fencing_token_seen_by_the_task_increases_on_every_claim(app):
+    job = app.enqueue_call("token", (), {}, {"retry": 5})
+    tokens = []
+    for i, worker in enumerate(["w1", "w2", "w3"]):
+        now = T0 + i * 30_000
+        beat(app.backend, worker, now)
+        (claimed,) = claim(app, worker, now)
+        out = run_in_process(app, claimed)
+        assert out.kind == "ok"
+        assert out.value == claimed.token  # what current_job().fencing_token said inside the task
+        tokens.append(out.value)
+        if worker != "w3":
+            assert reap(app, worker, now + 20_000) == {job.id: "queued"}
+        else:
+            assert settle(app, worker, out, now + 1) == 1
+    assert tokens == sorted(set(tokens))
+    assert job.state.value == "succeeded"
+    assert job.info().attempts == 3
+
+
+def test_reaping_a_worker_bumps_the_token_of_every_job_it_held(app):
+    jobs = [app.enqueue_call("token", (), {}, {"retry": 1}) for _ in range(3)]
+    beat(app.backend, "w1", T0)
+    held = claim(app, "w1", T0, count=3)
+    assert {j.id for j in held} == {j.id for j in jobs}
+    assert set(reap(app, "w1", T0 + 20_000).values()) == {"queued"}
+    for j in held:
+        assert int(app.backend.job_hash(j.id)["k"]) > j.token
+    assert not app.backend.workers()
+    assert not app.backend.client.exists(app.backend.keys.worker_jobs("w1"))
+
+
+# ---------------------------------------------------------------- reaper
+
+
+def held_job(app: TaskQ, worker: str, now_ms: int) -> str:
+    job = app.enqueue_call("token", (), {}, {"retry": 3})
+    beat(app.backend, worker, now_ms)
+    (claimed,) = claim(app, worker, now_ms)
+    assert claimed.id == job.id
+    return job.id
+
+
+def test_reaper_needs_a_full_timeout_of_its_own_observation(app):
+    job_id = held_job(app, "w1", T0)
+    reaper = Reaper(app)
+    assert reaper.timeout_ms == 10_000
+    # The heartbeat is already 30 s old when this reaper first looks: not enough.
+    start = T0 + 30_000
+    for t in range(start, start + 10_000, 1000):
+        assert reaper.tick(t) == [], t
+    assert app.backend.job_hash(job_id)["s"] == b"active"
+    assert reaper.tick(start + 10_000) == ["w1"]
+    h = app.backend.job_hash(job_id)
+    assert h["s"] == b"queued" and h["a"] == b"1"
+    assert not app.backend.workers()
+
+
+def test_reaper_reaps_a_silent_worker_after_heartbeat_timeout(app):
+    job_id = held_job(app, "w1", T0)
+    reaper = Reaper(app)
+    reaped_at = None
+    for t in range(T0, T0 + 20_000, 1000):
+        if reaper.tick(t):
+            reaped_at = t
+            break
+    assert reaped_at == T0 + 10_000
+    assert app.backend.job_hash(job_id)["s"] == b"queued"
+
+
+def test_reaper_restarts_its_observation_after_a_gap(app):
+    """A server pause (or a reaper that was away) must not reap everyone."""
+    job_id = held_job(app, "w1", T0)
+    reaper = Reaper(app)
+    assert reaper.tick(T0 + 1000) == []
+    # 60 s later (the server was frozen, the worker could not beat)
+    t = T0 + 61_000
+    assert reaper.tick(t) == []
+    assert app.backend.job_hash(job_id)["s"] == b"active"
+    # The observation starts over at the first tick after the gap.
+    for step in range(1, 10):
+        assert reaper.tick(t + step * 1000) == []
+    assert reaper.tick(t + 10_000) == ["w1"]
+
+
+def test_reaper_never_reaps_a_worker_that_keeps_beating(app):
+    job_id = held_job(app, "w1", T0)
+    reaper = Reaper(app)
+    for t in range(T0, T0 + 120_000, 1000):
+        if (t - T0) % 3000 == 0:
+            beat(app.backend, "w1", t)
+        assert reaper.tick(t) == [], t
+    assert app.backend.job_hash(job_id)["s"] == b"active"
+    assert [w for w, _ in app.backend.workers()] == ["w1"]
+
+
+def test_worker_that_beats_between_observation_and_reap_survives(app):
+    job_id = held_job(app, "w1", T0)
+    reaper = Reaper(app)
+    for t in range(T0, T0 + 9000, 1000):
+        assert reaper.tick(t) == []
+    beat(app.backend, "w1", T0 + 9500)  # just in time
+    # First seen at T0 + 10 s: the new heartbeat counts from there.
+    for t in range(T0 + 10_000, T0 + 20_000, 1000):
+        assert reaper.tick(t) == [], t
+    assert app.backend.job_hash(job_id)["s"] == b"active"
+    assert reaper.tick(T0 + 20_000) == ["w1"]
+
+
+def test_reap_with_a_stale_expected_heartbeat_does_nothing(app):
+    job_id = held_job(app, "w1", T0)
+    beat(app.backend, "w1", T0 + 5000)
+    before = app.backend.job_hash(job_id)
+    assert reap(app, "w1", T0 + 20_000, expected_hb=T0) is None
+    assert app.backend.job_hash(job_id) == before
+    assert app.backend.workers() == [("w1", T0 + 5000)]
+    assert app.backend.client.smembers(app.backend.keys.worker_jobs("w1")) == {job_id.encode()}
+    # With the heartbeat it really has, it is reaped.
+    assert reap(app, "w1", T0 + 20_000, expected_hb=T0 + 5000) == {job_id: "queued"}
+
+
+def test_scheduler_tick_reaps_only_after_watching_a_whole_timeout(app):
+    job_id = held_job(app, "w1", T0)
+    scheduler = Scheduler(app)
+    t = T0 + 100_000
+    while t < T0 + 109_000:
+        scheduler.tick(t)
+        t += 500
+    assert app.backend.job_hash(job_id)["s"] == b"active"
+    scheduler.tick(T0 + 200_000)  # a gap: observation starts over
+    assert app.backend.job_hash(job_id)["s"] == b"active"
+    t = T0 + 200_000
+    while app.backend.job_hash(job_id)["s"] == b"active":
+        t += 500
+        scheduler.tick(t)
+        assert t <= T0 + 211_000
+    assert t >= T0 + 210_000
+    assert app.backend.job_hash(job_id)["s"] == b"queued"

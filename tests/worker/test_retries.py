@@ -1,0 +1,228 @@
+"""Retries, driven one step at a time by an in-process consumer: the backoff
+schedule recorded in each job, ``retry_on``/``dont_retry_on``, ``Retry``,
+and where each flag comes from (per call > settings > decorator > defaults).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from taskq import JobState, TaskOptions
+from taskq.worker.outcome import error_entry
+from tests.apps.control import build, consumer, run_until, stop
+
+FINAL = (JobState.SUCCEEDED, JobState.FAILED)
+
+
+@pytest.fixture
+def make(redis_url, namespace):
+    apps = []
+
+    def factory(**settings):
+        app = build(redis_url, namespace, **settings)
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        app.backend.delete_namespace()
+        app.close()
+
+
+@pytest.fixture
+def capp(make):
+    return make()
+
+
+@pytest.fixture
+def worker(capp):
+    c = consumer(capp)
+    yield c
+    stop(c)
+
+
+def due_ms(job) -> int:
+    return round(job.info().due_at * 1000)
+
+
+def run_to_end(app, job, queues=("default",), timeout=20.0):
+    """Run ``job`` to its end, retries included (all immediate)."""
+    c = consumer(app, "w-" + job.id, queues=queues)
+    try:
+        run_until(c, lambda: job.state in FINAL, timeout, what=f"{job} to finish")
+    finally:
+        stop(c)
+    return job.info()
+
+
+# ---------------------------------------------------------------- backoff
+
+
+def test_retries_follow_the_backoff_schedule_then_fail_with_the_full_history(capp, worker):
+    """retry=4, interval 10 s, backoff x2, capped at 25 s: 10, 20, 25, 25, then failed."""
+    b = capp.backend
+    job = capp.tasks["backoff"].delay()
+    for attempt, expected in enumerate([10_000, 20_000, 25_000, 25_000], start=1):
+        before = b.server_time_ms()
+        run_until(worker, lambda: job.state == JobState.SCHEDULED, what=f"attempt {attempt} to fail")
+        after = b.server_time_ms()
+        info = job.info()
+        assert info.attempts == attempt
+        due = due_ms(job)
+        assert before + expected <= due <= after + expected, (attempt, due - before, expected)
+        assert b.promote(100, now_ms=due - 1)[0] == 0
+        assert b.promote(100, now_ms=due)[0] == 1
+    run_until(worker, lambda: job.state == JobState.FAILED, what="last attempt")
+    info = job.info()
+    assert info.attempts == 5
+    assert [e["attempt"] for e in info.errors] == [1, 2, 3, 4, 5]
+    assert [e["message"] for e in info.errors] == [f"attempt {i}" for i in range(1, 6)]
+    assert {e["type"] for e in info.errors} == {"RuntimeError"}
+    assert b.hgetall(b.keys.stats_task)["backoff|retried"] == b"4"
+    assert b.hgetall(b.keys.stats_task)["backoff|failed"] == b"1"
+
+
+def test_jitter_spreads_the_delay_within_its_bounds(capp, worker):
+    b = capp.backend
+    jobs = [capp.tasks["flaky"].apply_async(retry=1, retry_interval=10, retry_jitter=0.5) for _ in range(12)]
+    before = b.server_time_ms()
+    run_until(worker, lambda: all(j.state == JobState.SCHEDULED for j in jobs), what="first attempts")
+    after = b.server_time_ms()
+    delays = [due_ms(j) for j in jobs]
+    assert all(before + 5_000 <= d <= after + 15_000 for d in delays), [d - before for d in delays]
+    assert len(set(delays)) > 1
+
+
+def test_retry_delay_formula_bounds():
+    o = TaskOptions(retry_interval=10, retry_backoff=3, retry_max_interval=100, retry_jitter=0.2)
+    assert o.retry_delay(1, 0.5) == 10
+    assert o.retry_delay(2, 0.5) == 30
+    assert o.retry_delay(3, 0.5) == 90
+    assert o.retry_delay(4, 0.5) == 100  # capped
+    assert o.retry_delay(1, 0.0) == pytest.approx(8)
+    assert o.retry_delay(1, 1.0) == pytest.approx(12)
+
+
+# ---------------------------------------------------------------- what is retried
+
+
+@pytest.mark.parametrize(
+    ("flags", "exc_type", "attempts"),
+    [
+        ({"retry": 2}, "ValueError", 3),
+        ({"retry": 2, "retry_on": (KeyError,)}, "ValueError", 1),
+        ({"retry": 2, "retry_on": ("KeyError",)}, "KeyError", 3),
+        ({"retry": 2, "retry_on": (LookupError,)}, "KeyError", 3),
+        ({"retry": 2, "dont_retry_on": (ValueError,)}, "ValueError", 1),
+        ({"retry": 2, "dont_retry_on": "builtins.ValueError"}, "ValueError", 1),
+        ({"retry": 2, "retry_on": Exception, "dont_retry_on": ("KeyError",)}, "TypeError", 3),
+    ],
+)
+def test_retry_on_and_dont_retry_on_per_call(capp, flags, exc_type, attempts):
+    job = capp.tasks["flaky"].apply_async((exc_type,), **flags)
+    info = run_to_end(capp, job)
+    assert info.state == JobState.FAILED
+    assert info.attempts == attempts
+    assert [e["attempt"] for e in info.errors] == list(range(1, attempts + 1))
+    assert {e["type"] for e in info.errors} == {exc_type}
+
+
+def test_retry_on_from_the_decorator_and_from_settings(make):
+    app = make(task_flags={"flaky": {"retry": 3, "dont_retry_on": ["TypeError"]}})
+    assert run_to_end(app, app.tasks["flaky"].delay("TypeError")).attempts == 1
+    assert run_to_end(app, app.tasks["flaky"].delay("ValueError")).attempts == 4
+
+    @app.task(name="strict", retry=2, retry_interval=0, retry_on=(KeyError,))
+    def strict(kind: str) -> None:
+        raise {"k": KeyError, "v": ValueError}[kind]("x")
+
+    assert run_to_end(app, strict.delay("v")).attempts == 1
+    assert run_to_end(app, strict.delay("k")).attempts == 3
+
+
+def test_raise_retry_schedules_at_its_countdown(capp, worker):
+    b = capp.backend
+    job = capp.tasks["retry_later"].delay(7.5)
+    before = b.server_time_ms()
+    run_until(worker, lambda: job.state == JobState.SCHEDULED)
+    after = b.server_time_ms()
+    assert before + 7_500 <= due_ms(job) <= after + 7_500
+    assert job.info().errors[0]["type"] == "Retry"
+    b.promote(10, now_ms=due_ms(job))
+    run_until(worker, lambda: job.state == JobState.SUCCEEDED)
+    assert job.info().attempts == 2
+
+
+def test_raise_retry_with_zero_countdown_requeues_at_once(capp, worker):
+    job = capp.tasks["retry_later"].delay(0)
+    run_until(worker, lambda: job.state == JobState.SUCCEEDED)
+    assert job.info().attempts == 2
+
+
+# ---------------------------------------------------------------- precedence
+
+
+@pytest.mark.parametrize(
+    ("settings", "call", "attempts"),
+    [
+        ({}, {}, 2),  # decorator: retry=1
+        ({"task_defaults": {"retry": 5}}, {}, 2),  # the decorator beats task_defaults
+        ({"task_flags": {"flaky": {"retry": 2}}}, {}, 3),  # settings beat the decorator
+        ({"task_flags": {"flaky": {"retry": 2}}}, {"retry": 3}, 4),  # per call beats settings
+        ({}, {"retry": 0}, 1),  # per call beats the decorator
+    ],
+)
+def test_retry_precedence_per_call_then_settings_then_decorator(make, settings, call, attempts):
+    app = make(**settings)
+    job = app.tasks["flaky"].apply_async(**call)
+    assert run_to_end(app, job).attempts == attempts
+
+
+def test_task_defaults_apply_to_tasks_without_the_flag(make):
+    app = make(task_defaults={"retry": 2, "retry_interval": 0})
+    assert run_to_end(app, app.tasks["fail"].delay()).attempts == 3
+    plain = make()
+    assert run_to_end(plain, plain.tasks["fail"].delay()).attempts == 1
+
+
+def test_queue_priority_and_delay_from_settings_and_per_call(make):
+    app = make(task_flags={"noop": {"queue": "bulk", "priority": "high", "delay": 5}})
+    b = app.backend
+    t0 = b.server_time_ms()
+    job = app.tasks["noop"].delay()
+    t1 = b.server_time_ms()
+    info = job.info()
+    assert (info.queue, info.priority, info.state) == ("bulk", 10, JobState.SCHEDULED)
+    assert t0 + 5_000 <= due_ms(job) <= t1 + 5_000
+    job2 = app.tasks["noop"].apply_async(queue="urgent", priority=-5, delay=0)
+    info2 = job2.info()
+    assert (info2.queue, info2.priority, info2.state) == ("urgent", -5, JobState.QUEUED)
+    plain = make().tasks["noop"].delay().info()
+    assert (plain.queue, plain.priority) == ("default", 0)
+
+
+def test_timeout_from_settings_and_per_call(make):
+    app = make(task_flags={"sleepy": {"timeout": 0.2}})
+    info = run_to_end(app, app.tasks["sleepy"].delay(3))
+    assert info.state == JobState.FAILED
+    assert info.errors[-1]["type"] == "TaskTimeout"
+    assert info.errors[-1]["kind"] == "timeout"
+    b = app.backend
+    assert b.hgetall(b.keys.stats_task)["sleepy|timed_out"] == b"1"
+    info = run_to_end(app, app.tasks["sleepy"].apply_async((0.4,), timeout=10))
+    assert info.state == JobState.SUCCEEDED
+
+
+def test_per_call_retry_is_stored_with_the_job_for_reapers(capp):
+    """A per-call retry becomes the job's own max attempts, so a reaper that
+    does not know the call still stops at the right attempt."""
+    b = capp.backend
+    job = capp.tasks["noop"].apply_async(retry=2)
+    assert b.job_hash(job.id)["m"] == b"3"
+    lost = error_entry(None, 0, kind="lost", exc_type="WorkerLost", message="worker lost")
+    for attempt in (1, 2, 3):
+        c = consumer(capp, f"w{attempt}")
+        run_until(c, lambda: job.state == JobState.ACTIVE)  # claimed, never run: the worker "dies"
+        outcome = b.reap_worker(f"w{attempt}", expected_hb=None, caps=(100, 10, 1000), lost_blob=lost)
+        assert outcome == {job.id: "queued" if attempt < 3 else "failed"}
+    assert job.info().attempts == 3
