@@ -29,7 +29,7 @@ def main() -> int:
     )
     try:
         deadline = time.monotonic() + 30
-        while not app.backend.workers() and time.monotonic() < deadline:
+        while not app.workers() and time.monotonic() < deadline:
             if worker.poll() is not None:
                 print("the worker exited early", file=sys.stderr)
                 return 1

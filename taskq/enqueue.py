@@ -20,7 +20,10 @@ EXEC_FLAGS = frozenset({
 
 
 def new_job_id() -> str:
-    return secrets.token_urlsafe(12)
+    """16 url-safe random characters, never starting with '-' (a command line
+    would take such an id for an option)."""
+    jid = secrets.token_urlsafe(12)
+    return "_" + jid[1:] if jid.startswith("-") else jid
 
 
 def _ms(value: float | None) -> int:

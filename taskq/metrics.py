@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
 from .errors import TaskQError
-from .stats import BOUNDS_MS, COUNTERS, Stats, WorkerInfo, collect_stats, collect_workers
+from .stats import COUNTERS, Stats, WorkerInfo, collect_stats, collect_workers
 
 if TYPE_CHECKING:
     from .app import TaskQ

@@ -7,6 +7,7 @@ import time
 
 import click
 
+from taskq.errors import TaskQError
 from taskq.metrics import serve_metrics
 from taskq.stats import Stats
 from taskq.status_text import render_status
@@ -28,7 +29,14 @@ def status(app: str | None, as_json: bool, watch: bool) -> None:
     previous: Stats | None = None
     try:
         while True:
-            stats, workers = the_app.stats(), the_app.workers()
+            try:
+                stats, workers = the_app.stats(), the_app.workers()
+            except TaskQError as exc:
+                if not watch:
+                    raise
+                click.echo(f"{'' if as_json else CLEAR}{type(exc).__name__}: {exc} (retrying)", err=as_json)
+                time.sleep(1.0)
+                continue
             if as_json:
                 data = {**stats.as_dict(), "workers": [w.as_dict() for w in workers]}
                 if watch:

@@ -33,8 +33,10 @@ CLAIM_FIELDS = 9
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***``."""
-    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
+    """The URL with any password (in the user info or a ``password=`` query
+    parameter) replaced by ``***``."""
+    url = re.sub(r"(//[^:/@]*:)[^/]*@", r"\1***@", url)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url)
 
 
 @contextlib.contextmanager
@@ -55,7 +57,10 @@ def translate_errors(url: str) -> Iterator[None]:
             raise BrokerRefused(f"server refused the write: out of memory (maxmemory reached): {text}") from None
         if isinstance(exc, redis.exceptions.ReadOnlyError) or text.startswith("READONLY"):
             raise BrokerRefused("server refused the write: it is a read-only replica; point redis_url at the primary") from None
-        if isinstance(exc, redis.exceptions.NoPermissionError) or text.startswith(("NOPERM", "NOAUTH", "WRONGPASS")):
+        if "unauthenticated" in text:  # Redis answers a long command from a client that did not AUTH so
+            raise BrokerRefused(f"server at {redact_url(url)} refused the credentials: authentication required") from None
+        if (isinstance(exc, redis.exceptions.NoPermissionError) or text.startswith(("NOPERM", "NOAUTH", "WRONGPASS"))
+                or "ACL failure" in text or "can't run this command" in text):  # inside a script
             raise BrokerRefused(f"server refused the command (ACL): {text}") from None
         raise
 

@@ -42,6 +42,7 @@ class Consumer:
         self.pending: list[Outcome] = []
         self.pending_since = 0.0
         self.cancels: dict[str, int] = {}
+        self.parent_pid = os.getppid()  # the supervisor; if it dies, this process stops too
         self.stopping = threading.Event()
         self.avg_run = 0.0  # EWMA of run time (s), sizes the next claim
         self.executor = Executor(app, self.backend, self._on_start)
@@ -131,11 +132,20 @@ class Consumer:
                 if slow and self.held:
                     outs += [Outcome(j.id, j.token, "release") for j in self.held]
                     self.held.clear()
-                self.held.extend(self._settle(outs, self.batch_size() if not self.held else 0))
+                self.held.extend(self._settle_or_keep(outs, self.batch_size() if not self.held else 0))
             return
         with self._lock:
             outs, self.pending = self.pending, []
-            self.held.extend(self._settle(outs, self.batch_size(), block=not outs))
+            self.held.extend(self._settle_or_keep(outs, self.batch_size(), block=not outs))
+
+    def _settle_or_keep(self, outcomes: list[Outcome], count: int, block: bool = False) -> list[ClaimedJob]:
+        """``_settle``; if the call fails the outcomes stay pending and are sent
+        again (a repeat of one the server did record is discarded by fencing)."""
+        try:
+            return self._settle(outcomes, count, block)
+        except TaskQError:
+            self.pending[:0] = outcomes
+            raise
 
     def _log(self, job: ClaimedJob, out: Outcome) -> None:
         if out.kind == "ok":
@@ -157,6 +167,10 @@ class Consumer:
         pause = 0.1
         down = False
         while not self.stopping.is_set() or self.pending:
+            if not self.stopping.is_set() and os.getppid() != self.parent_pid:
+                log.error("the supervisor (pid %d) is gone: no one enforces hard timeouts or replaces this "
+                          "process; handing back held jobs and exiting", self.parent_pid)
+                self.stopping.set()
             try:
                 if self.stopping.is_set():
                     with self._lock:
@@ -166,7 +180,8 @@ class Consumer:
                 self.step()
                 if down:
                     log.warning("connection to the server restored")
-                    self.backend.release_orphans(self.worker_id, [j.id for j in self.held])
+                    known = [j.id for j in self.held] + [o.id for o in self.pending]
+                    self.backend.release_orphans(self.worker_id, known)
                 down, pause = False, 0.1
             except TaskQError as exc:
                 if not down:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import TaskQError
+from ..storage.backend import redact_url
 from .child import child_main
 from .config import WorkerConfig
 from .outcome import error_entry
@@ -76,7 +77,7 @@ class Supervisor:
         info = b.info("server")
         version = info.get("valkey_version") or info.get("redis_version")
         log.info("taskq worker: server %s (%s %s), namespace %r, queues %s, concurrency %d",
-                 b.url if "@" not in b.url else "(credentials hidden)", info.get("server_name", "redis"),
+                 redact_url(b.url), info.get("server_name", "redis"),
                  version, self.app.settings.namespace, ",".join(self.config.queues), self.config.concurrency)
         policy = b.config_get("maxmemory-policy")
         if policy and policy != "noeviction":

@@ -40,11 +40,14 @@ local function stat(key, field, n)
   h[field] = (h[field] or 0) + (n or 1)
 end
 
-local function count(task, queue, counter)
-  stat(P .. 'st:t', task .. '|' .. counter)
-  stat(P .. 'st:q', queue .. '|' .. counter)
-  stat(P .. 'st:m:' .. fmt(math.floor(NOW / 60000)), counter)
+local function count(task, queue, counter, n)
+  stat(P .. 'st:t', task .. '|' .. counter, n)
+  stat(P .. 'st:q', queue .. '|' .. counter, n)
+  stat(P .. 'st:m:' .. fmt(math.floor(NOW / 60000)), counter, n)
 end
+
+-- A leased job handed back unstarted: its claim does not count as a start.
+local function uncount_start(task, queue) count(task, queue, 'started', -1) end
 
 local function flush_stats()
   for key, fields in pairs(STATS) do
@@ -71,8 +74,9 @@ end
 local function push_ready(id, queue, prio, front)
   local lk = P .. 'q:' .. queue .. ':' .. prio
   if front then redis.call('RPUSH', lk, id) else redis.call('LPUSH', lk, id) end
-  redis.call('ZADD', P .. 'qp:' .. queue, -tonumber(prio), prio)
-  redis.call('SADD', P .. 'queues', queue)
+  if redis.call('ZADD', P .. 'qp:' .. queue, -tonumber(prio), prio) == 1 then
+    redis.call('SADD', P .. 'queues', queue)
+  end
   wake_queue(queue)
 end
 
@@ -128,7 +132,10 @@ local function append_error(jk, blob, keep)
   if not blob or blob == '' then return end
   local cur = redis.call('HGET', jk, 'err')
   local list = {}
-  if cur then list = cmsgpack.unpack(cur) end
+  if cur then
+    local ok, old = pcall(cmsgpack.unpack, cur)
+    if ok and type(old) == 'table' then list = old end  -- a garbled history is dropped
+  end
   table.insert(list, blob)
   while #list > keep do table.remove(list, 1) end
   redis.call('HSET', jk, 'err', cmsgpack.pack(list))

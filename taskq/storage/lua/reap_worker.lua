@@ -39,6 +39,7 @@ for _, id in ipairs(redis.call('SMEMBERS', wj)) do
       redis.call('HINCRBY', jk, 'a', -1)
       redis.call('HSET', jk, 's', 'queued')
       push_ready(id, queue, j[5], true)
+      uncount_start(task, queue)
       outcome = 'released'
     else
       local blob = lost_blob

@@ -14,15 +14,17 @@ for _, id in ipairs(redis.call('SMEMBERS', wj)) do
   if not known[id] then
     local jk = jkey(id)
     redis.call('SREM', wj, id)
-    local j = redis.call('HMGET', jk, 's', 'w', 'q', 'p', 'r')
+    local j = redis.call('HMGET', jk, 's', 'w', 'q', 'p', 'r', 't')
     if j[1] == 'active' and j[2] == wid then
       redis.call('HINCRBY', jk, 'k', 1)
       redis.call('HINCRBY', jk, 'a', -1)
       release_lock(id, j[5])
       redis.call('HSET', jk, 's', 'queued')
       push_ready(id, j[3], j[4], true)
+      uncount_start(j[6], j[3])
       out[#out + 1] = id
     end
   end
 end
+flush_stats()
 return out

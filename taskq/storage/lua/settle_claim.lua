@@ -70,6 +70,8 @@ for i = 1, n do
       if kind == 'requeue' then
         redis.call('HINCRBY', jk, 'rq', 1)
         count(task, queue, 'requeued')
+      else
+        uncount_start(task, queue)
       end
       if due > 0 then
         redis.call('HSET', jk, 's', 'scheduled', 'due', NOW + due)

@@ -1,0 +1,159 @@
+"""Observability with real processes: ``taskq status``, a worker's metrics
+endpoint, and the workers registry across a SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import pytest
+
+from taskq import JobState
+from taskq.worker.scheduler import Reaper
+from tests.apps.obs import build
+from tests.conftest import ROOT, wait_for
+from tests.unit.test_metrics_format import parse_exposition, value_of
+
+APP = "tests.apps.obs:app"
+
+
+@pytest.fixture
+def obs(redis_url, namespace):
+    app = build(redis_url, namespace, heartbeat_timeout=1)
+    yield app
+    app.backend.delete_namespace()
+    app.close()
+
+
+def taskq(worker_env, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "taskq_cli.main", *args], cwd=ROOT, env=worker_env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port: int) -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            return resp.read().decode()
+    except OSError:
+        return None
+
+
+def test_status_json_agrees_with_app_stats(obs, start_worker, worker_env) -> None:
+    w = start_worker(APP)
+    jobs = [obs.tasks["ok"].delay(i) for i in range(3)] + [obs.tasks["boom"].delay()]
+    wait_for(lambda: all(j.state.finished for j in jobs), 20, what="jobs to finish")
+    obs.tasks["ok"].apply_async((9,), queue="parked")
+
+    out = taskq(worker_env, "status", APP, "--json")
+    assert out.returncode == 0, out.stderr
+    cli = json.loads(out.stdout)
+    mine = obs.stats().as_dict()
+    for key in ("namespace", "tasks", "ready", "scheduled", "active", "stalled", "failed", "worker_count",
+                "failures_last_hour"):
+        assert cli[key] == mine[key], key
+    assert {q: (d["depth"], d["levels"], d["counters"]) for q, d in cli["queues"].items()} == {
+        q: (d["depth"], d["levels"], d["counters"]) for q, d in mine["queues"].items()}
+    assert cli["queues"]["parked"]["depth"] == 1 and cli["queues"]["parked"]["latency_s"] >= 0
+    assert cli["tasks"]["ok"]["counters"]["succeeded"] == 3 and cli["failures_last_hour"] == 1
+    (worker,) = cli["workers"]
+    assert worker["ppid"] == w.pid and worker["pid"] in w.child_pids()
+    assert [x["id"] for x in cli["workers"]] == [x.id for x in obs.workers()]
+
+    text = taskq(worker_env, "status", APP)
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0].startswith(f"taskq  namespace {obs.settings.namespace}  ")
+    assert lines[1] == "jobs: 1 ready  0 scheduled  0 active  0 stalled  1 failed"
+    assert any(line.startswith(worker["id"] + "  ") for line in lines)
+    assert any(line.split()[:5] == ["ok", "4", "3", "3", "0"] for line in lines)
+
+
+def test_worker_serves_metrics_on_its_port(obs, start_worker) -> None:
+    port = free_port()
+    start_worker(APP, "--metrics-port", str(port))
+    job = obs.tasks["ok"].delay(1)
+    job2 = obs.tasks["boom"].delay()
+    wait_for(lambda: job.state.finished and job2.state.finished, 20, what="jobs to finish")
+    body = wait_for(lambda: scrape(port), 20, what="the metrics endpoint")
+    fam = parse_exposition(body)
+    assert value_of(fam, "taskq_jobs_total", task="ok", outcome="succeeded") == 1
+    assert value_of(fam, "taskq_jobs_total", task="boom", outcome="failed") == 1
+    assert value_of(fam, "taskq_queue_jobs_total", queue="default", outcome="enqueued") == 2
+    assert value_of(fam, "taskq_job_duration_seconds_count", task="boom") == 1
+    assert value_of(fam, "taskq_failed_jobs") == 1
+    assert value_of(fam, "taskq_workers") == 1
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)
+    assert err.value.code == 404
+
+
+def test_registry_shows_a_running_worker_until_a_reaper_removes_the_killed_one(obs, start_worker) -> None:
+    w = start_worker(APP, env={"TASKQ_HEARTBEAT_TIMEOUT": "1"})
+    job = obs.tasks["nap"].delay(30)
+    wait_for(lambda: job.state == JobState.ACTIVE, 20, what="the job to start")
+    (info,) = obs.workers()
+    assert info.ppid == w.pid and info.pid in w.child_pids() and info.jobs == (job.id,)
+    assert info.queues == ("default",) and info.heartbeat_age_s < 5
+
+    w.kill_all()
+    (dead,) = obs.workers()  # still registered: nobody has reaped it yet
+    assert dead.id == info.id and dead.jobs == (job.id,)
+    reaper = Reaper(obs)
+    wait_for(lambda: reaper.tick(obs.backend.server_time_ms()) or not obs.workers(), 20, interval=0.1,
+             what="the reaper to remove the killed worker")
+    assert obs.workers() == []
+    assert job.state in (JobState.QUEUED, JobState.FAILED)
+
+
+def _popen(worker_env, tmp_path, *args: str) -> tuple[subprocess.Popen[bytes], object]:
+    out = tmp_path / "out.txt"
+    fh = open(out, "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "taskq_cli.main", *args], cwd=ROOT, env=worker_env,
+                            stdout=fh, stderr=subprocess.STDOUT)
+    fh.close()
+    return proc, out
+
+
+def test_metrics_command_serves_until_interrupted(obs, worker_env, tmp_path) -> None:
+    obs.tasks["ok"].delay(1)
+    port = free_port()
+    proc, out = _popen(worker_env, tmp_path, "metrics", APP, "--port", str(port))
+    try:
+        body = wait_for(lambda: scrape(port) or proc.poll() is not None, 20, what="the metrics endpoint")
+        assert proc.poll() is None, out.read_text()
+        fam = parse_exposition(body)
+        assert value_of(fam, "taskq_queue_depth", queue="default") == 1
+        assert value_of(fam, "taskq_workers") == 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0, out.read_text()
+    assert f"serving metrics on http://127.0.0.1:{port}/metrics" in out.read_text()
+
+
+def test_status_watch_redraws_until_interrupted(obs, worker_env, tmp_path) -> None:
+    obs.tasks["ok"].delay(1)
+    header = f"taskq  namespace {obs.settings.namespace}  "
+    proc, out = _popen(worker_env, tmp_path, "status", APP, "--watch")
+    try:
+        wait_for(lambda: out.read_text().count(header) >= 2 or proc.poll() is not None, 30, what="two frames")
+        assert proc.poll() is None, out.read_text()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0, out.read_text()
+    # not a terminal: click leaves out the clear-screen codes, frames follow each other
+    frames = [header + f for f in out.read_text().split(header)[1:]]
+    assert "\x1b" not in frames[0]
+    assert frames[0].splitlines()[4] == "QUEUE    READY  LATENCY  LEVELS"
+    assert frames[1].splitlines()[4] == "QUEUE    READY  LATENCY  LEVELS  IN/MIN  OUT/MIN"
