@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
 from typing import Any, TypeVar, overload
 
@@ -178,27 +178,34 @@ class TaskQ:
         """Enqueue many ``(task_name, args, kwargs)`` jobs, one script call per 1,000.
 
         Every per-job rule (unique keys, delays, priorities, ids) applies.
+        The next chunk is built while the server runs the previous one.
         """
-        jobs: list[Job] = []
-        chunk: list[list[Any]] = []
         durable = self.settings.durable or bool(call.get("durable"))
-
-        def flush() -> None:
-            for jid, created, state in self.backend.enqueue(chunk, durable=durable):
-                jobs.append(Job(self, jid, task=names[jid] if jid in names else None, created=created, state=state))
-            chunk.clear()
-
         names: dict[str, str] = {}
-        for task_name, args, kwargs in items:
-            options = self.options_for(task_name).merged(call)
-            fields = build_job(self.settings, task_name, args, kwargs, options, call)
-            names[fields[0]] = task_name
-            chunk.append(fields)
-            if len(chunk) >= ENQUEUE_CHUNK:
-                flush()
-        if chunk:
-            flush()
-        return jobs
+        merged: dict[str, TaskOptions] = {}  # options with the call's overrides, once per task
+
+        def chunks() -> Iterator[list[list[Any]]]:
+            chunk: list[list[Any]] = []
+            for task_name, args, kwargs in items:
+                options = merged.get(task_name)
+                if options is None:
+                    options = merged[task_name] = self.options_for(task_name).merged(call)
+                fields = build_job(self.settings, task_name, args, kwargs, options, call)
+                names[fields[0]] = task_name
+                chunk.append(fields)
+                if len(chunk) >= ENQUEUE_CHUNK:
+                    yield chunk
+                    chunk = []
+            if chunk:
+                yield chunk
+
+        if durable:
+            results: Iterable[list[tuple[str, bool, str]]] = (
+                self.backend.enqueue(chunk, durable=True) for chunk in chunks())
+        else:
+            results = self.backend.enqueue_stream(chunks())
+        return [Job(self, jid, task=names.get(jid), created=created, state=state)
+                for result in results for jid, created, state in result]
 
     def job(self, job_id: str) -> Job:
         """A handle on an existing job (no round trip until used)."""

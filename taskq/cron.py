@@ -15,6 +15,7 @@ from .options import seconds
 
 CATCH_UP = ("one", "skip", "all")
 MAX_CATCH_UP = 1000  # ticks enqueued at most in one pass with catch_up="all"
+SKIP_GRACE_MS = 1000  # with catch_up="skip", a tick at most this late is current, not missed
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,6 @@ class Periodic:
         if self.catch_up == "all":
             return ticks
         latest = ticks[-1]
-        if self.catch_up == "skip" and len(ticks) > 1:
-            return [latest] if now_ms - latest < 1000 else []
+        if self.catch_up == "skip":  # only a current tick runs, even if a single one was missed
+            return [latest] if now_ms - latest < SKIP_GRACE_MS else []
         return [latest]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import redis
@@ -160,6 +160,66 @@ class Backend:
             (reply[i].decode(), bool(reply[i + 1]), reply[i + 2].decode())
             for i in range(0, len(reply), 3)
         ]
+
+    def enqueue_stream(self, chunks: Iterable[Sequence[Sequence[Arg]]]) -> Iterator[list[tuple[str, bool, str]]]:
+        """:meth:`enqueue` for a stream of chunks, yielding each chunk's result in order.
+
+        A chunk is sent without waiting for the previous reply, so the caller
+        builds the next chunk while the server runs this one (at most two in
+        flight, on one connection). A chunk whose reply is lost (connection
+        error, script cache flushed) goes through :meth:`enqueue` again, which
+        retries; enqueue is idempotent by job id."""
+        sha = self.scripts["enqueue"].sha
+        pool = self.client.connection_pool
+        conn: Any = None
+        try:
+            conn = pool.get_connection()
+        except TRANSIENT:
+            pass  # every chunk goes through enqueue(), which retries
+        sent: list[tuple[list[Arg], bool]] = []  # in flight: (args, sent on conn)
+
+        def result() -> list[tuple[str, bool, str]]:
+            nonlocal conn
+            flat, on_conn = sent.pop(0)
+            reply = None
+            if on_conn and conn is not None:
+                try:
+                    with translate_errors(self.url):
+                        reply = conn.read_response()
+                except NoScriptError:
+                    pass
+                except BrokerUnavailable:
+                    conn.disconnect()  # the rest goes through enqueue()
+                    pool.release(conn)
+                    conn = None
+            if reply is None:
+                reply = self.run_retrying("enqueue", *flat)
+            return [(reply[i].decode(), bool(reply[i + 1]), reply[i + 2].decode()) for i in range(0, len(reply), 3)]
+
+        try:
+            for jobs in chunks:
+                flat: list[Arg] = ["", len(jobs)]
+                for job in jobs:
+                    flat.extend(job)
+                on_conn = False
+                if conn is not None:
+                    try:
+                        conn.send_command("EVALSHA", sha, 1, self.prefix, *flat)
+                        on_conn = True
+                    except TRANSIENT:
+                        conn.disconnect()  # never reconnect it: replies would no longer match chunks
+                        pool.release(conn)
+                        conn = None
+                sent.append((flat, on_conn))
+                if len(sent) > 1:
+                    yield result()
+            while sent:
+                yield result()
+        finally:
+            if conn is not None:
+                if any(on_conn for _, on_conn in sent):
+                    conn.disconnect()  # replies left unread (an error, or the caller stopped)
+                pool.release(conn)
 
     # ------------------------------------------------------------ worker
 

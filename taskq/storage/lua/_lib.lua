@@ -107,13 +107,9 @@ local function release_unique(id, ukey)
   end
 end
 
--- Frees the resource if `id` holds it and hands it to the oldest waiter that
--- still waits (pushed to the front of its queue).
-local function release_lock(id, res)
-  if not res then return end
-  local lk = P .. 'l:' .. res
-  if redis.call('GET', lk) ~= id then return end
-  redis.call('DEL', lk)
+-- Gives a free resource's turn to the oldest job that still waits for it
+-- (pushed to the front of its queue; it takes the lock when claimed).
+local function hand_off(res)
   local wk = P .. 'lw:' .. res
   while true do
     local wid = redis.call('RPOP', wk)
@@ -125,6 +121,15 @@ local function release_lock(id, res)
       return
     end
   end
+end
+
+-- Frees the resource if `id` holds it and hands it to the oldest waiter.
+local function release_lock(id, res)
+  if not res then return end
+  local lk = P .. 'l:' .. res
+  if redis.call('GET', lk) ~= id then return end
+  redis.call('DEL', lk)
+  hand_off(res)
 end
 
 -- ---------------------------------------------------------------- errors
@@ -239,7 +244,10 @@ end
 -- schedule, resource waiters, stalled, finished indexes).
 local function unindex(id, jk, st)
   local j = redis.call('HMGET', jk, 'q', 'p', 'r')
-  if st == 'queued' then remove_ready(id, j[1], j[2])
+  if st == 'queued' then
+    remove_ready(id, j[1], j[2])
+    -- it may be the waiter a release handed the resource to: pass the turn on
+    if j[3] and not redis.call('GET', P .. 'l:' .. j[3]) then hand_off(j[3]) end
   elseif st == 'scheduled' then redis.call('ZREM', P .. 'sched', id)
   elseif st == 'waiting' then redis.call('LREM', P .. 'lw:' .. j[3], 1, id)
   elseif st == 'stalled' then redis.call('ZREM', P .. 'stalled', id)

@@ -4,7 +4,7 @@
 -- KEYS[1] namespace prefix
 -- ARGV[1] now_ms or ""  ARGV[2] worker id  ARGV[3] claim count (0 = none)
 -- ARGV[4] failed cap  ARGV[5] done cap  ARGV[6] error history cap
--- ARGV[7] ttl_ms of jobs this script finishes itself (skipped)
+-- ARGV[7] ttl_ms of jobs this script finishes itself (skipped, or cancelled at claim)
 -- ARGV[8] N outcomes, then 10 fields each:
 --   id token kind blob due_ms ttl_ms keep_ms duration_ms bucket flag
 --   kind: ok | fail | retry | requeue | cancel | release
@@ -138,6 +138,16 @@ local function take(id)
   local j = redis.call('HMGET', jk, 's', 'r', 'ol', 't', 'q', 'p')
   if j[1] ~= 'queued' then return end
   if fail_malformed(id, jk, j) then return end
+  if redis.call('HEXISTS', jk, 'cr') == 1 then
+    -- its cancel was asked for while it was leased (then the worker died, handed
+    -- it back, or it retried): the request stands, the job does not run again
+    local blob = cmsgpack.pack({type = 'Cancelled', kind = 'cancelled', traceback = '', at = NOW / 1000,
+      attempt = tonumber(redis.call('HGET', jk, 'a') or '0'), message = 'cancelled before it ran again'})
+    append_error(jk, blob, CAPS.errors)
+    finalize(id, jk, 'cancelled', redis.call('HGET', jk, 'u'), SKIP_TTL, 0, blob)
+    count(j[4], j[5], 'cancelled')
+    return
+  end
   local res = j[2]
   if res then
     local lk = P .. 'l:' .. res
