@@ -166,9 +166,10 @@ class Backend:
 
         A chunk is sent without waiting for the previous reply, so the caller
         builds the next chunk while the server runs this one (at most two in
-        flight, on one connection). A chunk whose reply is lost (connection
-        error, script cache flushed) goes through :meth:`enqueue` again, which
-        retries; enqueue is idempotent by job id."""
+        flight, on one connection). After a lost reply (connection error,
+        script cache flushed) that chunk and every later one go through
+        :meth:`enqueue`, in order; it retries, and enqueue is idempotent by
+        job id."""
         sha = self.scripts["enqueue"].sha
         pool = self.client.connection_pool
         conn: Any = None
@@ -177,9 +178,10 @@ class Backend:
         except TRANSIENT:
             pass  # every chunk goes through enqueue(), which retries
         sent: list[tuple[list[Arg], bool]] = []  # in flight: (args, sent on conn)
+        streaming = True  # False once a reply was lost: keeps the chunks in order
 
         def result() -> list[tuple[str, bool, str]]:
-            nonlocal conn
+            nonlocal conn, streaming
             flat, on_conn = sent.pop(0)
             reply = None
             if on_conn and conn is not None:
@@ -187,7 +189,7 @@ class Backend:
                     with translate_errors(self.url):
                         reply = conn.read_response()
                 except NoScriptError:
-                    pass
+                    streaming = False  # a chunk in flight behind this one is still read from conn
                 except BrokerUnavailable:
                     conn.disconnect()  # the rest goes through enqueue()
                     pool.release(conn)
@@ -202,7 +204,8 @@ class Backend:
                 for job in jobs:
                     flat.extend(job)
                 on_conn = False
-                if conn is not None:
+                streaming = streaming or not sent  # nothing in flight: order is safe again
+                if conn is not None and streaming:
                     try:
                         conn.send_command("EVALSHA", sha, 1, self.prefix, *flat)
                         on_conn = True

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..errors import TaskQError
+from ..errors import BrokerUnavailable, TaskQError
 from .config import WorkerConfig
 from .executor import ClaimedJob, Executor
 from .heartbeat import Heartbeat, kill_self
@@ -159,10 +159,26 @@ class Consumer:
                         out.duration_ms, f"{type(out.exc).__name__}: {out.exc}" if out.exc else "",
                         extra={"job_id": job.id, "task": job.task, "outcome": out.kind})
 
+    def register(self) -> None:
+        """Register the tasks and this process; while the server is unreachable
+        (a process started during a restart) retry with backoff."""
+        pause = 0.1
+        while True:
+            try:
+                self.backend.register_tasks({n: self.app.options_for(n).max_attempts for n in self.app.tasks})
+                self.heartbeat.beat()
+                return
+            except BrokerUnavailable as exc:
+                if self.stopping.is_set():
+                    return
+                if pause == 0.1:
+                    log.warning("cannot reach the server to start (%s); retrying with backoff", exc)
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+
     def run(self) -> None:
         """Serve until asked to stop; then hand back unstarted jobs and leave."""
-        self.backend.register_tasks({n: self.app.options_for(n).max_attempts for n in self.app.tasks})
-        self.heartbeat.beat()
+        self.register()
         self.heartbeat.start()
         pause = 0.1
         down = False

@@ -39,7 +39,9 @@ class Reaper:
         self.app = app
         s = app.settings
         self.timeout_ms = int(s.heartbeat_timeout * 1000)
-        self.max_gap_ms = max(2000, self.timeout_ms // 2)
+        # Longer between two ticks than this counts as a pause. Below the timeout
+        # itself, or a short outage with a short timeout would reap live workers.
+        self.max_gap_ms = self.timeout_ms // 2
         self.caps = (s.failed_max, s.error_history, int(s.failed_ttl * 1000))
         self.seen: dict[str, tuple[int, int]] = {}  # worker -> (heartbeat, first seen at)
         self.last_tick_ms: int | None = None

@@ -3,7 +3,8 @@ worker in-process.
 
 ``build()`` makes an app with these tasks; the CLI and worker processes
 import ``app`` (server and namespace from ``TASKQ_*``), which also has a
-periodic task ``tick`` (every second, on its own queue ``periodic``).
+periodic task ``tick`` (every second, on its own queue ``periodic``) and a cron task
+``morning`` (9:30 on weekdays, Paris time).
 
 Tasks that coordinate with a test use keys under the app's namespace
 (``<prefix>test:<name>``), so they are removed with the namespace.
@@ -159,7 +160,8 @@ def build(redis_url: str | None = None, namespace: str | None = None, *, periodi
         return "fine"
 
     if periodic:
-        @app.periodic(every=dt.timedelta(seconds=1), name="tick", queue="periodic")
+        # catch_up="all": a scheduler late on a loaded machine still enqueues every tick
+        @app.periodic(every=dt.timedelta(seconds=1), name="tick", queue="periodic", catch_up="all")
         def tick() -> None:
             return None
 

@@ -62,6 +62,12 @@ def test_cron_in_a_time_zone_follows_its_daylight_saving_time():
     assert p.next_after(ms(2024, 7, 1)) == ms(2024, 7, 1, 7, 30)  # Monday, UTC+2
     assert p.next_after(ms(2024, 1, 5, 9)) == ms(2024, 1, 8, 8, 30)  # Friday after 9:30 -> Monday
     assert cron("30 9 * * *").next_after(ms(2024, 1, 1)) == ms(2024, 1, 1, 9, 30)  # UTC by default
+    hourly = cron("0 * * * *", tz="Europe/Paris")  # across the autumn change: no hour twice, none lost
+    t, ticks = ms(2024, 10, 26, 23, 30), []
+    for _ in range(4):
+        t = hourly.next_after(t)
+        ticks.append(t)
+    assert ticks == [ms(2024, 10, 27, h) for h in range(4)]
 
 
 @pytest.mark.parametrize(
@@ -73,7 +79,8 @@ def test_cron_in_a_time_zone_follows_its_daylight_saving_time():
         ("all", 10_000, 65_000, [20_000, 30_000, 40_000, 50_000, 60_000]),
         ("skip", 10_000, 65_000, []),  # the latest tick is 5 s old: missed, skipped
         ("skip", 10_000, 60_500, [60_000]),  # the latest tick is current
-        ("skip", 50_000, 65_000, [60_000]),  # a single tick is not a missed run
+        ("skip", 50_000, 65_000, []),  # a single missed tick is skipped too
+        ("skip", 50_000, 60_900, [60_000]),
     ],
 )
 def test_due_ticks_per_catch_up_policy(catch_up, last, now, expected):
@@ -140,13 +147,15 @@ def test_first_pass_only_starts_the_schedule_then_each_tick_fires_once(capp):
 
 
 def test_missed_ticks_fire_one_catch_up_by_default(capp):
+    capp.periodic(every=1, name="often", queue="periodic")(lambda: None)
     s = Scheduler(capp, reaper=False)
-    p = capp.periodics["tick"]
+    p = capp.periodics["often"]
+    assert p.catch_up == "one"
     t0 = ms(2024, 1, 1)
     s.fire(p, t0)
     s.fire(p, t0 + 1_000)
     s.fire(p, t0 + 60_250)  # 59 ticks missed
-    assert cron_jobs(capp) == sorted([f"cron:tick:{t0 + 1_000}", f"cron:tick:{t0 + 60_000}"])
+    assert cron_jobs(capp) == sorted([f"cron:often:{t0 + 1_000}", f"cron:often:{t0 + 60_000}"])
     s.fire(p, t0 + 61_000)
     assert len(cron_jobs(capp)) == 3
 
@@ -155,16 +164,33 @@ def test_missed_ticks_fire_one_catch_up_by_default(capp):
 def test_catch_up_policies_in_a_scheduler_pass(redis_url, namespace, catch_up, count):
     app = build(redis_url, namespace)
     try:
-        app.periodic(every=1, catch_up=catch_up, name="often", queue="periodic")(lambda: None)
+        app.periodic(every=5, catch_up=catch_up, name="often", queue="periodic")(lambda: None)
         s = Scheduler(app, reaper=False)
         p = app.periodics["often"]
         t0 = ms(2024, 1, 1)
         s.fire(p, t0)
-        s.fire(p, t0 + 10_500)
+        s.fire(p, t0 + 52_500)  # ten ticks missed, the latest 2.5 s ago
         assert len(cron_jobs(app)) == count
-        assert app.backend.cron_last("often") >= t0 + 10_000  # the missed ticks are behind us
-        s.fire(p, t0 + 11_000)
+        assert app.backend.cron_last("often") >= t0 + 50_000  # the missed ticks are behind us
+        s.fire(p, t0 + 55_000)
         assert len(cron_jobs(app)) == count + 1
+    finally:
+        app.backend.delete_namespace()
+        app.close()
+
+
+def test_skip_passes_over_a_single_missed_tick_of_a_daily_cron(redis_url, namespace):
+    app = build(redis_url, namespace)
+    try:
+        app.periodic("0 9 * * *", catch_up="skip", name="daily", queue="periodic")(lambda: None)
+        s = Scheduler(app, reaper=False)
+        p = app.periodics["daily"]
+        s.fire(p, ms(2024, 1, 1, 8))
+        s.fire(p, ms(2024, 1, 1, 15))  # no scheduler ran at 9:00
+        assert cron_jobs(app) == []
+        assert app.backend.cron_last("daily") == ms(2024, 1, 1, 15)
+        s.fire(p, ms(2024, 1, 2, 9, 0, 0) + 200)
+        assert cron_jobs(app) == [f"cron:daily:{ms(2024, 1, 2, 9)}"]
     finally:
         app.backend.delete_namespace()
         app.close()
@@ -213,7 +239,7 @@ def test_periodic_list_prints_schedule_and_next_run(capp, worker_env):
     lines = dict(line.split("  ", 1) for line in out.stdout.strip().splitlines())
     assert set(lines) == {"tick", "morning"}
     assert lines["tick"].startswith("every 1s  tz=UTC  next=")
-    assert lines["tick"].endswith("catch_up=one")
+    assert lines["tick"].endswith("catch_up=all")
     nxt = dt.datetime.fromisoformat(lines["tick"].split("next=")[1].split()[0])
     assert abs(nxt.timestamp() - time.time()) < 5
     assert lines["morning"].startswith("30 9 * * 1-5  tz=Europe/Paris  next=")

@@ -159,6 +159,12 @@ def test_raise_retry_with_zero_countdown_requeues_at_once(capp, worker):
     assert job.info().attempts == 2
 
 
+def test_raise_retry_after_the_last_attempt_fails_the_job(capp):
+    info = run_to_end(capp, capp.tasks["retry_later"].apply_async((5,), retry=0))
+    assert info.state == JobState.FAILED and info.attempts == 1
+    assert info.errors[-1]["type"] == "Retry"
+
+
 # ---------------------------------------------------------------- precedence
 
 
@@ -176,6 +182,26 @@ def test_retry_precedence_per_call_then_settings_then_decorator(make, settings, 
     app = make(**settings)
     job = app.tasks["flaky"].apply_async(**call)
     assert run_to_end(app, job).attempts == attempts
+
+
+@pytest.mark.parametrize(
+    ("settings", "call", "delay_ms"),
+    [
+        ({}, {}, 10_000),  # decorator of "backoff": retry_interval=10
+        ({"task_flags": {"backoff": {"retry_interval": 20}}}, {}, 20_000),
+        ({"task_flags": {"backoff": {"retry_interval": 20}}}, {"retry_interval": 3}, 3_000),
+        ({"task_defaults": {"retry_interval": 50}}, {}, 10_000),
+    ],
+)
+def test_retry_interval_precedence(make, settings, call, delay_ms):
+    app = make(**settings)
+    job = app.tasks["backoff"].apply_async(**call)
+    c = consumer(app)
+    before = app.backend.server_time_ms()
+    run_until(c, lambda: job.state == JobState.SCHEDULED)
+    after = app.backend.server_time_ms()
+    stop(c)
+    assert before + delay_ms <= due_ms(job) <= after + delay_ms
 
 
 def test_task_defaults_apply_to_tasks_without_the_flag(make):

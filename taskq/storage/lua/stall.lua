@@ -9,7 +9,12 @@ local st = redis.call('HGET', jk, 's')
 if not st then return {-1, ''} end
 if st ~= 'queued' and st ~= 'scheduled' and st ~= 'failed' then return {-2, st} end
 unindex(id, jk, st)
-if st == 'failed' then redis.call('PERSIST', jk) end
+if st == 'failed' then
+  -- live again: it takes back its unique key if nobody holds it
+  redis.call('PERSIST', jk)
+  local uk = redis.call('HGET', jk, 'u')
+  if uk and not redis.call('GET', P .. 'u:' .. uk) then redis.call('SET', P .. 'u:' .. uk, id) end
+end
 redis.call('HSET', jk, 's', 'stalled', 'ps', st)
 redis.call('ZADD', P .. 'stalled', NOW, id)
 return {1, st}

@@ -1,0 +1,107 @@
+"""Retention: finished jobs expire, the finished indexes are capped and
+trimmed (finalize in _lib.lua, trim_finished.lua), so a namespace that has
+run 20,000 jobs goes back to its baseline of keys and memory.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from taskq import JobState
+from taskq.worker.scheduler import Scheduler
+from tests.apps.control import build, consumer, run_until, stop
+from tests.conftest import wait_for
+
+N_OK = 18_000
+N_FAILED = 2_000
+DONE_MAX = 1_000
+FAILED_MAX = 1_000
+
+
+@pytest.fixture
+def small(redis_url, namespace):
+    app = build(redis_url, namespace, succeeded_ttl=1, failed_ttl=1, done_max=DONE_MAX, failed_max=FAILED_MAX)
+    yield app
+    app.backend.delete_namespace()
+    app.close()
+
+
+def used_memory(app) -> int:
+    return int(app.backend.info("memory")["used_memory"])
+
+
+def keys_of(app) -> list[str]:
+    b = app.backend
+    return sorted(k.decode().removeprefix(b.prefix) for k in b.client.scan_iter(match=b.keys.pattern, count=1000))
+
+
+def test_twenty_thousand_finished_jobs_leave_only_bounded_keys_behind(small, caplog):
+    caplog.set_level(logging.ERROR, "taskq.worker")  # 2,000 expected failures
+    app, b = small, small.backend
+    assert b.count_keys() == 0
+    mem_before = used_memory(app)
+
+    ok = app.tasks["noop"].map(range(N_OK))
+    bad = app.tasks["flaky"].map([("ValueError",)] * N_FAILED, retry=0)
+    assert b.count_keys() >= N_OK + N_FAILED
+    mem_loaded = used_memory(app)
+
+    c = consumer(app, prefetch=1_000)
+    stats = b.keys.stats_task
+    run_until(c, lambda: sum(int(b.client.hget(stats, f) or 0) for f in ("noop|succeeded", "flaky|failed"))
+              == N_OK + N_FAILED, timeout=120, what="all jobs to finish")
+    stop(c)
+    assert len(ok) == N_OK and len(bad) == N_FAILED
+
+    # the finished indexes are capped at once; older finished jobs are gone with them
+    assert b.zcard(b.keys.done) == DONE_MAX
+    assert b.zcard(b.keys.failed) == FAILED_MAX
+    assert b.count_keys() <= DONE_MAX + FAILED_MAX + 20
+
+    # after the TTLs every job hash has expired
+    wait_for(lambda: not [k for k in keys_of(app) if k.startswith("j:")], 30, 0.2, "job hashes to expire")
+    Scheduler(app).tick()  # trims the indexes
+    left = keys_of(app)
+    assert b.zcard(b.keys.done) == 0 and b.zcard(b.keys.failed) == 0
+    bounded = {"queues", "tasks", "qn:default", "st:t", "st:q", "st:h:noop", "st:h:flaky"}
+    assert all(k in bounded or k.startswith("st:m:") for k in left), left
+    assert len(left) <= len(bounded) + 3
+    for k in left:
+        if k.startswith("st:m:"):
+            assert 0 < b.client.ttl(b.prefix + k) <= 7200  # per-minute stats expire
+    assert b.client.hlen(b.keys.stats_histogram("noop")) <= 20
+
+    # what is left of the data is a few hundred bytes of counters; the server's
+    # own memory (script cache, Lua heap, table sizes) keeps up to ~1 MB more
+    assert sum(b.client.memory_usage(b.prefix + k) or 0 for k in left) < 8_000
+    mem_after = used_memory(app)
+    assert mem_loaded - mem_before > 2_000_000  # the jobs did take room
+    assert mem_after - mem_before < 1_500_000, (mem_before, mem_loaded, mem_after)
+
+
+def test_trim_drops_index_entries_whose_jobs_expired(small):
+    app, b = small, small.backend
+    jobs = app.tasks["noop"].map(range(50)) + app.tasks["flaky"].map([("ValueError",)] * 50, retry=0)
+    c = consumer(app, prefetch=100)
+    run_until(c, lambda: all(j.state.finished for j in jobs[::10]) and b.zcard(b.keys.done) +
+              b.zcard(b.keys.failed) == 100, what="jobs to finish")
+    stop(c)
+    assert b.trim_finished(1000, 1000) == 0  # nothing expired yet
+    wait_for(lambda: not [k for k in keys_of(app) if k.startswith("j:")], 30, 0.2, "job hashes to expire")
+    assert (b.zcard(b.keys.done), b.zcard(b.keys.failed)) == (50, 50)
+    assert b.trim_finished(1000, 1000) == 100
+    assert (b.zcard(b.keys.done), b.zcard(b.keys.failed)) == (0, 0)
+
+
+def test_trim_keeps_entries_of_jobs_that_still_exist(small):
+    app, b = small, small.backend
+    job = app.tasks["flaky"].apply_async(retry=0)
+    c = consumer(app)
+    run_until(c, lambda: job.state == JobState.FAILED)
+    stop(c)
+    b.client.persist(b.keys.job(job.id))  # e.g. an operator keeps it
+    b.client.zadd(b.keys.failed, {job.id: 0})  # and it is old
+    assert b.trim_finished(1, 1) == 0
+    assert b.zcard(b.keys.failed) == 1
