@@ -443,3 +443,16 @@ def test_priority_order_holds_with_several_claimers(capp, mixed, peers):
     order = [jid for _, ids in sorted(claims) for jid in ids]
     assert order == expected
     assert {len(ids) for _, ids in sorted(claims)[:-1]} == {3}  # full batches until the end
+
+
+@pytest.mark.parametrize("op", ["stall", "requeue"])
+def test_a_failed_job_brought_back_takes_its_unique_key_again(capp, op):
+    job = capp.tasks["fail"].apply_async(unique_key="again")
+    c = consumer(capp)
+    run_until(c, lambda: job.state.finished)
+    stop(c)
+    assert not capp.backend.client.exists(capp.backend.keys.unique("again"))
+    getattr(job, op)()
+    assert capp.backend.client.get(capp.backend.keys.unique("again")) == job.id.encode()
+    dup = capp.tasks["fail"].apply_async(unique_key="again")
+    assert (dup.id, dup.created) == (job.id, False)
