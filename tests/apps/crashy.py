@@ -44,13 +44,18 @@ def build(redis_url: str | None = None, namespace: str | None = None, **settings
         append_line(path, "slept through")
 
     @app.task(name="wait_file", tombstone=True, retry=0)
-    def wait_file(path: str, limit: float = 60.0) -> int:
-        """Runs until ``path`` exists (a test says when); returns its pid."""
+    def wait_file(path: str, trace: str = "", started: str = "", limit: float = 60.0) -> int:
+        """Creates ``started`` (if given), runs until ``path`` exists (a test says
+        when), then records one execution in ``trace`` (if given); returns its pid."""
+        if started:
+            append_line(started, str(os.getpid()))
         deadline = time.monotonic() + limit
         while not os.path.exists(path):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{path} never appeared")
             time.sleep(0.02)
+        if trace:
+            append_line(trace, f"{os.getpid()} {current_job().attempt}")
         return os.getpid()
 
     @app.task(name="mark", retry=100, retry_interval=0)

@@ -4,8 +4,10 @@ shutdown deadlines, server restarts, durability and eviction warnings."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,8 @@ import redis
 
 from taskq import BrokerUnavailable, DurabilityUnavailable, JobState, TaskQ
 from taskq.storage.server import EphemeralServer
+from taskq.worker.child import Consumer
+from taskq.worker.config import WorkerConfig
 from tests.apps.crashy import build
 from tests.conftest import WorkerProcess, wait_for
 
@@ -126,6 +130,41 @@ def test_whole_worker_killed_its_job_runs_on_another_after_heartbeat_timeout(cli
     print(f"recovery after a lost worker: {recovery:.2f}s (heartbeat_timeout {hb_timeout:g}s)")
 
 
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie waiting for its new parent to reap it is gone too
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_children_of_a_killed_supervisor_finish_their_job_and_exit(client, start_worker, tmp_path):
+    w = start_worker(APP)
+    release, started = tmp_path / "release", tmp_path / "started"
+    job = client.tasks["wait_file"].delay(str(release), started=str(started))
+    wait_for(started.exists, 15, what="job to start")
+    child = child_pid_running(client, job.id)
+    try:
+        w.proc.send_signal(signal.SIGKILL)  # the supervisor alone
+        w.proc.wait(10)
+        assert pid_alive(child), w.log()
+        release.touch()
+        assert job.result(timeout=15) == child
+        wait_for(lambda: not pid_alive(child), 15, what="the orphaned child to exit")
+        assert not client.backend.workers()
+        assert "the supervisor (pid %d) is gone" % w.pid in w.log()
+        # Nobody serves the queue now: a new job waits for a new worker.
+        later = client.tasks["add"].delay(1, 1)
+        time.sleep(0.2)
+        assert later.state == JobState.QUEUED
+    finally:
+        if pid_alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
 def test_poison_job_fails_after_exactly_its_attempts_and_worker_keeps_serving(client, start_worker):
     w = start_worker(APP)
     job = client.tasks["crash"].delay()
@@ -197,10 +236,11 @@ def test_soft_timeout_raises_inside_the_task_which_can_clean_up(client, start_wo
 # ---------------------------------------------------------------- shutdown
 
 
-def test_shutdown_deadline_gives_the_running_job_back(client, start_worker):
+def test_shutdown_deadline_gives_the_running_job_back(client, start_worker, tmp_path):
     w = start_worker(APP, "--shutdown-timeout", "1")
-    job = client.tasks["sleep"].delay(10.0)
-    wait_for(lambda: job.state == JobState.ACTIVE, 15, what="job to start")
+    trace = tmp_path / "trace"
+    job = client.tasks["slow_first"].delay(str(trace), 10.0)
+    wait_for(lambda: lines(trace), 15, what="job to start")
     assert job.info().attempts == 1
     sent = time.monotonic()
     w.signal(signal.SIGTERM)
@@ -259,6 +299,62 @@ def test_worker_survives_a_graceful_server_restart(aof_server, namespace, start_
     finally:
         client.backend.delete_namespace()
         client.close()
+
+
+def test_outcome_reached_while_the_server_is_down_is_recorded_once_it_is_back(aof_server, namespace,
+                                                                             start_worker, tmp_path):
+    client = build(aof_server.url, namespace)
+    admin = redis.Redis.from_url(aof_server.url)
+    try:
+        w = start_worker(APP, env={"TASKQ_REDIS_URL": aof_server.url})
+        release, trace = tmp_path / "release", tmp_path / "trace"
+        started = tmp_path / "started"
+        job = client.tasks["wait_file"].delay(str(release), str(trace), str(started))
+        wait_for(started.exists, 15, what="job to start")
+
+        with contextlib.suppress(redis.ConnectionError):
+            admin.shutdown()  # graceful: the AOF is flushed
+        wait_for(lambda: aof_server.pid is None, 15, what="server to stop")
+        release.touch()  # the job finishes while the server is away
+        wait_for(lambda: "retrying with backoff" in w.log(), 15, what="the child to notice")
+        aof_server.start()
+
+        pid = job.result(timeout=30)
+        assert [line.split() for line in lines(trace)] == [[str(pid), "1"]]  # ran once
+        assert job.info().attempts == 1
+        wait_for(lambda: "connection to the server restored" in w.log(), 15, what="reconnection")
+        assert w.log().count("connection to the server restored") == 1
+    finally:
+        aof_server.start()
+        admin.close()
+        with contextlib.suppress(BrokerUnavailable):
+            client.backend.delete_namespace()
+        client.close()
+
+
+def test_a_child_starting_while_the_server_is_down_waits_for_it(aof_server, namespace, caplog):
+    app = build(aof_server.url, namespace)
+    admin = redis.Redis.from_url(aof_server.url)
+    consumer = Consumer(app, WorkerConfig(concurrency=1), "late-child")
+    try:
+        with contextlib.suppress(redis.ConnectionError):
+            admin.shutdown()
+        wait_for(lambda: aof_server.pid is None, 15, what="server to stop")
+        starting = threading.Thread(target=consumer.register, daemon=True)
+        starting.start()
+        wait_for(lambda: "cannot reach the server to start" in caplog.text, 15, what="the warning")
+        assert starting.is_alive()
+        aof_server.start()
+        starting.join(15)
+        assert not starting.is_alive()
+        assert "late-child" in [w for w, _ in app.backend.workers()]
+        assert caplog.text.count("cannot reach the server to start") == 1
+    finally:
+        aof_server.start()
+        admin.close()
+        with contextlib.suppress(BrokerUnavailable):
+            app.backend.delete_namespace()
+        app.close()
 
 
 def test_durable_enqueue_is_confirmed_by_an_appendonly_server(aof_server, namespace):

@@ -262,3 +262,20 @@ def test_scheduler_tick_reaps_only_after_watching_a_whole_timeout(app):
         assert t <= T0 + 211_000
     assert t >= T0 + 210_000
     assert app.backend.job_hash(job_id)["s"] == b"queued"
+
+
+def test_short_timeout_reaper_treats_an_outage_longer_than_half_its_timeout_as_a_gap(make_app):
+    """With heartbeat_timeout=1 s a 1.5 s outage (no worker could beat) must not
+    reap the workers at the first tick after it."""
+    app = make_app(heartbeat_timeout=1)
+    job_id = held_job(app, "w1", T0)
+    reaper = Reaper(app)
+    for t in range(T0, T0 + 1000, 200):
+        assert reaper.tick(t) == []
+    t = T0 + 800 + 1500  # the server was unreachable for 1.5 s
+    assert reaper.tick(t) == []
+    assert app.backend.job_hash(job_id)["s"] == b"active"
+    for step in range(1, 30):  # the worker beats again (every 200 ms) from 100 ms after the outage
+        beat(app.backend, "w1", t + step * 200 - 100)
+        assert reaper.tick(t + step * 200) == []
+    assert app.backend.job_hash(job_id)["s"] == b"active"
