@@ -20,7 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import TaskQError
+from .. import codec
+from ..errors import TaskQError, TaskTimeout
+from ..options import TaskOptions
 from ..storage.backend import redact_url
 from .child import child_main
 from .config import WorkerConfig
@@ -52,6 +54,7 @@ class Supervisor:
         self.config = config or WorkerConfig()
         self.log_setup = log_setup
         self.children: dict[int, Child] = {}
+        self.unreaped: list[tuple[Child, str]] = []  # dead children whose jobs are not returned yet
         self.stop_requested = 0  # 1 graceful, 2 immediate
         self.scheduler: Scheduler | None = None
         self._scheduler_thread: threading.Thread | None = None
@@ -98,46 +101,57 @@ class Supervisor:
 
     # ---------------------------------------------------------------- reaping
 
-    def reap_child(self, child: Child, kind: str) -> None:
-        """Return the jobs of a child that is gone (``kind``: lost | timeout | shutdown)."""
+    def reap_child(self, child: Child, kind: str) -> bool:
+        """Return the jobs of a child that is gone (``kind``: lost | timeout | shutdown).
+
+        Returns False if the server cannot be reached; the loop tries again
+        (meanwhile hard timeouts and restarts of other children go on).
+        """
         running = child.timed_out or child.slot.job_id
-        blob, delay_ms = b"", 0
-        if kind == "timeout":
-            task = self._task_of(running)
-            opts = self.app.options_for(task) if task else self.app.settings.default_options
-            blob = error_entry(None, 0, kind="timeout", exc_type="TaskTimeout",
-                               message=f"killed: still running {opts.timeout_grace:g}s after its timeout of "
-                                       f"{opts.timeout or 0:g}s")
-            attempt = self._attempt_of(running)
-            delay_ms = int(opts.retry_delay(attempt) * 1000) if opts.should_retry(TimeoutError()) else 0
-        elif running:
-            blob = error_entry(None, 0, kind="lost", exc_type="WorkerLost",
-                               message=f"worker lost: its process exited with code {child.process.exitcode}")
-        lost = error_entry(None, 0, kind="lost", exc_type="WorkerLost", message="worker lost (its process died)")
-        for attempt in range(50):
+        try:
+            blob, delay_ms = b"", 0
+            if kind == "timeout":
+                opts, attempt = self._options_of(running)
+                blob = error_entry(None, 0, kind="timeout", exc_type="TaskTimeout",
+                                   message=f"killed: still running {opts.timeout_grace:g}s after its timeout of "
+                                           f"{opts.timeout or 0:g}s")
+                # -1: do not retry (retry_on / dont_retry_on exclude timeouts)
+                delay_ms = int(opts.retry_delay(attempt) * 1000) if opts.should_retry(TaskTimeout()) else -1
+            elif running:
+                blob = error_entry(None, 0, kind="lost", exc_type="WorkerLost",
+                                   message=f"worker lost: its process exited with code {child.process.exitcode}")
+            lost = error_entry(None, 0, kind="lost", exc_type="WorkerLost", message="worker lost (its process died)")
+            result = self.app.backend.reap_worker(
+                child.worker_id, expected_hb=None, caps=self.reap_caps, lost_blob=lost,
+                running=running, running_kind=kind, running_blob=blob, running_due_ms=delay_ms,
+            )
+        except TaskQError as exc:
+            if (child.index, child.worker_id) not in {(c.index, c.worker_id) for c, _ in self.unreaped}:
+                log.warning("cannot return the jobs of child %d yet (%s); will retry", child.index, exc)
+                self.unreaped.append((child, kind))
+            return False
+        if result:
+            log.warning("child %d: %s", child.index, ", ".join(f"job {j} {o}" for j, o in result.items()))
+        return True
+
+    def retry_unreaped(self) -> None:
+        pending, self.unreaped = self.unreaped, []
+        for child, kind in pending:
+            if self.reap_child(child, kind):
+                log.info("returned the jobs of child %d", child.index)
+
+    def _options_of(self, job_id: str) -> tuple[TaskOptions, int]:
+        """Effective options (with per-call overrides) and attempt of a job."""
+        h = self.app.backend.job_hash(job_id) if job_id else {}
+        task = h.get("t", b"").decode("utf-8", "replace")
+        opts = self.app.options_for(task) if task else self.app.settings.default_options
+        if h.get("o"):
             try:
-                result = self.app.backend.reap_worker(
-                    child.worker_id, expected_hb=None, caps=self.reap_caps, lost_blob=lost,
-                    running=running, running_kind=kind, running_blob=blob, running_due_ms=delay_ms,
-                )
-                if result:
-                    log.warning("child %d: %s", child.index, ", ".join(f"job {j} {o}" for j, o in result.items()))
-                return
-            except TaskQError as exc:
-                if attempt == 0:
-                    log.warning("cannot return the jobs of child %d yet (%s); retrying", child.index, exc)
-                time.sleep(min(0.1 * (attempt + 1), 2.0))
-        log.error("could not return the jobs of %s; the reaper will after heartbeat_timeout", child.worker_id)
-
-    def _task_of(self, job_id: str) -> str | None:
-        if not job_id:
-            return None
-        raw = self.app.backend.job_hash(job_id).get("t")
-        return raw.decode() if raw else None
-
-    def _attempt_of(self, job_id: str) -> int:
-        raw = self.app.backend.job_hash(job_id).get("a") if job_id else None
-        return int(raw) if raw else 1
+                overrides = codec.loads(h["o"])
+                opts = opts.merged(overrides) if isinstance(overrides, dict) else opts
+            except (ValueError, TaskQError):
+                pass
+        return opts, int(h.get("a", b"1") or 1)
 
     # ---------------------------------------------------------------- loop
 
@@ -158,9 +172,10 @@ class Supervisor:
                 if not self.stop_requested:
                     self.spawn(child.index)
                 continue
+            job_id = child.slot.job_id
             deadline = child.slot.deadline
-            if deadline > 0 and now > deadline and not child.timed_out:
-                child.timed_out = child.slot.job_id
+            if deadline > 0 and now > deadline and not child.timed_out and child.slot.job_id == job_id:
+                child.timed_out = job_id
                 log.error("job %s over its hard timeout: killing child %d (pid %d)", child.timed_out,
                           child.index, proc.pid)
                 os.kill(proc.pid, signal.SIGKILL)
@@ -184,6 +199,8 @@ class Supervisor:
             self.spawn(i)
         while not self.stop_requested:
             self.check_children()
+            if self.unreaped:
+                self.retry_unreaped()
             self.wait(0.1)
         return self.shutdown()
 
@@ -209,6 +226,13 @@ class Supervisor:
                 self.children.clear()
                 break
             self.wait(0.1)
+        give_up = time.monotonic() + 10
+        while self.unreaped and time.monotonic() < give_up:
+            self.retry_unreaped()
+            if self.unreaped:
+                time.sleep(0.2)
+        for child, _ in self.unreaped:
+            log.error("could not return the jobs of %s; a reaper will after heartbeat_timeout", child.worker_id)
         if self.scheduler is not None:
             self.scheduler.stop()
             assert self._scheduler_thread is not None

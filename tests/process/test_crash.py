@@ -217,6 +217,17 @@ def test_hard_timeout_kills_only_that_child(client, start_worker, tmp_path):
     assert "over its hard timeout" in w.log()
 
 
+@pytest.mark.parametrize(("flags", "attempts"), [({"retry": 1}, 2), ({"retry": 2, "dont_retry_on": ["TaskTimeout"]}, 1)])
+def test_hard_timeout_retries_per_the_flags(client, start_worker, flags, attempts):
+    start_worker(APP)
+    spin = client.tasks["spin"].apply_async(**flags)
+    wait_for(lambda: spin.state == JobState.FAILED, 30, what="spin to end failed")
+    info = spin.info()
+    assert info.attempts == attempts
+    assert [e["type"] for e in info.errors] == ["TaskTimeout"] * attempts
+    assert task_stat(client, "spin", "timed_out") == attempts
+
+
 def test_soft_timeout_raises_inside_the_task_which_can_clean_up(client, start_worker, tmp_path):
     w = start_worker(APP)
     trace = tmp_path / "trace"

@@ -11,6 +11,7 @@
 --   job counts as attempted)  ARGV[9] kind: lost | timeout | shutdown
 --   (shutdown: every held job goes back to the front, attempt refunded)
 -- ARGV[10] error entry for the running job  ARGV[11] delay_ms of its retry
+--   (-1: it must not retry: fail it whatever its attempts)
 -- Returns {reaped(1|0), id1, outcome1, ...}; outcome is queued | scheduled
 --   | failed, or released (a prefetched job that never started: attempt
 --   refunded).
@@ -46,7 +47,7 @@ for _, id in ipairs(redis.call('SMEMBERS', wj)) do
       if id == running then blob = rblob end
       if rkind == 'timeout' and id == running then count(task, queue, 'timed_out') end
       append_error(jk, blob, CAPS.errors)
-      if tonumber(j[8] or '0') >= max_attempts(jk, task) then
+      if tonumber(j[8] or '0') >= max_attempts(jk, task) or (id == running and rdue < 0) then
         finalize(id, jk, 'failed', j[7], ttl, 0, blob)
         count(task, queue, 'failed')
         outcome = 'failed'
