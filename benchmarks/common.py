@@ -35,7 +35,7 @@ class Sizes:
 
 
 MODES = {
-    "smoke": Sizes(runs=3, single=300, bulk=3000, drain=300, roundtrip=50, late=100, late_window=0.5,
+    "smoke": Sizes(runs=3, single=300, bulk=3000, drain=300, roundtrip=50, late=100, late_window=0.3,
                    backlog=3000, memory=3000, idle=0.2),
     "quick": Sizes(runs=3, single=5000, bulk=50_000, drain=5000, roundtrip=300, late=2000, late_window=3.0,
                    backlog=30_000, memory=30_000, idle=1.0),
@@ -98,7 +98,7 @@ class Proc:
 
     def check(self) -> None:
         if self.popen.poll() not in (None, 0):
-            raise RuntimeError(f"{self.popen.args} exited with {self.popen.returncode}:\n{self.log()}")
+            raise RuntimeError(f"{self.popen.args!r} exited with {self.popen.returncode}:\n{self.log()}")
 
     def output(self, timeout: float) -> str:
         """Wait for exit and return stdout (only for ``stdout=True``)."""
@@ -149,7 +149,7 @@ class Context:
 
     def flush(self) -> None:
         """Empty the server between runs (it is ours alone)."""
-        self.redis.flushall(asynchronous=False)
+        self.redis.execute_command("FLUSHALL", "SYNC")  # plain FLUSHALL may free lazily
 
     def worker(self, namespace: str, concurrency: int) -> Proc:
         """Start ``taskq worker benchmarks.tasks:app -c N`` on ``namespace``."""

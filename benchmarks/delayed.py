@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
+import sys
 import time
 from pathlib import Path
 
+from taskq import TaskQ
 from taskq.enqueue import build_job
 from taskq.worker.scheduler import PROMOTE_BATCH, Scheduler
 
@@ -32,22 +34,24 @@ BACKLOG_TARGET_S_PER_100K = 2.0
 
 def due_times(n: int, window: float) -> list[dt.datetime]:
     """Due times spread over ``window`` s, starting once enqueueing surely ended."""
-    start = time.time() + 0.5 + n / 10_000
+    start = time.time() + 0.25 + n / 10_000
     return [dt.datetime.fromtimestamp(start + window * i / n, dt.timezone.utc) for i in range(n)]
 
 
-def taskq_lateness(ctx: Context, app, path: Path) -> list[float]:  # type: ignore[no-untyped-def]
+def taskq_lateness(ctx: Context, app: TaskQ, path: Path) -> list[float]:
     n, window = ctx.sizes.late, ctx.sizes.late_window
     options = app.options_for("late")
-    chunk = []
-    for eta in due_times(n, window):
-        due_ms = int(eta.timestamp() * 1000)  # the due time the job gets (see enqueue._eta_ms)
-        chunk.append(build_job(app.settings, "late", (due_ms, str(path)), {}, options, {}, eta=eta))
-        if len(chunk) == CHUNK:
-            app.backend.enqueue(chunk)
-            chunk = []
-    if chunk:
+    etas = due_times(n, window)
+    first_due = etas[0].timestamp()
+    for start in range(0, n, CHUNK):
+        chunk = []
+        for eta in etas[start:start + CHUNK]:
+            due_ms = int(eta.timestamp() * 1000)  # the due time the job gets (see enqueue._eta_ms)
+            chunk.append(build_job(app.settings, "late", (due_ms, str(path)), {}, options, {}, eta=eta))
         app.backend.enqueue(chunk)
+    if time.time() > first_due:
+        print(f"warning: enqueueing ended {time.time() - first_due:.3f}s after the first due time",
+              file=sys.stderr)
     key = app.backend.keys.stats_task
     before = int(ctx.redis.hget(key, "late|succeeded") or 0)
     wait_until(lambda: int(ctx.redis.hget(key, "late|succeeded") or 0) - before >= n, window + 60,

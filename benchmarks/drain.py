@@ -1,8 +1,9 @@
 """Figure 3: drain rate of pre-enqueued jobs by real worker processes.
 
 taskq: jobs are enqueued first, then ``taskq worker -c N`` starts; the time
-runs from the first job's start (``sa`` in its hash, server clock) to the
-last finish (the newest score in ``{ns}:done``), so start-up is excluded.
+runs from the first job's start (``sa`` in its hash, server clock, read
+as soon as it is set) to the last finish (the newest score in
+``{ns}:done``), so start-up is excluded.
 
 raw: N consumer processes block on an empty list; once all are connected the
 pre-filled list is ``RENAME``d into place. Each does ``BLMOVE src
@@ -31,14 +32,27 @@ def taskq_rate(ctx: Context, task: str, procs: int, n: int) -> float:
     r = ctx.redis
     worker = ctx.worker(ns, procs)
     prefix = "{" + ns + "}:"
+    first_key = prefix + "j:" + jobs[0].id
+
+    def first_start() -> int | None:
+        # Read while the job's hash exists: finished jobs past done_max are deleted.
+        worker.check()
+        pipe = r.pipeline(transaction=False)
+        pipe.hget(first_key, "sa")
+        pipe.hget(prefix + "st:t", f"{task}|started")
+        sa, started = pipe.execute()
+        if sa is None and started is not None:
+            raise RuntimeError("the first job's hash was gone before its start time was read")
+        return int(sa) if sa is not None else None
+
+    start = wait_until(first_start, 60, "the first job to start", interval=0.001)
 
     def finished() -> bool:
         worker.check()
         return int(r.hget(prefix + "st:t", f"{task}|succeeded") or 0) >= n
 
     wait_until(finished, 60 + n / 100, f"{n} {task} jobs to finish", interval=0.01)
-    worker.stop(wait=False)  # reaped before the next figure; its namespace is not reused
-    start = int(r.hget(prefix + "j:" + jobs[0].id, "sa"))
+    worker.stop(wait=False)  # reaped at the end of the figure
     (_, end), = r.zrevrange(prefix + "done", 0, 0, withscores=True)
     return n / max((end - start) / 1000, 0.001)
 
@@ -70,8 +84,8 @@ def run(ctx: Context) -> list[Row]:
         for key in ours:
             ours[key].append(taskq_rate(ctx, *key, n))
             raw[key].append(raw_rate(ctx, *key, n))
-        ctx.reap()
         ctx.flush()
+    ctx.reap()  # the stopped workers (each idles in a namespace of its own until it exits)
     targets = {("noop", 1): Target(">=", 10_000, "jobs/s"), ("incr", 1): Target("ratio>=", 2.5)}
     rows = [
         Row(TITLE, f"{task} task, {procs} proc, x{n:,}", "jobs/s", ours[task, procs], raw[task, procs],

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from .common import Context, child_pids, rss_kb, wait_until
+from .common import Context, child_pids, client, rss_kb, wait_until
 from .enqueue import PAYLOAD, payload_blob
 from .report import Row, Target
 from .tasks import build
@@ -27,21 +27,24 @@ def used_memory(ctx: Context) -> int:
 
 
 def taskq_bytes(ctx: Context, n: int) -> int:
-    app = build(ctx.url, ctx.namespace())
-    task = app.tasks["noop"]
-    task.delay(PAYLOAD)  # connect and load the script outside the measurement
+    """Memory the jobs take; the producer is disconnected at both readings."""
+    ns = ctx.namespace()
+    warm = build(ctx.url, ns)
+    warm.tasks["noop"].delay(PAYLOAD)  # load the script outside the measurement
+    warm.close()
     ctx.flush()
     before = used_memory(ctx)
-    task.map([(PAYLOAD,)] * n)
-    after = used_memory(ctx)
+    app = build(ctx.url, ns)
+    app.tasks["noop"].map([(PAYLOAD,)] * n)
     app.close()
-    return after - before
+    return used_memory(ctx) - before
 
 
 def raw_bytes(ctx: Context, n: int) -> int:
     ctx.flush()
-    r, ns, blob = ctx.redis, ctx.namespace(), payload_blob()
+    ns, blob = ctx.namespace(), payload_blob()
     before = used_memory(ctx)
+    r = client(ctx.url)
     for start in range(0, n, BATCH):
         pipe = r.pipeline(transaction=False)
         for i in range(start, min(n, start + BATCH)):
@@ -49,6 +52,7 @@ def raw_bytes(ctx: Context, n: int) -> int:
             pipe.hset(f"raw:{ns}:j:{jid}", "d", blob)
             pipe.lpush(f"raw:{ns}:q", jid)
         pipe.execute()
+    r.close()
     return used_memory(ctx) - before
 
 

@@ -20,7 +20,7 @@ import sys
 import time
 
 from .common import client
-from .tasks import one_call
+from .work import one_call
 
 FIRST_WAIT = 60.0  # seconds a consumer waits for its list to be filled
 EMPTY_WAIT = 0.1  # a drained list that stays empty this long ends the run

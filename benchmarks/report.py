@@ -26,7 +26,9 @@ def fmt(value: float) -> str:
         return f"{value:.0f}"
     if abs(value) >= 10:
         return f"{value:.1f}"
-    return f"{value:.2f}"
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    return f"{value:.2g}"
 
 
 def spread(values: Sequence[float]) -> str:

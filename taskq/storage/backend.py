@@ -20,7 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import BrokerRefused, BrokerUnavailable, DurabilityUnavailable, error_for_code
 from .keys import Keys
-from .scripts import load_scripts
+from .scripts import load_library
 
 Arg = str | bytes | int | float
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
@@ -73,7 +73,9 @@ class Backend:
         self.keys = Keys(namespace)
         self.prefix = self.keys.prefix
         self.retry_timeout = retry_timeout
-        self.scripts = load_scripts()
+        self.library = load_library()
+        self.scripts = self.library.scripts
+        self.functions: bool | None = None  # FCALL or EVALSHA: decided on first use
         self.client = redis.Redis.from_url(
             url, socket_connect_timeout=2.0, socket_timeout=30.0, protocol=2, health_check_interval=0
         )
@@ -83,15 +85,55 @@ class Backend:
 
     # ------------------------------------------------------------ scripts
 
-    def run(self, name: str, *args: Arg, client: Any = None) -> Any:
-        """Run script ``name`` (EVALSHA, loading it on NOSCRIPT)."""
-        script = self.scripts[name]
+    def load_code(self, client: Any = None) -> bool:
+        """Load the function library; False if the server cannot (Redis < 7,
+        FUNCTION denied by an ACL): scripts are used instead."""
         c = client if client is not None else self.client
+        try:
+            c.execute_command("FUNCTION", "LOAD", self.library.source)
+        except ResponseError as exc:
+            text = str(exc).lower()
+            if "already exists" in text:
+                self.functions = True
+                return True
+            if isinstance(exc, redis.exceptions.NoPermissionError) or "unknown command" in text or "noperm" in text:
+                self.functions = False
+                return False
+            raise  # out of memory, read-only...: undecided, reported as such
+        self.functions = True
+        return True
+
+    def command(self, name: str) -> list[Arg]:
+        """The command that runs transition ``name``, up to its arguments."""
+        if self.functions is None:
+            with translate_errors(self.url):
+                self.load_code()
+        script = self.scripts[name]
+        if self.functions:
+            return ["FCALL", script.function, 1, self.prefix]
+        return ["EVALSHA", script.sha, 1, self.prefix]
+
+    @staticmethod
+    def code_missing(exc: BaseException) -> bool:
+        """The server lost the code (restart without persistence, FLUSH, failover)."""
+        return isinstance(exc, NoScriptError) or (
+            isinstance(exc, ResponseError) and "function not found" in str(exc).lower()
+        )
+
+    def run(self, name: str, *args: Arg, client: Any = None) -> Any:
+        """Run transition ``name`` (FCALL, or EVALSHA; reloading lost code)."""
+        c = client if client is not None else self.client
+        cmd = self.command(name)
         with translate_errors(self.url):
             try:
-                return c.execute_command("EVALSHA", script.sha, 1, self.prefix, *args)
-            except NoScriptError:
-                return c.execute_command("EVAL", script.source, 1, self.prefix, *args)
+                return c.execute_command(*cmd, *args)
+            except ResponseError as exc:
+                if not self.code_missing(exc):
+                    raise
+            if self.functions and self.load_code(c):
+                return c.execute_command(*self.command(name), *args)
+            script = self.scripts[name]
+            return c.execute_command("EVAL", script.source, 1, self.prefix, *args)
 
     def run_retrying(self, name: str, *args: Arg) -> Any:
         """Run an idempotent script, retrying a lost connection for ``retry_timeout`` s."""
@@ -141,10 +183,17 @@ class Backend:
             flat.extend(job)
         if durable:
             with translate_errors(self.url):
-                pipe = self.client.pipeline(transaction=False)
-                pipe.execute_command("EVAL", self.scripts["enqueue"].source, 1, self.prefix, *flat)
-                pipe.execute_command("WAITAOF", 1, 0, 2000)
-                reply, aof = pipe.execute(raise_on_error=False)
+                for _ in range(2):
+                    pipe = self.client.pipeline(transaction=False)
+                    cmd = self.command("enqueue")
+                    if not self.functions:  # send the source: no NOSCRIPT on this path
+                        cmd = ["EVAL", self.scripts["enqueue"].source, 1, self.prefix]
+                    pipe.execute_command(*cmd, *flat)
+                    pipe.execute_command("WAITAOF", 1, 0, 2000)
+                    reply, aof = pipe.execute(raise_on_error=False)
+                    if not (isinstance(reply, Exception) and self.code_missing(reply)):
+                        break
+                    self.load_code()
             if isinstance(reply, Exception):
                 with translate_errors(self.url):
                     raise reply
@@ -170,7 +219,7 @@ class Backend:
         script cache flushed) that chunk and every later one go through
         :meth:`enqueue`, in order; it retries, and enqueue is idempotent by
         job id."""
-        sha = self.scripts["enqueue"].sha
+        enqueue_cmd = self.command("enqueue")
         pool = self.client.connection_pool
         conn: Any = None
         try:
@@ -188,7 +237,9 @@ class Backend:
                 try:
                     with translate_errors(self.url):
                         reply = conn.read_response()
-                except NoScriptError:
+                except ResponseError as exc:
+                    if not self.code_missing(exc):
+                        raise
                     streaming = False  # a chunk in flight behind this one is still read from conn
                 except BrokerUnavailable:
                     conn.disconnect()  # the rest goes through enqueue()
@@ -207,7 +258,7 @@ class Backend:
                 streaming = streaming or not sent  # nothing in flight: order is safe again
                 if conn is not None and streaming:
                     try:
-                        conn.send_command("EVALSHA", sha, 1, self.prefix, *flat)
+                        conn.send_command(*enqueue_cmd, *flat)
                         on_conn = True
                     except TRANSIENT:
                         conn.disconnect()  # never reconnect it: replies would no longer match chunks
@@ -264,13 +315,13 @@ class Backend:
         """Sleep on the queues' wake-up lists, then claim -- one round trip:
         the claim is pipelined behind the BLPOP and runs when it returns."""
         args = self.settle_claim_args(worker_id, count, (), queues, tasks, caps)
-        script = self.scripts["settle_claim"]
+        claim_cmd = self.command("settle_claim")
         with translate_errors(self.url):
             pipe = self.client.pipeline(transaction=False)
             pipe.execute_command("BLPOP", *[self.keys.notify(q) for q in queues], timeout)
-            pipe.execute_command("EVALSHA", script.sha, 1, self.prefix, *args)
+            pipe.execute_command(*claim_cmd, *args)
             _, reply = pipe.execute(raise_on_error=False)
-        if isinstance(reply, NoScriptError):
+        if isinstance(reply, Exception) and self.code_missing(reply):
             return self.parse_settle_claim(self.run("settle_claim", *args))
         if isinstance(reply, Exception):
             with translate_errors(self.url):

@@ -1,7 +1,12 @@
-"""Loads the Lua scripts once and runs them by SHA.
+"""Builds the Lua code from ``lua/``: one function library and, for servers
+without functions (Redis < 7, or an ACL that denies FUNCTION), one script
+per transition.
 
-Each script is ``lua/_lib.lua`` followed by its own file; the library holds
-the functions several transitions share (finalize, push_ready...).
+Both forms run the same code: ``lua/_lib.lua`` (shared functions and the
+per-call ``begin()``) and the body of each ``lua/<name>.lua``. In the
+library ``_lib.lua`` runs once when loaded, so a call pays only for its own
+work. Names carry a hash of the code, so several taskq versions can share a
+server during a rolling deploy.
 """
 
 from __future__ import annotations
@@ -34,8 +39,16 @@ SCRIPT_NAMES = (
 @dataclass(frozen=True)
 class Script:
     name: str
-    source: str
+    source: str  # standalone script (EVAL/EVALSHA)
     sha: str
+    function: str  # its name in the function library (FCALL)
+
+
+@dataclass(frozen=True)
+class Library:
+    name: str
+    source: str  # for FUNCTION LOAD
+    scripts: dict[str, Script]
 
 
 def _read(name: str) -> str:
@@ -43,11 +56,24 @@ def _read(name: str) -> str:
 
 
 @cache
-def load_scripts() -> dict[str, Script]:
-    """Every script, keyed by name, with its SHA1 computed locally."""
+def load_library() -> Library:
     lib = _read("_lib.lua")
-    out = {}
-    for name in SCRIPT_NAMES:
-        src = lib + "\n" + _read(f"{name}.lua")
-        out[name] = Script(name, src, hashlib.sha1(src.encode()).hexdigest())
-    return out
+    bodies = {name: _read(f"{name}.lua") for name in SCRIPT_NAMES}
+    digest = hashlib.sha1((lib + "".join(bodies.values())).encode()).hexdigest()[:12]
+    lib_name = f"taskq_{digest}"
+    scripts: dict[str, Script] = {}
+    registrations = []
+    for name, body in bodies.items():
+        source = f"local _KEYS, _ARGV = KEYS, ARGV\n{lib}\nbegin(_KEYS, _ARGV)\n{body}"
+        function = f"{lib_name}_{name}"
+        scripts[name] = Script(name, source, hashlib.sha1(source.encode()).hexdigest(), function)
+        registrations.append(
+            f"redis.register_function('{function}', function(keys, args)\nbegin(keys, args)\n{body}\nend)\n"
+        )
+    source = f"#!lua name={lib_name}\n{lib}\n" + "\n".join(registrations)
+    return Library(lib_name, source, scripts)
+
+
+def load_scripts() -> dict[str, Script]:
+    """Every script, keyed by name."""
+    return load_library().scripts

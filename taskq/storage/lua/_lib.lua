@@ -1,4 +1,7 @@
--- Shared functions, prepended to every script by taskq/storage/scripts.py.
+-- Shared functions of every transition. taskq/storage/scripts.py builds
+-- from this file and the scripts one Redis function library (FUNCTION LOAD,
+-- called with FCALL: this file runs once per load, not per call), and, for
+-- servers without functions, standalone scripts (this file + one script).
 --
 -- Conventions (see docs/architecture.md for the key layout):
 --   * KEYS[1] is the namespace prefix key "{ns}:" -- every key a script
@@ -16,7 +19,10 @@
 --       sk skipped because of job  wt someone waits for the outcome
 --       ps state before stall
 
-local P = KEYS[1]
+-- Per-call state, set by begin() at the start of every call: as a script,
+-- from the KEYS/ARGV globals; in the function library, from FCALL's
+-- arguments. Calls never interleave (Redis runs one at a time).
+local KEYS, ARGV, P, NOW, STATS, CAPS
 
 local function now_ms()
   local a = ARGV[1]
@@ -25,15 +31,12 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local NOW = now_ms()
-
 local function jkey(id) return P .. 'j:' .. id end
 local function fmt(n) return string.format('%d', n) end
 
 -- ---------------------------------------------------------------- stats
 -- Counters are summed in a Lua table and written once at the end of the
 -- script, so a batch of 100 outcomes costs a handful of HINCRBYs.
-local STATS = {}
 local function stat(key, field, n)
   local h = STATS[key]
   if not h then h = {}; STATS[key] = h end
@@ -155,7 +158,6 @@ end
 --   * waiters (P r:<id> list, BLMOVEd onto itself so every waiter wakes)
 --     and subscribers (P events) hear the outcome when someone asked.
 -- Caps come from the CAPS table a script fills from its ARGV.
-local CAPS = {failed = 10000, done = 1000, errors = 10}
 
 local function finalize(id, jk, state, ukey, ttl_ms, keep_ms, blob)
   redis.call('HSET', jk, 's', state, 'f', NOW)
@@ -253,4 +255,13 @@ local function unindex(id, jk, st)
   elseif st == 'stalled' then redis.call('ZREM', P .. 'stalled', id)
   elseif st == 'failed' then redis.call('ZREM', P .. 'failed', id)
   else redis.call('ZREM', P .. 'done', id) end
+end
+
+-- ---------------------------------------------------------------- per call
+local function begin(keys, args)
+  KEYS, ARGV = keys, args
+  P = keys[1]
+  NOW = now_ms()
+  STATS = {}
+  CAPS = {failed = 10000, done = 1000, errors = 10}
 end

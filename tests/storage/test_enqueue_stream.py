@@ -1,0 +1,78 @@
+"""Bulk enqueue sends chunks without waiting (``Backend.enqueue_stream``):
+results stay in order and nothing is lost when a reply is."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from taskq import JobState, PayloadTooLarge, TaskQ
+from taskq.app import ENQUEUE_CHUNK
+
+
+@pytest.fixture
+def bulk_app(redis_url, namespace):
+    # Named connections, so a test can drop exactly this app's connections.
+    app = TaskQ("test", f"{redis_url}?client_name=bulk-{namespace}", namespace=namespace, max_payload_bytes=1000)
+
+    @app.task(name="echo")
+    def echo(x):
+        return x
+
+    yield app
+    app.backend.delete_namespace()
+    app.close()
+
+
+def queued_ids(app) -> set[str]:
+    return set(app.backend.ready_ids("default", 100_000))
+
+
+def test_map_over_several_chunks_creates_every_job_in_order(bulk_app):
+    n = 2 * ENQUEUE_CHUNK + 500
+    jobs = bulk_app.tasks["echo"].map(range(n))
+    assert len(jobs) == n and all(j.created for j in jobs)
+    assert all(j.task_name == "echo" for j in jobs)
+    assert bulk_app.backend.ready_ids("default", n) == [j.id for j in jobs]
+    assert [bulk_app.backend.job_hash(jobs[i].id)["d"] for i in (0, n - 1)] == [
+        bytes([0x92, 0x91, 0x00, 0x80]), bytes([0x92, 0x91, 0xCD]) + (n - 1).to_bytes(2, "big") + b"\x80"]
+
+
+def test_map_after_the_script_cache_was_flushed_still_creates_every_job(bulk_app):
+    bulk_app.tasks["echo"].delay(0)
+    bulk_app.backend.client.script_flush()
+    jobs = bulk_app.tasks["echo"].map(range(2 * ENQUEUE_CHUNK + 10))
+    assert all(j.created for j in jobs)
+    assert bulk_app.backend.ready_ids("default", 100_000)[1:] == [j.id for j in jobs]  # in order
+
+
+def test_a_bad_item_in_a_later_chunk_raises_and_leaves_the_connection_usable(bulk_app):
+    items = [1] * (ENQUEUE_CHUNK + 5) + ["x" * 2000]
+    with pytest.raises(PayloadTooLarge):
+        bulk_app.tasks["echo"].map(items)
+    assert len(queued_ids(bulk_app)) == ENQUEUE_CHUNK  # the first chunk was enqueued
+    job = bulk_app.tasks["echo"].delay(7)
+    assert job.created and job.state == JobState.QUEUED
+    assert bulk_app.backend.ping()
+
+
+def test_a_connection_lost_mid_stream_sends_the_unanswered_chunks_again(bulk_app, namespace):
+    backend = bulk_app.backend
+    admin = redis.Redis.from_url(backend.url.split("?")[0])
+    n = 3 * ENQUEUE_CHUNK
+
+    def items():
+        for i in range(n):
+            if i == ENQUEUE_CHUNK + 1:  # chunk 1 is in flight: drop the app's connections
+                names = [c for c in admin.client_list() if c.get("name") == f"bulk-{namespace}"]
+                assert names
+                for c in names:
+                    admin.client_kill_filter(_id=c["id"])
+            yield ("echo", (i,), {})
+
+    try:
+        jobs = bulk_app.enqueue_many(items())
+    finally:
+        admin.close()
+    assert len(jobs) == n and len({j.id for j in jobs}) == n
+    assert backend.ready_ids("default", n + 1) == [j.id for j in jobs]  # each once, in order
