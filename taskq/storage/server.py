@@ -33,6 +33,11 @@ POLL_INTERVAL = 0.02
 PathArg = str | os.PathLike[str] | None
 
 
+# Server settings taskq recommends (and uses for the servers it starts):
+# never evict jobs; keep a job hash compact (listpack) up to 1 KiB values,
+# which saves about 240 bytes per queued job with a 100-byte payload.
+RECOMMENDED_CONFIG = ("--maxmemory-policy", "noeviction", "--hash-max-ziplist-value", "1024")
+
 def find_server_binary() -> tuple[str, str]:
     """Return ``(path, description)`` of the server binary to use.
 
@@ -161,7 +166,7 @@ def ensure_embedded_server(home: PathArg = None) -> str:
         args = [
             path, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700", "--dir", str(home),
             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "yes",
-            "--pidfile", str(home / "server.pid"), "--logfile", str(logfile), "--maxmemory-policy", "noeviction",
+            "--pidfile", str(home / "server.pid"), "--logfile", str(logfile), *RECOMMENDED_CONFIG,
         ]  # fmt: skip
         proc = subprocess.run(args, capture_output=True, text=True, timeout=START_TIMEOUT)
         if proc.returncode != 0 or not _wait_ready(client, START_TIMEOUT):
@@ -281,7 +286,8 @@ class EphemeralServer:
         args = [
             self.binary, "--port", str(port), "--bind", "127.0.0.1", "--protected-mode", "no", "--dir", self.dir,
             "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
-            "--daemonize", "no", "--logfile", os.path.join(self.dir, "server.log"), *self.extra_args,
+            "--daemonize", "no", "--logfile", os.path.join(self.dir, "server.log"), *RECOMMENDED_CONFIG,
+            *self.extra_args,
         ]  # fmt: skip
         with open(os.path.join(self.dir, "stdio.log"), "ab") as out:
             proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=out)

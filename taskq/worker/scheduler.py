@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("taskq.scheduler")
 PROMOTE_BATCH = 5000
 TRIM_EVERY_MS = 60_000
+SERVER_TIMER_SLACK = 0.25  # seconds: below this the scheduler sleeps on its own clock
 
 
 class Reaper:
@@ -149,8 +150,13 @@ class Scheduler:
                 if down:
                     log.warning("scheduler reconnected")
                 down, pause = False, 0.1
-                if sleep > 0:
-                    self.app.backend.wait_schedule_change(min(sleep, 5.0))
+                if sleep > SERVER_TIMER_SLACK:
+                    # The server fires blocking timeouts on its timer tick (every
+                    # 100 ms at the default hz 10): block there until shortly
+                    # before the due time, sleep the rest here.
+                    self.app.backend.wait_schedule_change(min(sleep - SERVER_TIMER_SLACK / 2, 5.0))
+                elif sleep > 0:
+                    self.stop_event.wait(sleep)
             except TaskQError as exc:
                 if not down:
                     log.warning("scheduler lost the server (%s); retrying", exc)

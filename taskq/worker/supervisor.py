@@ -86,6 +86,10 @@ class Supervisor:
         if policy and policy != "noeviction":
             log.warning("the server's maxmemory-policy is %r: it may silently DELETE JOBS when memory "
                         "fills up. Set maxmemory-policy noeviction for a job queue.", policy)
+        value = b.config_get("hash-max-listpack-value") or b.config_get("hash-max-ziplist-value")
+        if value is not None and value.isdigit() and int(value) < 256:
+            log.info("hint: the server's hash-max-listpack-value is %s; jobs whose arguments encode to more "
+                     "bytes take about 2.5x the memory. Consider hash-max-listpack-value 1024.", value)
         self.app.check_settings()
 
     def spawn(self, index: int) -> Child:
