@@ -115,7 +115,9 @@ class Scheduler:
             wake = min(wake, self.next_reap_ms)
         if now >= self.next_trim_ms:
             s = self.app.settings
-            b.trim_finished(int(s.failed_ttl * 1000), int(s.succeeded_ttl * 1000))
+            for _ in range(50):  # at most 1,000 entries per index and call: keep Redis responsive
+                if b.trim_finished(int(s.failed_ttl * 1000), int(s.succeeded_ttl * 1000)) < 1000:
+                    break
             self.next_trim_ms = now + TRIM_EVERY_MS
         return max(0.0, (wake - now) / 1000)
 

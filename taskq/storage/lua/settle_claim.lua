@@ -115,37 +115,40 @@ local got = 0
 -- never leased, so no script downstream meets the gap. Kept (no expiry)
 -- until the failed index's cap or an operator removes it.
 -- `j` is the HMGET of take() below (t q p at 4..6).
+-- j: the HMGET of take() (t = j[4], q = j[5], p = j[6], d = j[10]).
 local function fail_malformed(id, jk, j)
   local missing = {}
   if not j[4] then missing[#missing + 1] = 't' end
   if not j[5] then missing[#missing + 1] = 'q' end
   if not j[6] then missing[#missing + 1] = 'p' end
-  if redis.call('HEXISTS', jk, 'd') == 0 then missing[#missing + 1] = 'd' end
+  if not j[10] then missing[#missing + 1] = 'd' end
   if #missing == 0 then return false end
   local blob = cmsgpack.pack({
     type = 'ValueError', kind = 'error', traceback = '', attempt = 0, at = NOW / 1000,
     message = 'undecodable payload: the job hash lacks field(s) ' .. table.concat(missing, ', ') ..
       ' (it was not written by taskq)'})
   append_error(jk, blob, CAPS.errors)
-  finalize(id, jk, 'failed', redis.call('HGET', jk, 'u'), 0, 0, blob)
+  finalize(id, jk, 'failed', j[14] or nil, 0, 0, blob)
   count(j[4] or '', j[5] or '', 'failed')
   return true
 end
 
--- Tries to lease job `id` (already removed from its ready list).
+-- Tries to lease job `id` (already removed from its ready list): one HMGET
+-- reads all it needs, one HSET writes the lease.
 local function take(id)
   local jk = jkey(id)
-  local j = redis.call('HMGET', jk, 's', 'r', 'ol', 't', 'q', 'p')
+  local j = redis.call('HMGET', jk, 's', 'r', 'ol', 't', 'q', 'p', 'cr', 'a', 'k', 'd', 'o', 'g', 'c', 'u')
   if j[1] ~= 'queued' then return end
   if fail_malformed(id, jk, j) then return end
-  if redis.call('HEXISTS', jk, 'cr') == 1 then
+  local task, queue, ukey = j[4], j[5], j[14] or nil
+  if j[7] then
     -- its cancel was asked for while it was leased (then the worker died, handed
     -- it back, or it retried): the request stands, the job does not run again
     local blob = cmsgpack.pack({type = 'Cancelled', kind = 'cancelled', traceback = '', at = NOW / 1000,
-      attempt = tonumber(redis.call('HGET', jk, 'a') or '0'), message = 'cancelled before it ran again'})
+      attempt = tonumber(j[8] or '0'), message = 'cancelled before it ran again'})
     append_error(jk, blob, CAPS.errors)
-    finalize(id, jk, 'cancelled', redis.call('HGET', jk, 'u'), SKIP_TTL, 0, blob)
-    count(j[4], j[5], 'cancelled')
+    finalize(id, jk, 'cancelled', ukey, SKIP_TTL, 0, blob)
+    count(task, queue, 'cancelled')
     return
   end
   local res = j[2]
@@ -158,24 +161,22 @@ local function take(id)
         redis.call('LPUSH', P .. 'lw:' .. res, id)
       else
         redis.call('HSET', jk, 'sk', holder)
-        finalize(id, jk, 'skipped', redis.call('HGET', jk, 'u'), SKIP_TTL, 0, '')
-        count(j[4], j[5], 'skipped')
+        finalize(id, jk, 'skipped', ukey, SKIP_TTL, 0, '')
+        count(task, queue, 'skipped')
       end
       return
     end
     redis.call('SET', lk, id)
   end
-  redis.call('HINCRBY', jk, 'a', 1)
-  local token = redis.call('HINCRBY', jk, 'k', 1)
-  redis.call('HSET', jk, 's', 'active', 'w', wid, 'sa', NOW)
-  redis.call('HDEL', jk, 'cr')
+  local attempt = (tonumber(j[8]) or 0) + 1
+  local token = (tonumber(j[9]) or 0) + 1
+  redis.call('HSET', jk, 's', 'active', 'w', wid, 'sa', NOW, 'a', attempt, 'k', token)
   redis.call('SADD', wj, id)
-  count(j[4], j[5], 'started')
-  local d = redis.call('HMGET', jk, 'a', 'd', 'o', 'g', 'c')
+  count(task, queue, 'started')
   local c = #claimed
-  claimed[c + 1] = id; claimed[c + 2] = token; claimed[c + 3] = d[1]
-  claimed[c + 4] = j[4]; claimed[c + 5] = d[2]; claimed[c + 6] = d[3] or ''
-  claimed[c + 7] = d[4] or ''; claimed[c + 8] = j[5]; claimed[c + 9] = d[5]
+  claimed[c + 1] = id; claimed[c + 2] = token; claimed[c + 3] = attempt
+  claimed[c + 4] = task; claimed[c + 5] = j[10]; claimed[c + 6] = j[11] or ''
+  claimed[c + 7] = j[12] or ''; claimed[c + 8] = queue; claimed[c + 9] = j[13] or '0'
   got = got + 1
 end
 
