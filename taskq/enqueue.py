@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
+import os
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -19,11 +21,27 @@ EXEC_FLAGS = frozenset({
 })
 
 
-def new_job_id() -> str:
-    """16 url-safe random characters, never starting with '-' (a command line
-    would take such an id for an option)."""
-    jid = secrets.token_urlsafe(12)
-    return "_" + jid[1:] if jid.startswith("-") else jid
+class _JobIds:
+    """Job ids: 12 random url-safe characters drawn once per process (and
+    again after a fork), then a counter; never starting with '-' (a command
+    line would take such an id for an option). Unique without a system call
+    per job."""
+
+    def __init__(self) -> None:
+        self._pid = -1
+        self._prefix = ""
+        self._count = itertools.count()
+
+    def __call__(self) -> str:
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            prefix = secrets.token_urlsafe(9)
+            self._prefix = "_" + prefix[1:] if prefix.startswith("-") else prefix
+            self._count = itertools.count()
+        return f"{self._prefix}{next(self._count):x}"
+
+
+new_job_id = _JobIds()
 
 
 def _ms(value: float | None) -> int:

@@ -22,7 +22,7 @@
 -- Per-call state, set by begin() at the start of every call: as a script,
 -- from the KEYS/ARGV globals; in the function library, from FCALL's
 -- arguments. Calls never interleave (Redis runs one at a time).
-local KEYS, ARGV, P, NOW, STATS, CAPS
+local KEYS, ARGV, P, NOW, STATS, CAPS, MINUTE_KEY
 
 local function now_ms()
   local a = ARGV[1]
@@ -46,7 +46,7 @@ end
 local function count(task, queue, counter, n)
   stat(P .. 'st:t', task .. '|' .. counter, n)
   stat(P .. 'st:q', queue .. '|' .. counter, n)
-  stat(P .. 'st:m:' .. fmt(math.floor(NOW / 60000)), counter, n)
+  stat(MINUTE_KEY, counter, n)
 end
 
 -- A leased job handed back unstarted: its claim does not count as a start.
@@ -54,10 +54,12 @@ local function uncount_start(task, queue) count(task, queue, 'started', -1) end
 
 local function flush_stats()
   for key, fields in pairs(STATS) do
+    local created = false
     for field, n in pairs(fields) do
-      redis.call('HINCRBY', key, field, n)
+      if redis.call('HINCRBY', key, field, n) == n then created = true end
     end
-    if string.find(key, 'st:m:', #P + 1, true) then
+    -- a per-minute bucket expires after 2 h (set when one of its fields is new)
+    if created and string.find(key, 'st:m:', #P + 1, true) then
       redis.call('PEXPIRE', key, 7200000)
     end
   end
@@ -74,9 +76,16 @@ local function wake_queue(queue)
   if redis.call('LLEN', nk) == 0 then redis.call('LPUSH', nk, '1') end
 end
 
+-- READY (set by scripts that only push, like enqueue): the levels this call
+-- already registered and woke, so a batch does that once per level.
+local READY
 local function push_ready(id, queue, prio, front)
   local lk = P .. 'q:' .. queue .. ':' .. prio
   if front then redis.call('RPUSH', lk, id) else redis.call('LPUSH', lk, id) end
+  if READY then
+    if READY[lk] then return end
+    READY[lk] = true
+  end
   if redis.call('ZADD', P .. 'qp:' .. queue, -tonumber(prio), prio) == 1 then
     redis.call('SADD', P .. 'queues', queue)
   end
@@ -263,6 +272,8 @@ local function begin(keys, args)
   KEYS, ARGV = keys, args
   P = keys[1]
   NOW = now_ms()
+  MINUTE_KEY = P .. 'st:m:' .. string.format('%d', math.floor(NOW / 60000))
   STATS = {}
   CAPS = {failed = 10000, done = 1000, errors = 10}
+  READY = nil
 end
