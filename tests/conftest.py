@@ -21,6 +21,7 @@ import pytest
 
 from taskq import TaskQ
 from taskq.storage.server import EphemeralServer
+from tests.apps.control import build as build_control_app
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,6 +83,15 @@ def make_app(redis_url: str, namespace: str) -> Iterator[Callable[..., TaskQ]]:
 @pytest.fixture
 def app(make_app: Callable[..., TaskQ]) -> TaskQ:
     return make_app()
+
+
+@pytest.fixture
+def capp(redis_url: str, namespace: str) -> Iterator[TaskQ]:
+    """An app with the tasks of ``tests/apps/control.py``."""
+    app = build_control_app(redis_url, namespace)
+    yield app
+    app.backend.delete_namespace()
+    app.close()
 
 
 class WorkerProcess:

@@ -21,14 +21,6 @@ ALL = ("scheduled", "queued", "waiting", "active", "stalled", "succeeded", "fail
 FINISHED = ("succeeded", "failed", "cancelled", "skipped")
 
 
-@pytest.fixture
-def capp(redis_url, namespace):
-    app = build(redis_url, namespace)
-    yield app
-    app.backend.delete_namespace()
-    app.close()
-
-
 def settle(app, worker, outcomes=(), count=0, queues=("default",)):
     s = app.settings
     caps = (s.failed_max, s.done_max, s.error_history, int(s.succeeded_ttl * 1000))

@@ -15,17 +15,8 @@ from taskq import ConfigurationError, JobState
 from taskq.enqueue import build_job
 from taskq.worker.outcome import Outcome, error_entry
 from taskq.worker.scheduler import Reaper
-from tests.apps.control import build
 
 FAR = 10**13  # a now_ms after every due time
-
-
-@pytest.fixture
-def capp(redis_url, namespace):
-    app = build(redis_url, namespace)
-    yield app
-    app.backend.delete_namespace()
-    app.close()
 
 
 def due_ms(job) -> int:

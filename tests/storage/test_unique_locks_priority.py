@@ -17,14 +17,6 @@ LOST = error_entry(None, 0, kind="lost", exc_type="WorkerLost", message="worker 
 
 
 @pytest.fixture
-def capp(redis_url, namespace):
-    app = build(redis_url, namespace)
-    yield app
-    app.backend.delete_namespace()
-    app.close()
-
-
-@pytest.fixture
 def peers(redis_url, namespace):
     """More app instances on the same namespace (other producers, other workers)."""
     apps = []
