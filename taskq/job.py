@@ -53,9 +53,16 @@ def decode_error(blob: bytes) -> dict[str, Any]:
 
 
 def decode_errors(raw: bytes | None) -> list[dict[str, Any]]:
+    """The error history (a garbled one, not written by taskq, reads as empty)."""
     if not raw:
         return []
-    return [decode_error(b) for b in msgpack.unpackb(raw, raw=True)]
+    try:
+        entries = msgpack.unpackb(raw, raw=True)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+        return []
+    if not isinstance(entries, list):
+        return []
+    return [decode_error(b) for b in entries if isinstance(b, bytes)]
 
 
 def outcome_value(job_id: str, state: str, blob: bytes) -> Any:

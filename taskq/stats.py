@@ -14,7 +14,7 @@ the overflow bucket (over 300 s) is ``math.inf``, written ``"+Inf"`` by
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .storage.keys import HISTOGRAM_BUCKETS_MS
@@ -118,10 +118,22 @@ class QueueStats:
     levels: dict[int, int]  # ready jobs per priority level (non-empty levels only)
     latency_s: float  # age of the oldest ready job; 0 when the queue is empty
     counters: dict[str, int]  # every name of COUNTERS
+    last_minute: dict[str, int] = field(default_factory=dict)  # counters of the last complete minute
+
+    @property
+    def rate_in(self) -> int:
+        """Jobs enqueued in the last complete minute."""
+        return self.last_minute.get("enqueued", 0)
+
+    @property
+    def rate_out(self) -> int:
+        """Jobs finished (any outcome) in the last complete minute."""
+        return sum(self.last_minute.get(c, 0) for c in FINISHING)
 
     def as_dict(self) -> dict[str, Any]:
         return {"depth": self.depth, "levels": {str(p): n for p, n in sorted(self.levels.items(), reverse=True)},
-                "latency_s": self.latency_s, "counters": dict(self.counters)}
+                "latency_s": self.latency_s, "counters": dict(self.counters),
+                "per_minute": {"in": self.rate_in, "out": self.rate_out}}
 
 
 @dataclass(frozen=True)
@@ -212,7 +224,13 @@ def collect_stats(app: TaskQ, now_ms: int | None = None) -> Stats:
                                per_queue.get(q, dict.fromkeys(COUNTERS, 0)))
 
     workers = snap["workers"]
-    throughput = [(m * 60, counts) for m, counts in zip(minutes, snap["minutes"])]
+    # minute buckets hold namespace counters ("failed") and per-queue ones ("q:<queue>|failed")
+    buckets = [({f: n for f, n in h.items() if not f.startswith("q:")},
+                _split({f[2:]: n for f, n in h.items() if f.startswith("q:")})) for h in snap["minutes"]]
+    last_full = buckets[-2][1] if len(buckets) > 1 else {}
+    for q in queue_names:
+        queues[q] = replace(queues[q], last_minute=last_full.get(q, {}))
+    throughput = [(m * 60, counts) for m, (counts, _) in zip(minutes, buckets)]
     return Stats(
         namespace=app.settings.namespace, now_ms=now, tasks=tasks, queues=queues,
         scheduled=snap["scheduled"], active=sum(b.worker_job_counts([w for w, _ in workers])),

@@ -53,8 +53,9 @@ def _rate(now: dict[str, int], before: dict[str, int], minutes: float, names: Se
 
 
 def render_status(stats: Stats, workers: Sequence[WorkerInfo], previous: Stats | None = None) -> str:
-    """The ``taskq status`` screen. With ``previous`` (an earlier snapshot, as in
-    ``--watch``), queues also show their in/out rates per minute since then."""
+    """The ``taskq status`` screen. Queues show their in/out rates over the last
+    complete minute, or, with ``previous`` (an earlier snapshot, as in
+    ``--watch``), per minute since then."""
     when = dt.datetime.fromtimestamp(stats.now_ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     lines = [
         f"taskq  namespace {stats.namespace}  {when}",
@@ -66,18 +67,18 @@ def render_status(stats: Stats, workers: Sequence[WorkerInfo], previous: Stats |
 
     if stats.queues:
         elapsed = (stats.now_ms - previous.now_ms) / 60_000 if previous is not None else 0.0
-        headers = ["QUEUE", "READY", "LATENCY", "LEVELS"]
-        if elapsed > 0:
-            headers += ["IN/MIN", "OUT/MIN"]
+        headers = ["QUEUE", "READY", "LATENCY", "LEVELS", "IN/MIN", "OUT/MIN"]
         rows = []
         for name, q in sorted(stats.queues.items()):
             levels = " ".join(f"{p}:{n}" for p, n in sorted(q.levels.items(), reverse=True)) or "-"
             row: list[object] = [name, q.depth, duration(q.latency_s) if q.depth else "-", levels]
-            if elapsed > 0:
+            if elapsed > 0:  # --watch: rates since the previous screen
                 assert previous is not None
                 before = previous.queues[name].counters if name in previous.queues else {}
                 row += [_rate(q.counters, before, elapsed, ("enqueued",)),
                         _rate(q.counters, before, elapsed, FINISHING)]
+            else:  # the last complete minute
+                row += [q.rate_in, q.rate_out]
             rows.append(row)
         lines += table(headers, rows, left=(0, 3))
     else:

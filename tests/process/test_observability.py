@@ -155,5 +155,5 @@ def test_status_watch_redraws_until_interrupted(obs, worker_env, tmp_path) -> No
     # not a terminal: click leaves out the clear-screen codes, frames follow each other
     frames = [header + f for f in out.read_text().split(header)[1:]]
     assert "\x1b" not in frames[0]
-    assert frames[0].splitlines()[4] == "QUEUE    READY  LATENCY  LEVELS"
-    assert frames[1].splitlines()[4] == "QUEUE    READY  LATENCY  LEVELS  IN/MIN  OUT/MIN"
+    assert frames[0].splitlines()[4] == "QUEUE    READY  LATENCY  LEVELS  IN/MIN  OUT/MIN"  # the last minute
+    assert frames[1].splitlines()[4] == "QUEUE    READY  LATENCY  LEVELS  IN/MIN  OUT/MIN"  # since the first

@@ -17,7 +17,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from taskq import BrokerRefused, BrokerUnavailable, JobState, PayloadTooLarge, TaskQ, codec
+from taskq import BrokerRefused, BrokerUnavailable, JobState, PayloadTooLarge, TaskFailed, TaskQ, codec
 from taskq.storage.server import EphemeralServer
 from taskq.worker.child import Consumer
 from taskq.worker.config import WorkerConfig
@@ -306,3 +306,14 @@ def test_read_only_replica_refuses_enqueue_with_a_clear_message(own_server):
         assert _namespace_keys(replica, "ro") == []
         assert _namespace_keys(own_server, "ro") == []
         app.close()
+
+
+def test_a_garbled_error_history_does_not_break_result_or_info(app) -> None:
+    app.task(name="t", tombstone=False)(lambda: None)
+    job = app.tasks["t"].delay()
+    job.cancel()
+    app.backend.client.hset(app.backend.keys.job(job.id), "err", b"\xc1garbage")
+    assert job.info().errors == []
+    with pytest.raises(TaskFailed) as err:
+        job.result(timeout=1)
+    assert err.value.state == "cancelled"

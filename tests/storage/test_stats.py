@@ -227,3 +227,16 @@ def test_stats_of_an_empty_namespace(obs: TaskQ) -> None:
     assert (s.tasks, s.queues, s.ready, s.worker_count, s.failures_last_hour) == ({}, {}, 0, 0, 0)
     d: dict[str, Any] = s.as_dict()
     assert d["tasks"] == {} and len(d["throughput"]) == 60
+
+
+def test_each_queue_reports_its_jobs_in_and_out_over_the_last_minute(capp) -> None:
+    capp.tasks["noop"].map(range(3))
+    capp.tasks["noop"].map(range(2), queue="mail")
+    now = capp.backend.server_time_ms()
+    current = capp.stats(now_ms=now)  # the minute is not complete yet
+    assert (current.queues["default"].rate_in, current.queues["mail"].rate_in) == (0, 0)
+    later = capp.stats(now_ms=now + 60_000)  # that minute is now the last complete one
+    assert (later.queues["default"].rate_in, later.queues["mail"].rate_in) == (3, 2)
+    assert later.queues["default"].rate_out == 0
+    assert later.throughput[-2][1]["enqueued"] == 5  # namespace-wide counters are unchanged
+    assert later.as_dict()["queues"]["mail"]["per_minute"] == {"in": 2, "out": 0}

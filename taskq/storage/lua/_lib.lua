@@ -47,6 +47,7 @@ local function count(task, queue, counter, n)
   stat(P .. 'st:t', task .. '|' .. counter, n)
   stat(P .. 'st:q', queue .. '|' .. counter, n)
   stat(MINUTE_KEY, counter, n)
+  stat(MINUTE_KEY, 'q:' .. queue .. '|' .. counter, n)
 end
 
 -- A leased job handed back unstarted: its claim does not count as a start.

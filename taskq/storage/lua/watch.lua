@@ -15,7 +15,7 @@ end
 if j[1] == 'succeeded' then return {j[1], j[2] or ''} end
 local last = ''
 if j[3] then
-  local l = cmsgpack.unpack(j[3])
-  last = l[#l] or ''
+  local ok, l = pcall(cmsgpack.unpack, j[3])
+  if ok and type(l) == 'table' then last = l[#l] or '' end  -- a garbled history reads as empty
 end
 return {j[1], last}
