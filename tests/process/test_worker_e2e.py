@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -70,3 +72,29 @@ def test_sigterm_lets_the_running_job_finish_and_leaves_queued_jobs(client, star
     assert running.result(timeout=1) == "done"
     assert [j.state for j in queued] == [JobState.QUEUED] * 3
     assert not client.backend.workers()
+
+
+def test_include_loads_a_further_task_module(client, start_worker):
+    start_worker("tests.apps.basic:app", "--include", "tests.apps.extra")
+    job = client.enqueue("extra", 4)
+    assert job.result(timeout=10) == 40
+
+
+def test_recover_returns_the_jobs_of_a_dead_worker(client, start_worker, worker_env):
+    env = {"TASKQ_HEARTBEAT_TIMEOUT": "1"}
+    w = start_worker("tests.apps.basic:app", "--no-scheduler", env=env)
+    job = client.tasks["sleep"].apply_async((30.0,), retry=1)  # one more attempt after a loss
+    wait_for(lambda: job.state == JobState.ACTIVE, 10, what="job to start")
+    w.kill_all()
+    assert job.state == JobState.ACTIVE  # nobody has noticed yet: no scheduler runs
+
+    def recover():
+        out = subprocess.run([sys.executable, "-m", "taskq_cli.main", "recover", "tests.apps.basic:app"],
+                             env={**worker_env, **env}, capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        return out.stdout if job.id in out.stdout else None
+
+    out = wait_for(recover, 15, interval=0.3, what="recover to reap the dead worker")
+    assert "reaped " in out and "1 job(s)" in out
+    assert job.state == JobState.QUEUED
+    assert job.info().attempts == 1

@@ -1,0 +1,47 @@
+"""``app.on(event, fn)`` hooks run in the worker after the outcome is stored."""
+
+from __future__ import annotations
+
+import pytest
+
+from taskq import ConfigurationError
+from taskq.worker.child import Consumer
+from taskq.worker.config import WorkerConfig
+
+
+def drain(app, jobs) -> None:
+    c = Consumer(app, WorkerConfig(concurrency=1, block_timeout=0.05, prefetch=1), "w-hooks")
+    app.backend.register_tasks({n: app.options_for(n).max_attempts for n in app.tasks})
+    c.heartbeat.beat()
+    for _ in range(200):
+        if all(j.state.finished for j in jobs):
+            break
+        c.step()
+    c.stopping.set()
+    c.shutdown()
+
+
+def test_each_event_fires_with_the_job_id_and_task(app):
+    seen = []
+    for event in ("job_started", "job_succeeded", "job_failed", "job_retried"):
+        app.on(event, lambda data, event=event: seen.append((event, data.id, data.task)))
+    app.task(name="ok")(lambda: 1)
+    app.task(name="bad", retry=1, retry_interval=0)(lambda: 1 / 0)
+    ok, bad = app.tasks["ok"].delay(), app.tasks["bad"].delay()
+    drain(app, [ok, bad])
+    assert ("job_started", ok.id, "ok") in seen and ("job_succeeded", ok.id, "ok") in seen
+    assert [e for e, i, _ in seen if i == bad.id] == ["job_started", "job_retried", "job_started", "job_failed"]
+
+
+def test_a_hook_that_raises_is_logged_and_the_job_is_kept(app, caplog):
+    app.on("job_succeeded", lambda data: 1 / 0)
+    app.task(name="ok", tombstone=True)(lambda: "fine")
+    job = app.tasks["ok"].delay()
+    drain(app, [job])
+    assert job.result(timeout=1) == "fine"
+    assert "job_succeeded hook" in caplog.text
+
+
+def test_unknown_event_is_refused(app):
+    with pytest.raises(ConfigurationError, match="job_done"):
+        app.on("job_done", print)
