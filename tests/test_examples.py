@@ -74,3 +74,24 @@ def test_web_producer_submits_by_name_and_returns_the_result(example_env, namesp
         for p in (web, worker):
             p.terminate()
             p.wait(30)
+
+
+def test_crash_recovery_example(example_env):
+    out = run("crash_recovery.py", example_env, EXAMPLES)
+    assert "killing that process with SIGKILL" in out
+    assert "order 42 charged on attempt 2 (fencing token " in out
+    assert "WorkerLost" in out
+
+
+def test_observability_example(example_env):
+    out = run("observability.py", example_env, EXAMPLES)
+    assert "resize: 30 succeeded" in out
+    assert 'taskq_jobs_total{task="observability.broken",outcome="failed"} 1' in out
+    assert "QUEUE" in out and "WORKER" in out
+
+
+def test_signed_jobs_example(example_env):
+    out = run("signed_jobs.py", example_env, EXAMPLES)
+    assert "signed with the current key: transferred 10" in out
+    assert "signed with the old key: transferred 20" in out
+    assert "unsigned job: failed - SignatureError" in out
