@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from taskq import TaskQ, TaskTimeout, current_job
-from tests.apps import basic
+from tests.apps import basic, outlast
 
 
 def append_line(path: str, line: str) -> None:
@@ -37,7 +37,7 @@ def build(redis_url: str | None = None, namespace: str | None = None, **settings
     def soft(path: str) -> None:
         """Sleeps past its timeout; records that it saw TaskTimeout, then re-raises."""
         try:
-            time.sleep(10)
+            outlast(10)
         except TaskTimeout:
             append_line(path, f"saw TaskTimeout in {os.getpid()}")
             raise

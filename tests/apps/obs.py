@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from taskq import Requeue, TaskQ
+from tests.apps import outlast
 
 
 def _first_time(marker: str) -> bool:
@@ -38,7 +39,7 @@ def build(redis_url: str | None = None, namespace: str | None = None, **settings
 
     @app.task(name="slow", timeout=0.2, retry=0)
     def slow() -> None:
-        time.sleep(10)
+        outlast(10)
 
     @app.task(name="hold", resource="printer", on_locked="skip")
     def hold(seconds: float = 0.0) -> None:
