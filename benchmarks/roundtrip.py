@@ -29,7 +29,7 @@ def run(ctx: Context) -> list[Row]:
     ctx.wait_registered(worker, ns, 1)
     r = ctx.redis
     requests, ready = f"raw:{ns}:req", f"raw:{ns}:ready"
-    echo = ctx.raw("echo", requests, ready)
+    ctx.raw("echo", requests, ready)  # stopped by ctx.reap()
     wait_until(lambda: r.get(ready), 60, "raw echo process", interval=0.01)
 
     def ours_once() -> float:

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 from taskq import JobState, TaskQ, current_job
+from worker_process import running_worker
 
 app = TaskQ("crash", namespace="example-crash")
 
@@ -30,23 +29,19 @@ def charge(order: int) -> str:
 
 
 def main() -> int:
-    here = Path(__file__).resolve().parent
-    worker = subprocess.Popen([sys.executable, "-m", "taskq_cli.main", "worker", "crash_recovery:app", "-c", "2",
-                               "--loglevel", "ERROR"], cwd=here, env={**os.environ, "TASKQ_REDIS_URL": app.url})
     try:
-        job = charge.delay(42)
-        deadline = time.monotonic() + 20
-        while job.state != JobState.ACTIVE and time.monotonic() < deadline:
-            time.sleep(0.05)
-        pid = int(next(w.pid for w in app.workers() if job.id in w.jobs))
-        print(f"job {job.state.value} in process {pid}; killing that process with SIGKILL")
-        os.kill(pid, signal.SIGKILL)
-        print(job.result(timeout=20))
-        print("errors recorded:", [f"{e['type']}: {e['message']}" for e in job.info().errors])
-        return 0
+        with running_worker(app, "crash_recovery:app", concurrency=2):
+            job = charge.delay(42)
+            deadline = time.monotonic() + 20
+            while job.state != JobState.ACTIVE and time.monotonic() < deadline:
+                time.sleep(0.05)
+            pid = int(next(w.pid for w in app.workers() if job.id in w.jobs))
+            print(f"job {job.state.value} in process {pid}; killing that process with SIGKILL")
+            os.kill(pid, signal.SIGKILL)
+            print(job.result(timeout=20))
+            print("errors recorded:", [f"{e['type']}: {e['message']}" for e in job.info().errors])
+            return 0
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(30)
         app.backend.delete_namespace()
         app.close()
 

@@ -7,8 +7,6 @@ prints the results, stops the worker. Run from the repository root:
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import time
 from datetime import timedelta
@@ -18,40 +16,28 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from demo_tasks import add, app, flaky, slow_square, word_count  # noqa: E402
+from worker_process import running_worker  # noqa: E402
 
 
 def main() -> int:
     print(f"taskq demo: server {app.url if 'TASKQ_REDIS_URL' in os.environ else '(embedded) ' + app.url}")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "taskq_cli.main", "worker", "demo_tasks:app", "-c", "2", "--loglevel", "WARNING"],
-        cwd=HERE,
-        env={**os.environ, "TASKQ_REDIS_URL": app.url},  # the same server as this process
-    )
     try:
-        deadline = time.monotonic() + 30
-        while not app.workers() and time.monotonic() < deadline:
-            if worker.poll() is not None:
-                print("the worker exited early", file=sys.stderr)
-                return 1
-            time.sleep(0.05)
+        with running_worker(app, "demo_tasks:app", concurrency=2, loglevel="WARNING", wait_ready=True):
+            print("add(2, 3) =", add.delay(2, 3).result(timeout=10))
+            counts = word_count.delay("the quick brown fox jumps over the lazy dog the end").result(timeout=10)
+            print("word_count: 'the' appears", counts["the"], "times")
+            print("flaky:", flaky.delay(3).result(timeout=10))
 
-        print("add(2, 3) =", add.delay(2, 3).result(timeout=10))
-        counts = word_count.delay("the quick brown fox jumps over the lazy dog the end").result(timeout=10)
-        print("word_count: 'the' appears", counts["the"], "times")
-        print("flaky:", flaky.delay(3).result(timeout=10))
+            started = time.monotonic()
+            jobs = slow_square.map(range(10))
+            print("10 slow squares on 2 processes:", [j.result(timeout=20) for j in jobs],
+                  f"in {time.monotonic() - started:.1f}s")
 
-        started = time.monotonic()
-        jobs = slow_square.map(range(10))
-        print("10 slow squares on 2 processes:", [j.result(timeout=20) for j in jobs],
-              f"in {time.monotonic() - started:.1f}s")
-
-        later = add.apply_async((40, 2), delay=timedelta(seconds=1))
-        print("delayed job is", later.state.value, "-> result", later.result(timeout=10))
-        print("demo finished")
-        return 0
+            later = add.apply_async((40, 2), delay=timedelta(seconds=1))
+            print("delayed job is", later.state.value, "-> result", later.result(timeout=10))
+            print("demo finished")
+            return 0
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=30)
         app.close()
 
 

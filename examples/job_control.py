@@ -7,14 +7,11 @@ Tasks carry explicit names: this file also runs as __main__.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 from taskq import TaskFailed, TaskQ
+from worker_process import running_worker
 
 app = TaskQ("control", namespace="example-control")
 
@@ -37,7 +34,6 @@ def report(name: str) -> str:
 
 
 def main() -> int:
-    here = Path(__file__).resolve().parent
     first = rebuild_index.delay("acme")
     second = rebuild_index.delay("acme")
     print("unique: second enqueue returned the same job:", second.id == first.id, "created:", second.created)
@@ -46,20 +42,17 @@ def main() -> int:
     high = report.apply_async(("high priority",), priority="high")
     doomed = report.delay("never runs")
     print("cancel a queued job:", doomed.cancel())
-    worker = subprocess.Popen([sys.executable, "-m", "taskq_cli.main", "worker", "job_control:app", "-c", "2",
-                               "--loglevel", "ERROR"], cwd=here, env={**os.environ, "TASKQ_REDIS_URL": app.url})
     try:
-        print(first.result(timeout=15))
-        print([c.result(timeout=15) for c in charges], "(one at a time: same invoice)")
-        print(high.result(timeout=15), "/", low.result(timeout=15))
-        try:
-            doomed.result(timeout=5)
-        except TaskFailed as exc:
-            print("the cancelled job:", exc.state)
-        return 0
+        with running_worker(app, "job_control:app", concurrency=2):
+            print(first.result(timeout=15))
+            print([c.result(timeout=15) for c in charges], "(one at a time: same invoice)")
+            print(high.result(timeout=15), "/", low.result(timeout=15))
+            try:
+                doomed.result(timeout=5)
+            except TaskFailed as exc:
+                print("the cancelled job:", exc.state)
+            return 0
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(30)
         app.backend.delete_namespace()
         app.close()
 

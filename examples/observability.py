@@ -7,16 +7,13 @@ Tasks carry explicit names: this file also runs as __main__.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 from taskq import TaskQ
 from taskq.metrics import render_prometheus
 from taskq.status_text import render_status
+from worker_process import running_worker
 
 app = TaskQ("obs", namespace="example-observability")
 
@@ -33,25 +30,21 @@ def broken() -> None:
 
 
 def main() -> int:
-    here = Path(__file__).resolve().parent
-    worker = subprocess.Popen([sys.executable, "-m", "taskq_cli.main", "worker", "observability:app", "-c", "1",
-                               "--loglevel", "ERROR"], cwd=here, env={**os.environ, "TASKQ_REDIS_URL": app.url})
     try:
-        jobs = resize.map(range(100, 130))
-        failed = broken.delay()
-        [j.result(timeout=20) for j in jobs]
-        while not failed.state.finished:
-            time.sleep(0.05)
-        stats, workers = app.stats(), app.workers()
-        print(render_status(stats, workers))
-        print(f"resize: {stats.tasks['observability.resize'].counters['succeeded']} succeeded, "
-              f"p95 {stats.tasks['observability.resize'].run_time.p95_ms:g} ms")
-        wanted = ("taskq_jobs_total{", "taskq_queue_depth{")
-        print("\n".join(line for line in render_prometheus(stats, workers).splitlines() if line.startswith(wanted)))
-        return 0
+        with running_worker(app, "observability:app"):
+            jobs = resize.map(range(100, 130))
+            failed = broken.delay()
+            [j.result(timeout=20) for j in jobs]
+            while not failed.state.finished:
+                time.sleep(0.05)
+            stats, workers = app.stats(), app.workers()
+            print(render_status(stats, workers))
+            print(f"resize: {stats.tasks['observability.resize'].counters['succeeded']} succeeded, "
+                  f"p95 {stats.tasks['observability.resize'].run_time.p95_ms:g} ms")
+            wanted = ("taskq_jobs_total{", "taskq_queue_depth{")
+            print("\n".join(line for line in render_prometheus(stats, workers).splitlines() if line.startswith(wanted)))
+            return 0
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(30)
         app.backend.delete_namespace()
         app.close()
 

@@ -7,15 +7,13 @@ Tasks carry explicit names: this file also runs as __main__.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from taskq import TaskQ, current_job
+from worker_process import running_worker
 
 app = TaskQ("scheduling", namespace="example-scheduling")
 
@@ -39,22 +37,18 @@ def tick() -> None:
 
 
 def main() -> int:
-    here = Path(__file__).resolve().parent
-    worker = subprocess.Popen([sys.executable, "-m", "taskq_cli.main", "worker", "scheduling:app", "-c", "1",
-                               "--loglevel", "ERROR"], cwd=here, env={**os.environ, "TASKQ_REDIS_URL": app.url})
     try:
-        t0 = time.monotonic()
-        job = stamp.apply_async(("delayed 1s",), delay=1)
-        print("state right after enqueue:", job.state.value)
-        print(job.result(timeout=15), f"(after {time.monotonic() - t0:.2f}s)")
-        eta = datetime.now(timezone.utc) + timedelta(seconds=0.5)
-        print(stamp.apply_async(("at an eta",), eta=eta).result(timeout=15))
-        job = unreliable.delay()
-        print(job.result(timeout=15), "- errors before:", [e["message"] for e in job.info().errors])
-        return 0
+        with running_worker(app, "scheduling:app"):
+            t0 = time.monotonic()
+            job = stamp.apply_async(("delayed 1s",), delay=1)
+            print("state right after enqueue:", job.state.value)
+            print(job.result(timeout=15), f"(after {time.monotonic() - t0:.2f}s)")
+            eta = datetime.now(timezone.utc) + timedelta(seconds=0.5)
+            print(stamp.apply_async(("at an eta",), eta=eta).result(timeout=15))
+            job = unreliable.delay()
+            print(job.result(timeout=15), "- errors before:", [e["message"] for e in job.info().errors])
+            return 0
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(30)
         app.close()
 
 

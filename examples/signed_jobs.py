@@ -9,12 +9,10 @@ Tasks carry explicit names: this file also runs as __main__.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-from pathlib import Path
 
 from taskq import TaskFailed, TaskQ
+from worker_process import running_worker
 
 SECRET = os.environ.setdefault("EXAMPLE_SIGNING_KEY", "new-key")
 OLD = "old-key"
@@ -27,22 +25,18 @@ def transfer(amount: int) -> str:
 
 
 def main() -> int:
-    here = Path(__file__).resolve().parent
-    worker = subprocess.Popen([sys.executable, "-m", "taskq_cli.main", "worker", "signed_jobs:app", "-c", "1",
-                               "--loglevel", "CRITICAL"], cwd=here, env={**os.environ, "TASKQ_REDIS_URL": app.url})
     old_producer = TaskQ("old", app.url, namespace="example-signed", secret_key=OLD)
     intruder = TaskQ("intruder", app.url, namespace="example-signed")  # no key
     try:
-        print("signed with the current key:", transfer.delay(10).result(timeout=15))
-        print("signed with the old key:", old_producer.enqueue("signed_jobs.transfer", 20).result(timeout=15))
-        try:
-            intruder.enqueue("signed_jobs.transfer", 1_000_000).result(timeout=15)
-        except TaskFailed as exc:
-            print("unsigned job:", exc.state, "-", exc.exc_type)
-        return 0
+        with running_worker(app, "signed_jobs:app", loglevel="CRITICAL"):
+            print("signed with the current key:", transfer.delay(10).result(timeout=15))
+            print("signed with the old key:", old_producer.enqueue("signed_jobs.transfer", 20).result(timeout=15))
+            try:
+                intruder.enqueue("signed_jobs.transfer", 1_000_000).result(timeout=15)
+            except TaskFailed as exc:
+                print("unsigned job:", exc.state, "-", exc.exc_type)
+            return 0
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(30)
         app.backend.delete_namespace()
         for a in (app, old_producer, intruder):
             a.close()

@@ -93,8 +93,8 @@ def recover(app: str | None) -> None:
     result = run_recovery(load_app(app))
     if not result:
         click.echo("no dead workers")
-    for wid, jobs in result.items():
-        click.echo(f"reaped {wid}: {len(jobs)} job(s) {' '.join(jobs)}")
+    for wid, job_ids in result.items():
+        click.echo(f"reaped {wid}: {len(job_ids)} job(s) {' '.join(job_ids)}")
 
 
 @main.group()

@@ -14,7 +14,7 @@ import pytest
 
 from taskq import InvalidJobState, JobNotFound, JobState
 from taskq.worker.outcome import Outcome, error_entry
-from tests.apps.control import build, consumer, run_until, scratch_key, stop
+from tests.apps.control import consumer, run_until, scratch_key, stop
 from tests.conftest import wait_for
 
 ALL = ("scheduled", "queued", "waiting", "active", "stalled", "succeeded", "failed", "cancelled", "skipped")
