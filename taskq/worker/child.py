@@ -149,6 +149,8 @@ class Consumer:
 
     def _log(self, job: ClaimedJob, out: Outcome) -> None:
         if out.kind == "ok":
+            if not log.isEnabledFor(logging.INFO):  # the hot path: build nothing for a line not written
+                return
             log.info("job %s %s succeeded in %.1fms", job.id, job.task, out.duration_ms,
                      extra={"job_id": job.id, "task": job.task, "outcome": "succeeded"})
         else:
