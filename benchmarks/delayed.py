@@ -52,9 +52,9 @@ def taskq_lateness(ctx: Context, app: TaskQ, path: Path) -> list[float]:
     if time.time() > first_due:
         print(f"warning: enqueueing ended {time.time() - first_due:.3f}s after the first due time",
               file=sys.stderr)
-    key = app.backend.keys.stats_task
-    before = int(ctx.redis.hget(key, "late|succeeded") or 0)
-    wait_until(lambda: int(ctx.redis.hget(key, "late|succeeded") or 0) - before >= n, window + 60,
+    key, field = app.backend.keys.stats_counters, "default:late|succeeded"
+    before = int(ctx.redis.hget(key, field) or 0)
+    wait_until(lambda: int(ctx.redis.hget(key, field) or 0) - before >= n, window + 60,
                "delayed jobs", interval=0.05)
     return [float(x) for x in path.read_text().split()]
 

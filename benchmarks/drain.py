@@ -39,7 +39,7 @@ def taskq_rate(ctx: Context, task: str, procs: int, n: int) -> float:
         worker.check()
         pipe = r.pipeline(transaction=False)
         pipe.hget(first_key, "sa")
-        pipe.hget(prefix + "st:t", f"{task}|started")
+        pipe.hget(prefix + "st:c", f"default:{task}|started")
         sa, started = pipe.execute()
         if sa is None and started is not None:
             raise RuntimeError("the first job's hash was gone before its start time was read")
@@ -49,7 +49,7 @@ def taskq_rate(ctx: Context, task: str, procs: int, n: int) -> float:
 
     def finished() -> bool:
         worker.check()
-        return int(r.hget(prefix + "st:t", f"{task}|succeeded") or 0) >= n
+        return int(r.hget(prefix + "st:c", f"default:{task}|succeeded") or 0) >= n
 
     wait_until(finished, 60 + n / 100, f"{n} {task} jobs to finish", interval=0.01)
     worker.stop(wait=False)  # reaped at the end of the figure

@@ -21,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..errors import BrokerRefused, BrokerUnavailable, DurabilityUnavailable, error_for_code
 from .keys import Keys
 from .scripts import load_library
+from .wire import Wire
 
 Arg = str | bytes | int | float
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
@@ -65,6 +66,32 @@ def translate_errors(url: str) -> Iterator[None]:
         raise
 
 
+def fold_counters(raw: dict[bytes, bytes]) -> tuple[dict[str, int], dict[str, int]]:
+    """``st:c`` fields (``<queue>:<task>|<counter>``) summed per task and per
+    queue: ``({"<task>|<counter>": n}, {"<queue>|<counter>": n})``."""
+    tasks: dict[str, int] = {}
+    queues: dict[str, int] = {}
+    for f, v in raw.items():
+        queue, _, rest = f.decode().partition(":")
+        task, _, counter = rest.rpartition("|")
+        n = int(v)
+        tasks[f"{task}|{counter}"] = tasks.get(f"{task}|{counter}", 0) + n
+        queues[f"{queue}|{counter}"] = queues.get(f"{queue}|{counter}", 0) + n
+    return tasks, queues
+
+
+def fold_minute(raw: dict[bytes, bytes]) -> dict[str, int]:
+    """A minute bucket (``q:<queue>|<counter>`` fields) with the namespace
+    totals (``<counter>``) added."""
+    out: dict[str, int] = {}
+    for f, v in raw.items():
+        field, n = f.decode(), int(v)
+        out[field] = n
+        counter = field.rpartition("|")[2]
+        out[counter] = out.get(counter, 0) + n
+    return out
+
+
 class Backend:
     """Redis mechanics for one namespace."""
 
@@ -79,8 +106,10 @@ class Backend:
         self.client = redis.Redis.from_url(
             url, socket_connect_timeout=2.0, socket_timeout=30.0, protocol=2, health_check_interval=0
         )
+        self.wire = Wire(self.client)  # the hot path: scripts, claims, result waits
 
     def close(self) -> None:
+        self.wire.close()
         self.client.close()
 
     # ------------------------------------------------------------ scripts
@@ -120,20 +149,19 @@ class Backend:
             isinstance(exc, ResponseError) and "function not found" in str(exc).lower()
         )
 
-    def run(self, name: str, *args: Arg, client: Any = None) -> Any:
+    def run(self, name: str, *args: Arg) -> Any:
         """Run transition ``name`` (FCALL, or EVALSHA; reloading lost code)."""
-        c = client if client is not None else self.client
         cmd = self.command(name)
         with translate_errors(self.url):
             try:
-                return c.execute_command(*cmd, *args)
+                return self.wire.call(*cmd, *args)
             except ResponseError as exc:
                 if not self.code_missing(exc):
                     raise
-            if self.functions and self.load_code(c):
-                return c.execute_command(*self.command(name), *args)
+            if self.functions and self.load_code():
+                return self.wire.call(*self.command(name), *args)
             script = self.scripts[name]
-            return c.execute_command("EVAL", script.source, 1, self.prefix, *args)
+            return self.wire.call("EVAL", script.source, 1, self.prefix, *args)
 
     def run_retrying(self, name: str, *args: Arg) -> Any:
         """Run an idempotent script, retrying a lost connection for ``retry_timeout`` s."""
@@ -317,10 +345,9 @@ class Backend:
         args = self.settle_claim_args(worker_id, count, (), queues, tasks, caps)
         claim_cmd = self.command("settle_claim")
         with translate_errors(self.url):
-            pipe = self.client.pipeline(transaction=False)
-            pipe.execute_command("BLPOP", *[self.keys.notify(q) for q in queues], timeout)
-            pipe.execute_command(*claim_cmd, *args)
-            _, reply = pipe.execute(raise_on_error=False)
+            _, reply = self.wire.pipeline(
+                (("BLPOP", *[self.keys.notify(q) for q in queues], timeout), (*claim_cmd, *args)),
+                timeout=timeout + 30.0)
         if isinstance(reply, Exception) and self.code_missing(reply):
             return self.parse_settle_claim(self.run("settle_claim", *args))
         if isinstance(reply, Exception):
@@ -419,7 +446,8 @@ class Backend:
         """Block until the job's outcome is pushed (or timeout); never consumes it."""
         key = self.keys.result(job_id)
         with translate_errors(self.url):
-            return self.client.execute_command("BLMOVE", key, key, "RIGHT", "LEFT", max(timeout, 0.001))
+            timeout = max(timeout, 0.001)
+            return self.wire.call("BLMOVE", key, key, "RIGHT", "LEFT", timeout, timeout=timeout + 30.0)
 
     def set_progress(self, job_id: str, token: int, blob: bytes) -> bool:
         return bool(self.run("progress", "", job_id, token, blob))
@@ -530,8 +558,7 @@ class Backend:
         k = self.keys
         with translate_errors(self.url):
             pipe = self.client.pipeline(transaction=False)
-            pipe.hgetall(k.stats_task)
-            pipe.hgetall(k.stats_queue)
+            pipe.hgetall(k.stats_counters)
             pipe.smembers(k.queues)
             pipe.zcard(k.schedule)
             pipe.zcard(k.stalled)
@@ -540,12 +567,17 @@ class Backend:
             for minute in minutes:
                 pipe.hgetall(k.stats_minute(minute))
             raw = pipe.execute()
-        text = lambda h: {f.decode(): int(v) for f, v in h.items()}  # noqa: E731
+        tasks, queues = fold_counters(raw[0])
         return {
-            "tasks": text(raw[0]), "queues": text(raw[1]), "queue_names": sorted(q.decode() for q in raw[2]),
-            "scheduled": int(raw[3]), "stalled": int(raw[4]), "failed": int(raw[5]),
-            "workers": [(w.decode(), int(s)) for w, s in raw[6]], "minutes": [text(h) for h in raw[7:]],
+            "tasks": tasks, "queues": queues, "queue_names": sorted(q.decode() for q in raw[1]),
+            "scheduled": int(raw[2]), "stalled": int(raw[3]), "failed": int(raw[4]),
+            "workers": [(w.decode(), int(s)) for w, s in raw[5]], "minutes": [fold_minute(h) for h in raw[6:]],
         }
+
+    def task_counters(self) -> dict[str, int]:
+        """All-time counters per task: ``{"<task>|<counter>": n}``."""
+        with translate_errors(self.url):
+            return fold_counters(self.client.hgetall(self.keys.stats_counters))[0]
 
     def histograms(self, tasks: Sequence[str]) -> list[dict[str, int]]:
         """The run-time histogram of each task: ``le_<ms>``/``le_inf`` counts and ``sum_ms``."""

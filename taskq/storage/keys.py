@@ -95,17 +95,15 @@ class Keys:
         return f"{self.prefix}events"
 
     @property
-    def stats_task(self) -> str:
-        return f"{self.prefix}st:t"
-
-    @property
-    def stats_queue(self) -> str:
-        return f"{self.prefix}st:q"
+    def stats_counters(self) -> str:
+        """All-time counters, one field per ``<queue>:<task>|<counter>``."""
+        return f"{self.prefix}st:c"
 
     def stats_histogram(self, task: str) -> str:
         return f"{self.prefix}st:h:{task}"
 
     def stats_minute(self, minute: int) -> str:
+        """Counters of one minute, one field per ``q:<queue>|<counter>`` (expires after 2 h)."""
         return f"{self.prefix}st:m:{minute}"
 
     @property

@@ -153,7 +153,7 @@ class Chaos:
 
     def succeeded(self) -> int:
         assert self.monitor is not None
-        raw = self.monitor.backend.hgetall(self.monitor.backend.keys.stats_task).get("mark|succeeded")
+        raw = self.monitor.backend.task_counters().get("mark|succeeded")
         return int(raw or 0)
 
     def children(self) -> list[tuple[str, int]]:

@@ -63,7 +63,7 @@ def child_pid_running(client: TaskQ, job_id: str) -> int:
 
 
 def task_stat(client: TaskQ, task: str, counter: str) -> int:
-    return int(client.backend.hgetall(client.backend.keys.stats_task).get(f"{task}|{counter}", b"0"))
+    return int(client.backend.task_counters().get(f"{task}|{counter}", 0))
 
 
 # ---------------------------------------------------------------- lost children

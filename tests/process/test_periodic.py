@@ -224,7 +224,7 @@ def test_schedulers_firing_the_same_tick_at_once_enqueue_it_once(capp):
     for t in threads:
         t.join(30)
     assert cron_jobs(capp) == sorted(f"cron:tick:{t0 + i * 1_000}" for i in range(1, 51))
-    assert capp.backend.hgetall(capp.backend.keys.stats_task)["tick|enqueued"] == b"50"
+    assert capp.backend.task_counters()["tick|enqueued"] == 50
     for a in apps:
         a.close()
 
@@ -272,7 +272,7 @@ def test_three_schedulers_enqueue_each_tick_exactly_once(capp, worker_env, tmp_p
     assert len(ids) == len(set(ids))
     ticks = sorted(int(i.rsplit(":", 1)[1]) for i in ids)
     assert ticks == list(range(ticks[0], ticks[-1] + 1, 1_000)), "a tick was skipped"
-    stats = capp.backend.hgetall(capp.backend.keys.stats_task)
+    stats = capp.backend.task_counters()
     assert int(stats["tick|enqueued"]) == len(ticks)
     firing = [i for i in range(3) if "fired for tick" in (tmp_path / f"scheduler-{i}.log").read_text()]
     assert firing, "no scheduler logged a tick"

@@ -131,7 +131,7 @@ def test_cancel_an_active_job_is_a_request_the_task_sees(capp):
     info = job.info()
     assert info.state == JobState.CANCELLED
     assert info.errors[-1]["type"] == "Cancelled" and info.errors[-1]["kind"] == "cancelled"
-    assert capp.backend.hgetall(capp.backend.keys.stats_task)["wait_cancel|cancelled"] == b"1"
+    assert capp.backend.task_counters()["wait_cancel|cancelled"] == 1
 
 
 def test_cancel_of_a_prefetched_job_stops_it_before_it_starts(capp):
@@ -170,7 +170,7 @@ def test_a_job_whose_cancel_was_requested_never_runs_again(capp, how):
     info = job.info()
     assert info.state == JobState.CANCELLED
     assert info.errors[-1]["type"] == "Cancelled"
-    assert capp.backend.hgetall(capp.backend.keys.stats_task)["noop|cancelled"] == b"1"
+    assert capp.backend.task_counters()["noop|cancelled"] == 1
 
 
 def test_requeue_of_a_job_whose_cancel_was_requested_withdraws_the_request(capp):
@@ -272,7 +272,7 @@ def test_raise_requeue_inside_a_task_gives_the_job_back(capp):
     stop(c)
     info = job.info()
     assert (info.requeue_count, info.attempts, info.result) == (1, 1, "ran")
-    assert capp.backend.hgetall(capp.backend.keys.stats_task)["requeue_once|requeued"] == b"1"
+    assert capp.backend.task_counters()["requeue_once|requeued"] == 1
 
 
 @pytest.mark.parametrize("state", ["queued", "succeeded"])
@@ -339,7 +339,7 @@ def test_retract_removes_a_job_that_has_not_run(capp, state):
     with pytest.raises(JobNotFound):
         job.info()
     assert not capp.backend.client.exists(capp.backend.keys.unique("only-one"))
-    assert capp.backend.hgetall(capp.backend.keys.stats_task)[f"{task}|retracted"] == b"1"
+    assert capp.backend.task_counters()[f"{task}|retracted"] == 1
 
 
 @pytest.mark.parametrize("state", ["active", *FINISHED])

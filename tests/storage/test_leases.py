@@ -60,7 +60,7 @@ def snapshot(app: TaskQ, job_id: str, resource: str) -> dict[str, Any]:
         "failed": c.zrange(k.failed, 0, -1),
         "schedule": c.zrange(k.schedule, 0, -1),
         "ready": b.ready_ids("default", 100),
-        "stats": b.hgetall(k.stats_task),
+        "stats": b.task_counters(),
         "held": {w: sorted(c.smembers(k.worker_jobs(w))) for w in ("w1", "w2")},
     }
 
@@ -279,3 +279,38 @@ def test_short_timeout_reaper_treats_an_outage_longer_than_half_its_timeout_as_a
         beat(app.backend, "w1", t + step * 200 - 100)
         assert reaper.tick(t + step * 200) == []
     assert app.backend.job_hash(job_id)["s"] == b"active"
+
+
+# ---------------------------------------------------------------- wake-ups
+
+
+def test_wake_up_marker_follows_work_not_every_push(app):
+    """A push that makes a level non-empty wakes one sleeper; pushes onto a
+    non-empty list wake nobody; a claim that leaves work behind passes the
+    wake-up on; a claim that empties the queue does not."""
+    b = app.backend
+    marker = b.keys.notify("default")
+
+    def markers() -> int:
+        return int(b.client.llen(marker))
+
+    def take_marker() -> None:
+        assert b.client.lpop(marker) == b"1"
+
+    app.enqueue_call("token", (), {}, {})
+    assert markers() == 1
+    take_marker()  # a sleeper woke...
+    app.enqueue_call("token", (), {}, {})
+    app.enqueue_call("token", (), {}, {})
+    assert markers() == 0  # ...and will claim these: no one else to wake
+    app.enqueue_call("token", (), {}, {"priority": "high"})
+    assert markers() == 1  # a new level: its first push wakes
+    take_marker()
+    assert len(claim(app, "w1", T0, count=2)) == 2
+    assert markers() == 1  # work left behind: the next sleeper is woken
+    take_marker()
+    assert len(claim(app, "w2", T0, count=10)) == 2
+    assert markers() == 0  # nothing left: nobody woken for nothing
+    assert b.queue_levels("default") == {}
+    app.enqueue_call("token", (), {}, {}, front=True)
+    assert markers() == 1 and b.queue_levels("default") == {0: 1}

@@ -169,7 +169,7 @@ def test_many_malformed_jobs_in_one_claimed_batch_all_fail(app, consumer):
         assert_failed_cleanly(app, f"p{i}", "undecodable payload: ")
     assert_failed_cleanly(app, "no-task", "undecodable payload: the job hash lacks field(s) t")
     assert app.job("good").state == JobState.SUCCEEDED
-    failed = app.backend.hgetall(app.backend.keys.stats_task)
+    failed = app.backend.task_counters()
     assert int(failed["echo|failed"]) == len(POISON)
 
 

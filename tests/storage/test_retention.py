@@ -49,8 +49,7 @@ def test_twenty_thousand_finished_jobs_leave_only_bounded_keys_behind(small, cap
     mem_loaded = used_memory(app)
 
     c = consumer(app, prefetch=1_000)
-    stats = b.keys.stats_task
-    run_until(c, lambda: sum(int(b.client.hget(stats, f) or 0) for f in ("noop|succeeded", "flaky|failed"))
+    run_until(c, lambda: sum(b.task_counters().get(f, 0) for f in ("noop|succeeded", "flaky|failed"))
               == N_OK + N_FAILED, timeout=120, what="all jobs to finish")
     stop(c)
     assert len(ok) == N_OK and len(bad) == N_FAILED
@@ -67,7 +66,7 @@ def test_twenty_thousand_finished_jobs_leave_only_bounded_keys_behind(small, cap
     Scheduler(app).tick()  # trims the indexes
     left = keys_of(app)
     assert b.zcard(b.keys.done) == 0 and b.zcard(b.keys.failed) == 0
-    bounded = {"queues", "tasks", "qn:default", "st:t", "st:q", "st:h:noop", "st:h:flaky"}
+    bounded = {"queues", "tasks", "qn:default", "st:c", "st:h:noop", "st:h:flaky"}
     assert all(k in bounded or k.startswith("st:m:") for k in left), left
     assert len(left) <= len(bounded) + 3
     for k in left:

@@ -69,7 +69,7 @@ def test_unique_task_returns_the_live_job_instead_of_a_second(capp, uniq, state)
     second = uniq.delay(1)
     assert (second.id, second.created, first.created) == (first.id, False, True)
     assert uniq.delay(2).created  # other arguments, other key
-    assert capp.backend.hgetall(capp.backend.keys.stats_task)["uniq|enqueued"] == b"2"
+    assert capp.backend.task_counters()["uniq|enqueued"] == 2
 
 
 def test_unique_key_given_per_call(capp):
@@ -234,7 +234,7 @@ def test_skip_runs_jobs_that_found_the_resource_free_one_at_a_time(capp, peers):
     assert all(i.attempts == 0 for i in skipped)
     assert {s[1] for s in spans(capp)} == ran
     assert_one_at_a_time(capp)
-    stats = capp.backend.hgetall(capp.backend.keys.stats_task)
+    stats = capp.backend.task_counters()
     assert int(stats["locked_skip|skipped"]) == len(skipped)
     assert not capp.backend.client.exists(capp.backend.keys.lock("printer"))
 

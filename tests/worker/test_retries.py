@@ -78,8 +78,8 @@ def test_retries_follow_the_backoff_schedule_then_fail_with_the_full_history(cap
     assert [e["attempt"] for e in info.errors] == [1, 2, 3, 4, 5]
     assert [e["message"] for e in info.errors] == [f"attempt {i}" for i in range(1, 6)]
     assert {e["type"] for e in info.errors} == {"RuntimeError"}
-    assert b.hgetall(b.keys.stats_task)["backoff|retried"] == b"4"
-    assert b.hgetall(b.keys.stats_task)["backoff|failed"] == b"1"
+    assert b.task_counters()["backoff|retried"] == 4
+    assert b.task_counters()["backoff|failed"] == 1
 
 
 def test_jitter_spreads_the_delay_within_its_bounds(capp, worker):
@@ -234,7 +234,7 @@ def test_timeout_from_settings_and_per_call(make):
     assert info.errors[-1]["type"] == "TaskTimeout"
     assert info.errors[-1]["kind"] == "timeout"
     b = app.backend
-    assert b.hgetall(b.keys.stats_task)["sleepy|timed_out"] == b"1"
+    assert b.task_counters()["sleepy|timed_out"] == 1
     info = run_to_end(app, app.tasks["sleepy"].apply_async((0.4,), timeout=10))
     assert info.state == JobState.SUCCEEDED
 

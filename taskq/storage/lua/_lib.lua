@@ -43,10 +43,12 @@ local function stat(key, field, n)
   h[field] = (h[field] or 0) + (n or 1)
 end
 
+-- Two fields per event (readers sum them per task, per queue and per
+-- namespace; queue names never contain ':'):
+--   P st:c         '<queue>:<task>|<counter>'  all time
+--   P st:m:<min>   'q:<queue>|<counter>'       that minute
 local function count(task, queue, counter, n)
-  stat(P .. 'st:t', task .. '|' .. counter, n)
-  stat(P .. 'st:q', queue .. '|' .. counter, n)
-  stat(MINUTE_KEY, counter, n)
+  stat(P .. 'st:c', queue .. ':' .. task .. '|' .. counter, n)
   stat(MINUTE_KEY, 'q:' .. queue .. '|' .. counter, n)
 end
 
@@ -77,16 +79,16 @@ local function wake_queue(queue)
   if redis.call('LLEN', nk) == 0 then redis.call('LPUSH', nk, '1') end
 end
 
--- READY (set by scripts that only push, like enqueue): the levels this call
--- already registered and woke, so a batch does that once per level.
-local READY
+-- A level is registered in P qp:<queue> and the queue's sleepers woken only
+-- when a push makes its list non-empty: a worker that claims and leaves
+-- work behind passes the wake-up on (settle_claim), so a push onto a
+-- non-empty list has nobody to wake. (Workers also re-check every
+-- block_timeout, which bounds any wake-up that could still be missed.)
 local function push_ready(id, queue, prio, front)
   local lk = P .. 'q:' .. queue .. ':' .. prio
-  if front then redis.call('RPUSH', lk, id) else redis.call('LPUSH', lk, id) end
-  if READY then
-    if READY[lk] then return end
-    READY[lk] = true
-  end
+  local len
+  if front then len = redis.call('RPUSH', lk, id) else len = redis.call('LPUSH', lk, id) end
+  if len > 1 then return end
   if redis.call('ZADD', P .. 'qp:' .. queue, -tonumber(prio), prio) == 1 then
     redis.call('SADD', P .. 'queues', queue)
   end
@@ -276,5 +278,4 @@ local function begin(keys, args)
   MINUTE_KEY = P .. 'st:m:' .. string.format('%d', math.floor(NOW / 60000))
   STATS = {}
   CAPS = {failed = 10000, done = 1000, errors = 10}
-  READY = nil
 end

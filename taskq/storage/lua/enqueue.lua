@@ -10,7 +10,6 @@
 -- unfinished job creates nothing and returns that job.
 local n = tonumber(ARGV[2])
 local out = {}
-READY = {}  -- only pushes in this call: register and wake each level once
 for i = 0, n - 1 do
   local b = 3 + i * 15
   local r = enqueue_one(ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4],

@@ -1,0 +1,139 @@
+"""The hot path's own connections (``storage/wire.py``): replies, errors,
+stale connections after a server restart, threads and forks."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+
+import pytest
+import redis
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from taskq import TaskQ
+from taskq.storage.server import EphemeralServer
+from taskq.storage.wire import Wire
+
+
+@pytest.fixture
+def own_server() -> Iterator[EphemeralServer]:
+    with EphemeralServer() as server:
+        yield server
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    c = redis.Redis.from_url(redis_url, socket_timeout=5.0)
+    yield c
+    c.close()
+
+
+def test_replies_and_error_replies_in_place(client: redis.Redis, namespace: str) -> None:
+    wire = Wire(client)
+    key = f"wire:{namespace}"
+    replies = wire.pipeline([("SET", key, "x"), ("LPUSH", key, "y"), ("GET", key)])
+    assert replies[0] == b"OK"
+    assert isinstance(replies[1], ResponseError) and "WRONGTYPE" in str(replies[1])
+    assert replies[2] == b"x"
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        wire.call("LPUSH", key, "y")
+    assert wire.call("GET", key) == b"x"  # the connection stays usable after an error reply
+    assert len(wire._idle) == 1
+    client.delete(key)
+    wire.close()
+
+
+def test_a_connection_closed_by_a_restart_is_replaced_transparently(own_server: EphemeralServer) -> None:
+    c = redis.Redis.from_url(own_server.url)
+    wire = Wire(c)
+    assert wire.call("PING") == b"PONG"
+    old = wire._idle[-1]
+    own_server.restart(graceful=True)
+    assert wire.call("PING") == b"PONG"  # the stale idle connection failed; a new one answered
+    assert wire._idle[-1] is not old
+    wire.close()
+    c.close()
+
+
+def test_an_unreachable_server_raises_instead_of_looping(own_server: EphemeralServer) -> None:
+    c = redis.Redis.from_url(own_server.url, socket_connect_timeout=1.0)
+    wire = Wire(c)
+    assert wire.call("PING") == b"PONG"
+    own_server.kill()
+    with pytest.raises(redis.ConnectionError):
+        wire.call("PING")
+    with pytest.raises(redis.ConnectionError):
+        wire.call("PING")
+    c.close()
+
+
+def test_a_read_timeout_is_not_resent(client: redis.Redis, namespace: str) -> None:
+    wire = Wire(client)
+    key = f"wire:{namespace}:counter"
+    wire.call("PING")  # an idle connection exists: a resend would be possible
+    script = "redis.call('INCR', KEYS[1]); local t = redis.call('TIME'); local e = t[1] * 1e6 + t[2] + 300000; " \
+             "while true do t = redis.call('TIME'); if t[1] * 1e6 + t[2] > e then break end end; return 1"
+    with pytest.raises(RedisTimeoutError):
+        wire.call("EVAL", script, 1, key, timeout=0.05)
+    assert int(client.get(key)) == 1  # ran once: the slow command was not sent again
+    assert wire.call("PING") == b"PONG"  # the timed-out connection was dropped, not reused
+    client.delete(key)
+    wire.close()
+
+
+def test_threads_never_share_a_connection(client: redis.Redis, namespace: str) -> None:
+    wire = Wire(client)
+    key = f"wire:{namespace}:list"
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(200):
+                value = f"{n}:{i}"
+                assert wire.pipeline([("RPUSH", key, value), ("ECHO", value)])[1] == value.encode()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert client.llen(key) == 1600
+    assert 1 <= len(wire._idle) <= 8
+    client.delete(key)
+    wire.close()
+
+
+def test_a_forked_child_opens_its_own_connections(client: redis.Redis) -> None:
+    wire = Wire(client)
+    wire.call("PING")
+    parent_conn = wire._idle[-1]
+    pid = os.fork()
+    if pid == 0:  # child: must not use (or shut down) the parent's socket
+        code = 0
+        try:
+            if wire.call("ECHO", "child") != b"child" or parent_conn in wire._idle:
+                code = 1
+        except BaseException:  # noqa: BLE001
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert wire._idle == [parent_conn]
+    assert wire.call("ECHO", "parent") == b"parent"  # the parent's connection still works
+    wire.close()
+
+
+def test_enqueue_survives_a_server_restart_between_calls(own_server: EphemeralServer) -> None:
+    app = TaskQ("wire", own_server.url, namespace="wire")
+    task = app.task(name="t")(lambda: None)
+    assert task.delay().created
+    own_server.restart(graceful=True)
+    job = task.delay()  # the idle connection is stale; the job still goes in, once
+    assert job.created
+    assert app.backend.ready_ids("default", 10).count(job.id) == 1
+    app.close()
