@@ -40,30 +40,40 @@ def redact_url(url: str) -> str:
     return re.sub(r"([?&]password=)[^&#]*", r"\1***", url)
 
 
-@contextlib.contextmanager
-def translate_errors(url: str) -> Iterator[None]:
-    """Map redis-py exceptions to taskq's (never leaking a password)."""
-    try:
-        yield
-    except NoScriptError:
-        raise
-    except redis.AuthenticationError as exc:  # a ConnectionError to redis-py; retrying cannot help
-        raise BrokerRefused(f"server at {redact_url(url)} refused the credentials: {exc}") from None
-    except (RedisConnectionError, RedisTimeoutError) as exc:
-        raise BrokerUnavailable(f"cannot reach the server at {redact_url(url)}: {exc}") from None
-    except ResponseError as exc:
+def translated(exc: BaseException, url: str) -> BaseException | None:
+    """taskq's error for a redis-py exception (never leaking a password), or
+    None to let it through unchanged."""
+    if isinstance(exc, NoScriptError):
+        return None
+    if isinstance(exc, redis.AuthenticationError):  # a ConnectionError to redis-py; retrying cannot help
+        return BrokerRefused(f"server at {redact_url(url)} refused the credentials: {exc}")
+    if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
+        return BrokerUnavailable(f"cannot reach the server at {redact_url(url)}: {exc}")
+    if isinstance(exc, ResponseError):
         # redis-py strips the error code (OOM, READONLY, NOPERM) and picks a subclass
         text = str(exc)
         if isinstance(exc, redis.exceptions.OutOfMemoryError) or text.startswith("OOM") or "maxmemory" in text:
-            raise BrokerRefused(f"server refused the write: out of memory (maxmemory reached): {text}") from None
+            return BrokerRefused(f"server refused the write: out of memory (maxmemory reached): {text}")
         if isinstance(exc, redis.exceptions.ReadOnlyError) or text.startswith("READONLY"):
-            raise BrokerRefused("server refused the write: it is a read-only replica; point redis_url at the primary") from None
+            return BrokerRefused("server refused the write: it is a read-only replica; point redis_url at the primary")
         if "unauthenticated" in text:  # Redis answers a long command from a client that did not AUTH so
-            raise BrokerRefused(f"server at {redact_url(url)} refused the credentials: authentication required") from None
+            return BrokerRefused(f"server at {redact_url(url)} refused the credentials: authentication required")
         if (isinstance(exc, redis.exceptions.NoPermissionError) or text.startswith(("NOPERM", "NOAUTH", "WRONGPASS"))
                 or "ACL failure" in text or "can't run this command" in text):  # inside a script
-            raise BrokerRefused(f"server refused the command (ACL): {text}") from None
-        raise
+            return BrokerRefused(f"server refused the command (ACL): {text}")
+    return None
+
+
+@contextlib.contextmanager
+def translate_errors(url: str) -> Iterator[None]:
+    """Map redis-py exceptions to taskq's (see :func:`translated`)."""
+    try:
+        yield
+    except Exception as exc:
+        mapped = translated(exc, url)
+        if mapped is None:
+            raise
+        raise mapped from None
 
 
 def fold_counters(raw: dict[bytes, bytes]) -> tuple[dict[str, int], dict[str, int]]:
@@ -152,12 +162,15 @@ class Backend:
     def run(self, name: str, *args: Arg) -> Any:
         """Run transition ``name`` (FCALL, or EVALSHA; reloading lost code)."""
         cmd = self.command(name)
-        with translate_errors(self.url):
-            try:
-                return self.wire.call(*cmd, *args)
-            except ResponseError as exc:
-                if not self.code_missing(exc):
+        try:
+            return self.wire.call(*cmd, *args)
+        except Exception as exc:  # the hot path: no context manager
+            if not self.code_missing(exc):
+                mapped = translated(exc, self.url)
+                if mapped is None:
                     raise
+                raise mapped from None
+        with translate_errors(self.url):
             if self.functions and self.load_code():
                 return self.wire.call(*self.command(name), *args)
             script = self.scripts[name]

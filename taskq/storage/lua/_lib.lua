@@ -164,29 +164,31 @@ end
 -- ---------------------------------------------------------------- finishing
 -- Terminal states: succeeded failed cancelled skipped.
 -- finalize() keeps the invariants of a finished job in one place:
---   * it is in exactly one finished index (P failed or P done), capped;
+--   * it is in exactly one finished index (P failed or P done), capped --
+--     added when the script ends (flush(): every script calling finalize
+--     ends with it, so no call leaves a finished job unindexed);
 --   * its unique key is freed;
 --   * its hash expires after ttl_ms (0 = keep);
 --   * waiters (P r:<id> list, BLMOVEd onto itself so every waiter wakes)
 --     and subscribers (P events) hear the outcome when someone asked.
 -- Caps come from the CAPS table a script fills from its ARGV.
 
-local function finalize(id, jk, state, ukey, ttl_ms, keep_ms, blob)
+-- FINISHED: ids finished in this call per index, added at flush() with one
+-- ZADD per index (then trimmed once), not one ZADD + ZCARD per job.
+local FINISHED
+
+-- `wt`: the job's `wt` field when the caller already read it (false = not
+-- set); nil reads it here.
+local function finalize(id, jk, state, ukey, ttl_ms, keep_ms, blob, wt)
   redis.call('HSET', jk, 's', state, 'f', NOW)
   release_unique(id, ukey)
-  local idx, cap = P .. 'done', CAPS.done
-  if state == 'failed' then idx, cap = P .. 'failed', CAPS.failed end
-  redis.call('ZADD', idx, NOW, id)
-  -- trimmed in steps (at 5% over the cap), not on every finished job
-  if redis.call('ZCARD', idx) > cap + math.floor(cap / 20) then
-    local old = redis.call('ZRANGE', idx, 0, -(cap + 1))
-    redis.call('ZREMRANGEBYRANK', idx, 0, -(cap + 1))
-    for _, oid in ipairs(old) do
-      redis.call('DEL', jkey(oid), P .. 'r:' .. oid)
-    end
-  end
+  local idx = P .. 'done'
+  if state == 'failed' then idx = P .. 'failed' end
+  local f = FINISHED[idx]
+  if not f then f = {}; FINISHED[idx] = f end
+  f[#f + 1] = NOW; f[#f + 1] = id
   if ttl_ms > 0 then redis.call('PEXPIRE', jk, ttl_ms) end
-  local wt = redis.call('HGET', jk, 'wt')
+  if wt == nil then wt = redis.call('HGET', jk, 'wt') end
   if keep_ms > 0 or wt then
     local rk = P .. 'r:' .. id
     redis.call('DEL', rk)
@@ -196,6 +198,36 @@ local function finalize(id, jk, state, ukey, ttl_ms, keep_ms, blob)
     redis.call('PEXPIRE', rk, exp)
     if wt then redis.call('PUBLISH', P .. 'events', id .. ' ' .. state) end
   end
+end
+
+-- Runs `cmd key <items...>` in chunks (Lua's unpack has a stack limit).
+local function call_chunked(cmd, key, items, step)
+  for i = 1, #items, step do
+    redis.call(cmd, key, unpack(items, i, math.min(i + step - 1, #items)))
+  end
+end
+
+-- Adds the jobs finished in this call to their index; an index is trimmed in
+-- steps (at 5% over its cap), not on every finished job.
+local function flush_finished()
+  for idx, items in pairs(FINISHED) do
+    call_chunked('ZADD', idx, items, 2000)
+    local cap = CAPS.done
+    if idx == P .. 'failed' then cap = CAPS.failed end
+    if redis.call('ZCARD', idx) > cap + math.floor(cap / 20) then
+      local old = redis.call('ZRANGE', idx, 0, -(cap + 1))
+      redis.call('ZREMRANGEBYRANK', idx, 0, -(cap + 1))
+      for _, oid in ipairs(old) do
+        redis.call('DEL', jkey(oid), P .. 'r:' .. oid)
+      end
+    end
+  end
+end
+
+-- The end of every script that changes jobs: counters and finished indexes.
+local function flush()
+  flush_finished()
+  flush_stats()
 end
 
 -- Max attempts of a job: its own `m`, else the value workers registered for
@@ -278,4 +310,5 @@ local function begin(keys, args)
   MINUTE_KEY = P .. 'st:m:' .. string.format('%d', math.floor(NOW / 60000))
   STATS = {}
   CAPS = {failed = 10000, done = 1000, errors = 10}
+  FINISHED = {}
 end

@@ -25,5 +25,5 @@ redis.call('HINCRBY', jk, 'cc', 1)
 local j = redis.call('HMGET', jk, 't', 'q', 'u')
 finalize(id, jk, 'cancelled', j[3], tonumber(ARGV[4]), 0, '')
 count(j[1], j[2], 'cancelled')
-flush_stats()
+flush()
 return {1, 'cancelled'}

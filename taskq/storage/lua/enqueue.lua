@@ -17,5 +17,5 @@ for i = 0, n - 1 do
     ARGV[b + 11], ARGV[b + 12], ARGV[b + 13], ARGV[b + 14])
   out[#out + 1] = r[1]; out[#out + 1] = r[2]; out[#out + 1] = r[3]
 end
-flush_stats()
+flush()
 return out

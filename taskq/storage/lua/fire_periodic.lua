@@ -15,5 +15,5 @@ redis.call('HSET', ck, ARGV[2], ARGV[3])
 if ARGV[19] ~= '1' then return {0, tick} end
 enqueue_one(ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11],
   ARGV[12], ARGV[13], ARGV[14], ARGV[15], ARGV[16], ARGV[17], ARGV[18])
-flush_stats()
+flush()
 return {1, tick}

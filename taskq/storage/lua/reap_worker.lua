@@ -68,5 +68,5 @@ for _, id in ipairs(redis.call('SMEMBERS', wj)) do
 end
 redis.call('DEL', wj, P .. 'w:' .. wid)
 redis.call('ZREM', P .. 'workers', wid)
-flush_stats()
+flush()
 return out

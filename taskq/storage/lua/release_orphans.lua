@@ -26,5 +26,5 @@ for _, id in ipairs(redis.call('SMEMBERS', wj)) do
     end
   end
 end
-flush_stats()
+flush()
 return out

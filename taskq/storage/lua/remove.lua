@@ -15,6 +15,6 @@ release_unique(id, j[2])
 redis.call('DEL', jk, P .. 'r:' .. id)
 if ARGV[3] == 'retract' then
   count(j[3], j[4], 'retracted')
-  flush_stats()
+  flush()
 end
 return {1, st}

@@ -33,5 +33,5 @@ redis.call('HDEL', jk, 'due', 'ps', 'cr')  -- an explicit requeue withdraws a ca
 redis.call('HSET', jk, 's', 'queued')
 push_ready(id, j[2], j[3], ARGV[3] == '1')
 count(j[6], j[2], 'requeued')
-flush_stats()
+flush()
 return {1, st}

@@ -23,7 +23,9 @@
 --   * fencing: an outcome is recorded only if the job is active, held by
 --     this worker, and carries the same token (HINCRBY'd at every claim);
 --   * a claimed job is in P wj:<worker> and nowhere else (no instant when a
---     job lives only in a worker's memory);
+--     job lives only in a worker's memory); leases are added and removed in
+--     batches (one SADD/SREM per call), which Redis runs as one step with
+--     the rest of the call;
 --   * attempts are counted at claim, so a job that kills its worker every
 --     time still exhausts its attempts;
 --   * a resource lock is held only by an active job and freed with its lease.
@@ -35,6 +37,7 @@ local SKIP_TTL = tonumber(ARGV[7])
 local n = tonumber(ARGV[8])
 local out = {n}
 local b = 9
+local released = {}  -- leases ended by these outcomes: one SREM below
 for i = 1, n do
   local id, token, kind = ARGV[b], ARGV[b + 1], ARGV[b + 2]
   local blob, due = ARGV[b + 3], tonumber(ARGV[b + 4])
@@ -42,13 +45,13 @@ for i = 1, n do
   local bucket, flag = ARGV[b + 8], ARGV[b + 9]
   b = b + 10
   local jk = jkey(id)
-  local j = redis.call('HMGET', jk, 's', 'k', 'w', 't', 'q', 'p', 'r', 'u')
+  local j = redis.call('HMGET', jk, 's', 'k', 'w', 't', 'q', 'p', 'r', 'u', 'wt')
   if j[1] ~= 'active' or j[2] ~= token or j[3] ~= wid then
     out[#out + 1] = 0
   else
     out[#out + 1] = 1
-    local task, queue = j[4], j[5]
-    redis.call('SREM', wj, id)
+    local task, queue, wt = j[4], j[5], j[9] or false
+    released[#released + 1] = id
     release_lock(id, j[7])
     if flag == 'timeout' then count(task, queue, 'timed_out') end
     if kind ~= 'release' and kind ~= 'requeue' then
@@ -82,19 +85,22 @@ for i = 1, n do
       end
     elseif kind == 'ok' then
       if keep > 0 then redis.call('HSET', jk, 'res', blob) end
-      finalize(id, jk, 'succeeded', j[8], ttl, keep, blob)
+      finalize(id, jk, 'succeeded', j[8], ttl, keep, blob, wt)
       count(task, queue, 'succeeded')
     elseif kind == 'cancel' then
       append_error(jk, blob, CAPS.errors)
-      finalize(id, jk, 'cancelled', j[8], ttl, keep, blob)
+      finalize(id, jk, 'cancelled', j[8], ttl, keep, blob, wt)
       count(task, queue, 'cancelled')
     else
       append_error(jk, blob, CAPS.errors)
-      finalize(id, jk, 'failed', j[8], ttl, keep, blob)
+      finalize(id, jk, 'failed', j[8], ttl, keep, blob, wt)
       count(task, queue, 'failed')
     end
   end
 end
+
+-- before the claim: a job retried at once may be leased again just below
+if #released > 0 then call_chunked('SREM', wj, released, 1000) end
 
 -- ---- claim
 local nq = tonumber(ARGV[b]); b = b + 1
@@ -108,6 +114,7 @@ if nt > 0 then
 end
 
 local claimed = {}
+local leased = {}  -- added to P wj:<worker> with one SADD, in this same call
 local got = 0
 
 -- A queued job whose hash lacks a field every later step relies on (task,
@@ -171,7 +178,7 @@ local function take(id)
   local attempt = (tonumber(j[8]) or 0) + 1
   local token = (tonumber(j[9]) or 0) + 1
   redis.call('HSET', jk, 's', 'active', 'w', wid, 'sa', NOW, 'a', attempt, 'k', token)
-  redis.call('SADD', wj, id)
+  leased[#leased + 1] = id
   count(task, queue, 'started')
   local c = #claimed
   claimed[c + 1] = id; claimed[c + 2] = token; claimed[c + 3] = attempt
@@ -198,9 +205,9 @@ if want > 0 then
         end
       else
         while got < want do
-          local id = redis.call('RPOP', lk)
-          if not id then break end
-          take(id)
+          local ids = redis.call('RPOP', lk, want - got)
+          if not ids then break end
+          for _, id in ipairs(ids) do take(id) end
         end
       end
       if redis.call('LLEN', lk) == 0 then redis.call('ZREM', pk, pr) end
@@ -210,7 +217,8 @@ if want > 0 then
     if got >= want and redis.call('ZCARD', pk) > 0 then wake_queue(q) end
   end
 end
+if #leased > 0 then call_chunked('SADD', wj, leased, 1000) end
 out[#out + 1] = got
 for i = 1, #claimed do out[#out + 1] = claimed[i] end
-flush_stats()
+flush()
 return out
