@@ -11,7 +11,7 @@ from typing import Any, TypeVar, overload
 
 from .control import JobControl
 from .cron import Periodic
-from .enqueue import build_job
+from .enqueue import JobBuilder
 from .errors import ConfigurationError, UnknownTask
 from .events import EventListener
 from .job import Job
@@ -52,6 +52,7 @@ class TaskQ:
         self._lock = threading.Lock()
         self._backend: Backend | None = None
         self._options_cache: dict[str, TaskOptions] = {}
+        self._builders: dict[str, JobBuilder] = {}  # per task, for calls without overrides
 
     def __repr__(self) -> str:
         return f"<TaskQ {self.name} namespace={self.settings.namespace!r}>"
@@ -98,6 +99,7 @@ class TaskQ:
             t: Task[Any, Any] = Task(self, f, task_name, flags)
             self.tasks[task_name] = t
             self._options_cache.pop(task_name, None)
+            self._builders.pop(task_name, None)
             return t
 
         return register(fn) if fn is not None else register
@@ -165,13 +167,19 @@ class TaskQ:
         unique_key: str | None = None,
         resource: str | None = None,
     ) -> Job:
-        call = dict(call or {})
-        options = self.options_for(task_name).merged(call)
-        fields = build_job(self.settings, task_name, args, kwargs, options, call, job_id=job_id,
-                           eta=eta, front=front, unique_key=unique_key, resource=resource)
-        durable = options.durable or self.settings.durable
+        if call:
+            builder = JobBuilder(self.settings, task_name, self.options_for(task_name).merged(call), call)
+        else:
+            builder = self._builders.get(task_name) or self._builder(task_name)
+        fields = builder.build(args, kwargs, job_id=job_id, eta=eta, front=front, unique_key=unique_key,
+                               resource=resource)
+        durable = builder.options.durable or self.settings.durable
         (jid, created, state), = self.backend.enqueue([fields], durable=durable)
         return Job(self, jid, task=task_name, created=created, state=state)
+
+    def _builder(self, task_name: str) -> JobBuilder:
+        builder = self._builders[task_name] = JobBuilder(self.settings, task_name, self.options_for(task_name), {})
+        return builder
 
     def enqueue_many(self, items: Iterable[tuple[str, tuple[Any, ...] | list[Any], Mapping[str, Any]]],
                      **call: Any) -> list[Job]:
@@ -182,15 +190,16 @@ class TaskQ:
         """
         durable = self.settings.durable or bool(call.get("durable"))
         names: dict[str, str] = {}
-        merged: dict[str, TaskOptions] = {}  # options with the call's overrides, once per task
+        builders: dict[str, JobBuilder] = {}  # with the call's overrides, once per task
 
         def chunks() -> Iterator[list[list[Any]]]:
             chunk: list[list[Any]] = []
             for task_name, args, kwargs in items:
-                options = merged.get(task_name)
-                if options is None:
-                    options = merged[task_name] = self.options_for(task_name).merged(call)
-                fields = build_job(self.settings, task_name, args, kwargs, options, call)
+                builder = builders.get(task_name)
+                if builder is None:
+                    builder = builders[task_name] = JobBuilder(
+                        self.settings, task_name, self.options_for(task_name).merged(call), call)
+                fields = builder.build(args, kwargs)
                 names[fields[0]] = task_name
                 chunk.append(fields)
                 if len(chunk) >= ENQUEUE_CHUNK:

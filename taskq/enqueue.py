@@ -67,6 +67,73 @@ def _names(spec: Any) -> list[str]:
     return [s if isinstance(s, str) else s.__name__ for s in spec]
 
 
+class JobBuilder:
+    """Builds the 15 enqueue fields (see storage/lua/enqueue.lua) of jobs of
+    one task under one set of options: what every such job shares (stored
+    per-call options, delay, caps) is validated and encoded once, so a job
+    costs one argument encode and a few checks.
+
+    ``options`` are the effective options (call overrides applied); ``call``
+    holds the overrides given for this call only, stored with the job.
+    """
+
+    __slots__ = ("settings", "task", "options", "opts_blob", "delay_ms", "unique_ttl_ms", "max_attempts")
+
+    def __init__(self, settings: AppSettings, task: str, options: TaskOptions, call: Mapping[str, Any]) -> None:
+        check_flag_names(call, "option")
+        stored = {k: v for k, v in call.items() if k in EXEC_FLAGS}
+        for k in ("retry_on", "dont_retry_on"):
+            if k in stored:
+                stored[k] = _names(stored[k])
+        self.settings = settings
+        self.task = task
+        self.options = options
+        self.opts_blob = codec.dumps(stored) if stored else ""
+        self.delay_ms = _ms(seconds("delay", options.delay))
+        self.unique_ttl_ms = _ms(options.unique_ttl)
+        self.max_attempts = options.max_attempts if "retry" in call else ""
+
+    def build(
+        self,
+        args: tuple[Any, ...] | list[Any],
+        kwargs: Mapping[str, Any],
+        *,
+        job_id: str | None = None,
+        eta: dt.datetime | None = None,
+        front: bool = False,
+        unique_key: str | None = None,
+        resource: str | None = None,
+    ) -> list[Any]:
+        """The fields of one job."""
+        settings, task, options = self.settings, self.task, self.options
+        payload = codec.encode_args(args, kwargs if type(kwargs) is dict else dict(kwargs))
+        if len(payload) > settings.max_payload_bytes:
+            raise PayloadTooLarge(
+                f"arguments of {task} encode to {len(payload)} bytes, over max_payload_bytes="
+                f"{settings.max_payload_bytes}; pass a reference (an id, a URL) instead of the data"
+            )
+        if job_id is None:
+            jid = new_job_id()
+        elif not isinstance(job_id, str) or not job_id or len(job_id) > 200:
+            raise ConfigurationError("job_id must be a non-empty string of at most 200 characters")
+        else:
+            jid = job_id
+        ukey = unique_key or ""
+        if not ukey and options.unique:
+            ukey = f"{task}:{hashlib.sha1(payload).hexdigest()[:24]}"
+        res = resource
+        if res is None and options.resource is not None:
+            res = options.resource(*args, **kwargs) if callable(options.resource) else options.resource
+        if res is not None and (not isinstance(res, str) or not res):
+            raise ConfigurationError(f"resource must be a non-empty string, not {res!r}")
+        sig = signing.sign(settings.secret_key, jid, task, payload) if settings.secret_key else ""
+        return [
+            jid, task, options.queue, options.priority, payload, self.opts_blob, self.delay_ms,
+            _eta_ms(eta) if eta is not None else 0, ukey, self.unique_ttl_ms, 1 if front else 0,
+            res or "", options.on_locked, self.max_attempts, sig,
+        ]
+
+
 def build_job(
     settings: AppSettings,
     task: str,
@@ -74,58 +141,7 @@ def build_job(
     kwargs: Mapping[str, Any],
     options: TaskOptions,
     call: Mapping[str, Any],
-    *,
-    job_id: str | None = None,
-    eta: dt.datetime | None = None,
-    front: bool = False,
-    unique_key: str | None = None,
-    resource: str | None = None,
+    **where: Any,
 ) -> list[Any]:
-    """The 15 enqueue fields (see storage/lua/enqueue.lua) of one job.
-
-    ``options`` are the effective options (call overrides applied); ``call``
-    holds the overrides given for this call only, stored with the job.
-    """
-    check_flag_names(call, "option")
-    payload = codec.encode_args(args, dict(kwargs))
-    if len(payload) > settings.max_payload_bytes:
-        raise PayloadTooLarge(
-            f"arguments of {task} encode to {len(payload)} bytes, over max_payload_bytes="
-            f"{settings.max_payload_bytes}; pass a reference (an id, a URL) instead of the data"
-        )
-    if job_id is not None and (not isinstance(job_id, str) or not job_id or len(job_id) > 200):
-        raise ConfigurationError("job_id must be a non-empty string of at most 200 characters")
-    jid = job_id or new_job_id()
-    stored = {k: v for k, v in call.items() if k in EXEC_FLAGS}
-    for k in ("retry_on", "dont_retry_on"):
-        if k in stored:
-            stored[k] = _names(stored[k])
-    ukey = unique_key or ""
-    if not ukey and options.unique:
-        ukey = f"{task}:{hashlib.sha1(payload).hexdigest()[:24]}"
-    res = resource
-    if res is None and options.resource is not None:
-        res = options.resource(*args, **kwargs) if callable(options.resource) else options.resource
-    if res is not None and (not isinstance(res, str) or not res):
-        raise ConfigurationError(f"resource must be a non-empty string, not {res!r}")
-    sig = ""
-    if settings.secret_key:
-        sig = signing.sign(settings.secret_key, jid, task, payload)
-    delay = seconds("delay", options.delay)
-    return [
-        jid,
-        task,
-        options.queue,
-        options.priority,
-        payload,
-        codec.dumps(stored) if stored else "",
-        _ms(delay),
-        _eta_ms(eta),
-        ukey,
-        _ms(options.unique_ttl),
-        1 if front else 0,
-        res or "",
-        options.on_locked,
-        options.max_attempts if "retry" in call else "",
-        sig,
-    ]
+    """The fields of one job (a :class:`JobBuilder` used once)."""
+    return JobBuilder(settings, task, options, call).build(args, kwargs, **where)

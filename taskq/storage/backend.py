@@ -21,7 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..errors import BrokerRefused, BrokerUnavailable, DurabilityUnavailable, error_for_code
 from .keys import Keys
 from .scripts import load_library
-from .wire import Wire
+from .wire import Wire, packed
 
 Arg = str | bytes | int | float
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
@@ -100,6 +100,13 @@ def fold_minute(raw: dict[bytes, bytes]) -> dict[str, int]:
         counter = field.rpartition("|")[2]
         out[counter] = out.get(counter, 0) + n
     return out
+
+
+def enqueued(jobs: Sequence[Sequence[Arg]], reply: list[Any]) -> list[tuple[str, bool, str]]:
+    """``(id, created, state)`` per job from the enqueue reply: a created
+    job's state, or ``[existing id, state]`` for a job that stood in."""
+    return [(str(job[0]), True, x.decode()) if isinstance(x, bytes) else (x[0].decode(), False, x[1].decode())
+            for job, x in zip(jobs, reply)]
 
 
 class Backend:
@@ -246,10 +253,7 @@ class Backend:
                 )
         else:
             reply = self.run_retrying("enqueue", *flat)
-        return [
-            (reply[i].decode(), bool(reply[i + 1]), reply[i + 2].decode())
-            for i in range(0, len(reply), 3)
-        ]
+        return enqueued(jobs, reply)
 
     def enqueue_stream(self, chunks: Iterable[Sequence[Sequence[Arg]]]) -> Iterator[list[tuple[str, bool, str]]]:
         """:meth:`enqueue` for a stream of chunks, yielding each chunk's result in order.
@@ -267,12 +271,12 @@ class Backend:
             conn = pool.get_connection()
         except TRANSIENT:
             pass  # every chunk goes through enqueue(), which retries
-        sent: list[tuple[list[Arg], bool]] = []  # in flight: (args, sent on conn)
+        sent: list[tuple[Sequence[Sequence[Arg]], list[Arg], bool]] = []  # in flight: (jobs, args, sent on conn)
         streaming = True  # False once a reply was lost: keeps the chunks in order
 
         def result() -> list[tuple[str, bool, str]]:
             nonlocal conn, streaming
-            flat, on_conn = sent.pop(0)
+            jobs, flat, on_conn = sent.pop(0)
             reply = None
             if on_conn and conn is not None:
                 try:
@@ -288,7 +292,7 @@ class Backend:
                     conn = None
             if reply is None:
                 reply = self.run_retrying("enqueue", *flat)
-            return [(reply[i].decode(), bool(reply[i + 1]), reply[i + 2].decode()) for i in range(0, len(reply), 3)]
+            return enqueued(jobs, reply)
 
         try:
             for jobs in chunks:
@@ -299,20 +303,20 @@ class Backend:
                 streaming = streaming or not sent  # nothing in flight: order is safe again
                 if conn is not None and streaming:
                     try:
-                        conn.send_command(*enqueue_cmd, *flat)
+                        conn.send_packed_command(packed(conn, [(*enqueue_cmd, *flat)]), False)
                         on_conn = True
                     except TRANSIENT:
                         conn.disconnect()  # never reconnect it: replies would no longer match chunks
                         pool.release(conn)
                         conn = None
-                sent.append((flat, on_conn))
+                sent.append((jobs, flat, on_conn))
                 if len(sent) > 1:
                     yield result()
             while sent:
                 yield result()
         finally:
             if conn is not None:
-                if any(on_conn for _, on_conn in sent):
+                if any(on_conn for _, _, on_conn in sent):
                     conn.disconnect()  # replies left unread (an error, or the caller stopped)
                 pool.release(conn)
 

@@ -30,6 +30,13 @@ except ImportError:  # pragma: no cover - hiredis is an optional extra
 LOST = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
+def packed(conn: Any, commands: Sequence[Sequence[Any]]) -> list[bytes]:
+    """``commands`` in the wire protocol, ready for ``send_packed_command``."""
+    if _pack is not None:
+        return [b"".join([_pack(tuple(c)) for c in commands])]
+    return conn.pack_commands(commands)
+
+
 class Wire:
     """Send commands on idle connections made like the client's own."""
 
@@ -69,11 +76,7 @@ class Wire:
         while True:
             conn, reused = self._take()
             try:
-                if _pack is not None:
-                    packed: Any = [b"".join([_pack(tuple(c)) for c in commands])]
-                else:
-                    packed = conn.pack_commands(commands)
-                conn.send_packed_command(packed, False)
+                conn.send_packed_command(packed(conn, commands), False)
                 replies = []
                 for _ in commands:
                     try:
