@@ -56,6 +56,13 @@ def redis_url(redis_server: EphemeralServer | None) -> str:
 
 
 @pytest.fixture
+def own_server() -> Iterator[EphemeralServer]:
+    """A server of the test's own, to kill or restart."""
+    with EphemeralServer() as server:
+        yield server
+
+
+@pytest.fixture
 def namespace() -> str:
     return "t" + secrets.token_hex(4)
 

@@ -265,12 +265,6 @@ def test_server_down_at_delay_raises_broker_unavailable():
     app.close()
 
 
-@pytest.fixture
-def own_server() -> Iterator[EphemeralServer]:
-    with EphemeralServer() as server:
-        yield server
-
-
 def _namespace_keys(server: EphemeralServer, namespace: str) -> list[bytes]:
     with redis.Redis.from_url(server.url) as r:
         return list(r.scan_iter(match="\\{" + namespace + "\\}:*"))

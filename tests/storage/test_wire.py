@@ -18,12 +18,6 @@ from taskq.storage.wire import Wire
 
 
 @pytest.fixture
-def own_server() -> Iterator[EphemeralServer]:
-    with EphemeralServer() as server:
-        yield server
-
-
-@pytest.fixture
 def client(redis_url: str) -> Iterator[redis.Redis]:
     c = redis.Redis.from_url(redis_url, socket_timeout=5.0)
     yield c
