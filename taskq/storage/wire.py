@@ -27,7 +27,7 @@ try:  # packs a command in C; redis-py wraps the same call in per-argument Pytho
 except ImportError:  # pragma: no cover - hiredis is an optional extra
     _pack = None
 
-LOST = (RedisConnectionError, RedisTimeoutError, OSError)
+LOST = (RedisConnectionError, OSError)  # a read timeout is handled before these
 
 
 def packed(conn: Any, commands: Sequence[Sequence[Any]]) -> list[bytes]:
