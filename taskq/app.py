@@ -174,7 +174,7 @@ class TaskQ:
         fields = builder.build(args, kwargs, job_id=job_id, eta=eta, front=front, unique_key=unique_key,
                                resource=resource)
         durable = builder.options.durable or self.settings.durable
-        (jid, created, state), = self.backend.enqueue([fields], durable=durable)
+        (jid, created, state), = self.backend.enqueue([fields], durable=durable, fresh=job_id is None)
         return Job(self, jid, task=task_name, created=created, state=state)
 
     def _builder(self, task_name: str) -> JobBuilder:
@@ -212,7 +212,7 @@ class TaskQ:
             results: Iterable[list[tuple[str, bool, str]]] = (
                 self.backend.enqueue(chunk, durable=True) for chunk in chunks())
         else:
-            results = self.backend.enqueue_stream(chunks())
+            results = self.backend.enqueue_stream(chunks(), fresh=True)  # builders generate every id
         return [Job(self, jid, task=names.get(jid), created=created, state=state)
                 for result in results for jid, created, state in result]
 

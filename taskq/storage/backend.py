@@ -8,6 +8,7 @@ module knows key names and commands, and turns Redis errors into taskq's.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -102,6 +103,30 @@ def fold_minute(raw: dict[bytes, bytes]) -> dict[str, int]:
     return out
 
 
+ENQUEUE_COLUMNS = range(ENQUEUE_FIELDS)
+
+
+def enqueue_args(jobs: Sequence[Sequence[Arg]], check: bool) -> list[Arg]:
+    """The enqueue script's arguments after now_ms (see enqueue.lua): the
+    check flag and one group, the first job as the template and, per job,
+    only the fields that are not the same in every job (for ``map()``:
+    the id and the payload)."""
+    n = len(jobs)
+    if n == 1:
+        return ["1" if check else "0", 1, "", *jobs[0]]
+    columns = list(zip(*jobs))
+    cols = [c for c in ENQUEUE_COLUMNS if columns[c].count(columns[c][0]) != n]
+    template = list(jobs[0])
+    for c in cols:
+        template[c] = ""
+    args: list[Arg] = ["1" if check else "0", n, " ".join([str(c + 1) for c in cols]), *template]
+    if len(cols) == 1:
+        args.extend(columns[cols[0]])
+    else:
+        args.extend(itertools.chain.from_iterable(zip(*[columns[c] for c in cols])))
+    return args
+
+
 def enqueued(jobs: Sequence[Sequence[Arg]], reply: list[Any]) -> list[tuple[str, bool, str]]:
     """``(id, created, state)`` per job from the enqueue reply: a created
     job's state, or ``[existing id, state]`` for a job that stood in."""
@@ -166,11 +191,12 @@ class Backend:
             isinstance(exc, ResponseError) and "function not found" in str(exc).lower()
         )
 
-    def run(self, name: str, *args: Arg) -> Any:
-        """Run transition ``name`` (FCALL, or EVALSHA; reloading lost code)."""
+    def run(self, name: str, *args: Arg, resend: bool = True) -> Any:
+        """Run transition ``name`` (FCALL, or EVALSHA; reloading lost code).
+        ``resend=False``: never send it twice (see ``Wire.pipeline``)."""
         cmd = self.command(name)
         try:
-            return self.wire.call(*cmd, *args)
+            return self.wire.call(*cmd, *args, resend=resend)
         except Exception as exc:  # the hot path: no context manager
             if not self.code_missing(exc):
                 mapped = translated(exc, self.url)
@@ -220,15 +246,16 @@ class Backend:
 
     # ------------------------------------------------------------ enqueue
 
-    def enqueue(self, jobs: Sequence[Sequence[Arg]], now_ms: Arg = "", durable: bool = False
-                ) -> list[tuple[str, bool, str]]:
+    def enqueue(self, jobs: Sequence[Sequence[Arg]], now_ms: Arg = "", durable: bool = False,
+                fresh: bool = False) -> list[tuple[str, bool, str]]:
         """Create jobs (15 fields each, see enqueue.lua); idempotent by id.
 
         ``durable``: return only once the server's AOF holds the write (WAITAOF
-        on the same connection)."""
-        flat: list[Arg] = [now_ms, len(jobs)]
-        for job in jobs:
-            flat.extend(job)
+        on the same connection).
+        ``fresh``: every id was generated for this call, so the first send
+        skips the check for an existing job; it is never resent as it is
+        (a resend, after a lost reply, checks)."""
+        flat: list[Arg] = [now_ms, *enqueue_args(jobs, check=True)]
         if durable:
             with translate_errors(self.url):
                 for _ in range(2):
@@ -251,11 +278,19 @@ class Backend:
                     f"the server said: {aof if isinstance(aof, Exception) else 'not confirmed in time'} "
                     "(the job was enqueued, but its persistence is not confirmed)"
                 )
+        elif fresh:
+            flat[1] = "0"
+            try:
+                reply = self.run("enqueue", *flat, resend=False)
+            except BrokerUnavailable:  # it may have run: the resend checks the ids
+                flat[1] = "1"
+                reply = self.run_retrying("enqueue", *flat)
         else:
             reply = self.run_retrying("enqueue", *flat)
         return enqueued(jobs, reply)
 
-    def enqueue_stream(self, chunks: Iterable[Sequence[Sequence[Arg]]]) -> Iterator[list[tuple[str, bool, str]]]:
+    def enqueue_stream(self, chunks: Iterable[Sequence[Sequence[Arg]]], fresh: bool = False
+                       ) -> Iterator[list[tuple[str, bool, str]]]:
         """:meth:`enqueue` for a stream of chunks, yielding each chunk's result in order.
 
         A chunk is sent without waiting for the previous reply, so the caller
@@ -263,7 +298,8 @@ class Backend:
         flight, on one connection). After a lost reply (connection error,
         script cache flushed) that chunk and every later one go through
         :meth:`enqueue`, in order; it retries, and enqueue is idempotent by
-        job id."""
+        job id. ``fresh``: as for :meth:`enqueue` (only a chunk's first send
+        skips the id check)."""
         enqueue_cmd = self.command("enqueue")
         pool = self.client.connection_pool
         conn: Any = None
@@ -291,14 +327,13 @@ class Backend:
                     pool.release(conn)
                     conn = None
             if reply is None:
+                flat[1] = "1"  # it may have run
                 reply = self.run_retrying("enqueue", *flat)
             return enqueued(jobs, reply)
 
         try:
             for jobs in chunks:
-                flat: list[Arg] = ["", len(jobs)]
-                for job in jobs:
-                    flat.extend(job)
+                flat: list[Arg] = ["", *enqueue_args(jobs, check=not fresh)]
                 on_conn = False
                 streaming = streaming or not sent  # nothing in flight: order is safe again
                 if conn is not None and streaming:

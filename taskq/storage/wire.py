@@ -56,21 +56,23 @@ class Wire:
         except IndexError:
             return self._cls(**self._kwargs), False
 
-    def call(self, *args: Any, timeout: float | None = None) -> Any:
+    def call(self, *args: Any, timeout: float | None = None, resend: bool = True) -> Any:
         """One command; an error reply raises ``ResponseError``."""
-        reply = self.pipeline((args,), timeout=timeout)[0]
+        reply = self.pipeline((args,), timeout=timeout, resend=resend)[0]
         if isinstance(reply, ResponseError):
             raise reply
         return reply
 
-    def pipeline(self, commands: Sequence[Sequence[Any]], timeout: float | None = None) -> list[Any]:
+    def pipeline(self, commands: Sequence[Sequence[Any]], timeout: float | None = None,
+                 resend: bool = True) -> list[Any]:
         """Send commands in one write and read every reply; an error reply is
         returned in its place as a ``ResponseError``.
 
         A connection that was idle may have been closed by a server restart:
         when it fails, the commands go once more on a new connection (as
-        redis-py's own retry would). A failure on a new connection, or a
-        read timeout, raises.
+        redis-py's own retry would); ``resend=False`` raises instead, for
+        commands that must change before they are sent again. A failure on
+        a new connection, or a read timeout, raises.
         ``timeout``: read timeout for this call (a blocking command's own
         timeout plus a margin); the connection's default otherwise."""
         while True:
@@ -91,7 +93,7 @@ class Wire:
                 raise
             except LOST:
                 conn.disconnect()
-                if reused:
+                if reused and resend:
                     continue
                 raise
             except BaseException:

@@ -76,3 +76,66 @@ def test_a_connection_lost_mid_stream_sends_the_unanswered_chunks_again(bulk_app
         admin.close()
     assert len(jobs) == n and len({j.id for j in jobs}) == n
     assert backend.ready_ids("default", n + 1) == [j.id for j in jobs]  # each once, in order
+
+
+def drop_connections(app: TaskQ, namespace: str) -> None:
+    admin = redis.Redis.from_url(app.backend.url.split("?")[0])
+    try:
+        for c in admin.client_list():
+            if c.get("name") == f"bulk-{namespace}":
+                admin.client_kill_filter(_id=c["id"])
+    finally:
+        admin.close()
+
+
+def test_a_fresh_job_whose_first_send_fails_is_sent_again_once(bulk_app, namespace):
+    bulk_app.tasks["echo"].delay(1)  # leaves an idle connection behind
+    drop_connections(bulk_app, namespace)
+    job = bulk_app.tasks["echo"].delay(2)  # first send fails, never resent as "fresh"
+    assert job.created and job.state == JobState.QUEUED
+    assert bulk_app.backend.ready_ids("default", 10).count(job.id) == 1
+
+
+def test_a_resent_chunk_checks_ids_so_nothing_runs_twice(bulk_app):
+    backend = bulk_app.backend
+    builder = bulk_app._builder("echo")
+    jobs = [builder.build((i,), {}) for i in range(5)]
+    first = backend.enqueue(jobs, fresh=True)
+    assert [created for _, created, _ in first] == [True] * 5
+    again = backend.enqueue(jobs)  # what a resend after a lost reply sends
+    assert again == [(j[0], False, "queued") for j in jobs]
+    assert backend.ready_ids("default", 100) == [j[0] for j in jobs]  # each once
+
+
+def test_mixed_tasks_queues_and_options_in_one_chunk_keep_their_own_fields(bulk_app):
+    @bulk_app.task(name="other", queue="q2", priority=5)
+    def other(x):
+        return x
+
+    jobs = bulk_app.enqueue_many([("echo", (1,), {}), ("other", (2,), {}), ("echo", (), {"x": 3}),
+                                  ("other", (4,), {})], unique=True)
+    assert all(j.created for j in jobs)
+    got = [bulk_app.backend.job_hash(j.id) for j in jobs]
+    assert [(h["t"], h["q"], h["p"]) for h in got] == [
+        (b"echo", b"default", b"0"), (b"other", b"q2", b"5"), (b"echo", b"default", b"0"), (b"other", b"q2", b"5")]
+    assert len({h["u"] for h in got}) == 4  # per-job unique keys
+    assert bulk_app.backend.ready_ids("default", 10) == [jobs[0].id, jobs[2].id]
+    assert bulk_app.backend.ready_ids("q2", 10) == [jobs[1].id, jobs[3].id]
+    # the same unique keys again: every job stands in, nothing new is queued
+    again = bulk_app.enqueue_many([("echo", (1,), {}), ("other", (2,), {})], unique=True)
+    assert [(j.id, j.created) for j in again] == [(jobs[0].id, False), (jobs[1].id, False)]
+
+
+def test_one_push_per_list_keeps_the_order_of_front_and_back_jobs(bulk_app):
+    backend = bulk_app.backend
+    builder = bulk_app._builder("echo")
+    jobs = []
+    for i, front in enumerate([False, True, False, True, False]):
+        job = builder.build((i,), {}, front=front)
+        jobs.append(job)
+    backend.enqueue(jobs, fresh=True)
+    # as five single pushes would leave it: front jobs next (the last first), then the rest in order
+    ids = [j[0] for j in jobs]
+    assert backend.ready_ids("default", 10) == [ids[3], ids[1], ids[0], ids[2], ids[4]]
+    assert backend.client.zrange(backend.keys.priorities("default"), 0, -1) == [b"0"]
+    assert backend.client.llen(backend.keys.notify("default")) == 1  # one wake-up for a sleeper

@@ -131,3 +131,15 @@ def test_enqueue_survives_a_server_restart_between_calls(own_server: EphemeralSe
     assert job.created
     assert app.backend.ready_ids("default", 10).count(job.id) == 1
     app.close()
+
+
+def test_resend_false_raises_instead_of_sending_again(own_server: EphemeralServer) -> None:
+    c = redis.Redis.from_url(own_server.url)
+    wire = Wire(c)
+    assert wire.call("PING") == b"PONG"
+    own_server.restart(graceful=True)
+    with pytest.raises((redis.ConnectionError, OSError)):
+        wire.call("INCR", "n", resend=False)  # the caller decides how to send it again
+    assert wire.call("INCR", "n", resend=False) == 1  # a new connection; sent once
+    wire.close()
+    c.close()

@@ -22,7 +22,8 @@
 -- Per-call state, set by begin() at the start of every call: as a script,
 -- from the KEYS/ARGV globals; in the function library, from FCALL's
 -- arguments. Calls never interleave (Redis runs one at a time).
-local KEYS, ARGV, P, NOW, STATS, CAPS, MINUTE_KEY
+local KEYS, ARGV, P, NOW, STATS, MINUTE_KEY
+local CAPS = {}  -- index caps; reset by begin(), set from ARGV by some scripts
 
 local function now_ms()
   local a = ARGV[1]
@@ -48,6 +49,9 @@ end
 --   P st:c         '<queue>:<task>|<counter>'  all time
 --   P st:m:<min>   'q:<queue>|<counter>'       that minute
 local function count(task, queue, counter, n)
+  if not MINUTE_KEY then
+    MINUTE_KEY = P .. 'st:m:' .. string.format('%d', math.floor(NOW / 60000))
+  end
   stat(P .. 'st:c', queue .. ':' .. task .. '|' .. counter, n)
   stat(MINUTE_KEY, 'q:' .. queue .. '|' .. counter, n)
 end
@@ -93,6 +97,42 @@ local function push_ready(id, queue, prio, front)
     redis.call('SADD', P .. 'queues', queue)
   end
   wake_queue(queue)
+end
+
+-- Pushes deferred to the end of the call (enqueue only: nothing in the call
+-- reads the lists after it pushes), one LPUSH/RPUSH per list instead of one
+-- per job. PUSHES: list key -> {queue, prio, front, id, id, ...}.
+local PUSHES
+
+local function push_ready_later(id, queue, prio, front)
+  local lk = P .. 'q:' .. queue .. ':' .. prio
+  if front then lk = lk .. '\0' end  -- the front pushes of a list: their own batch
+  local b = PUSHES[lk]
+  if not b then b = {queue, prio, front}; PUSHES[lk] = b end
+  b[#b + 1] = id
+end
+
+-- Runs the deferred pushes: the same lists, levels and wake-ups as
+-- push_ready() job by job (FIFO order kept: LPUSH a b c = LPUSH a, b, c).
+local function flush_pushes()
+  for _, b in pairs(PUSHES) do
+    local queue, prio, front = b[1], b[2], b[3]
+    local lk = P .. 'q:' .. queue .. ':' .. prio
+    local cmd = 'LPUSH'
+    if front then cmd = 'RPUSH' end
+    local n = #b - 3
+    local len
+    for i = 4, #b, 2000 do
+      local l = redis.call(cmd, lk, unpack(b, i, math.min(i + 1999, #b)))
+      if not len then len = l end
+    end
+    if len == math.min(n, 2000) then  -- the list was empty: register its level, wake a sleeper
+      if redis.call('ZADD', P .. 'qp:' .. queue, -tonumber(prio), prio) == 1 then
+        redis.call('SADD', P .. 'queues', queue)
+      end
+      wake_queue(queue)
+    end
+  end
 end
 
 local function remove_ready(id, queue, prio)
@@ -226,6 +266,7 @@ end
 
 -- The end of every script that changes jobs: counters and finished indexes.
 local function flush()
+  flush_pushes()
   flush_finished()
   flush_stats()
 end
@@ -239,21 +280,26 @@ local function max_attempts(jk, task)
 end
 
 -- ---------------------------------------------------------------- enqueue
--- Creates one job. Returns {id, created(1|0), state}. A job id that exists
--- and a unique key held by an unfinished job both return that job instead.
+-- Creates one job. Returns id, created (true|false), state. A job id that
+-- exists and a unique key held by an unfinished job both return that job
+-- instead. `check` false skips the id check: only for ids the caller has
+-- just generated and never sent before (a resend always checks). Its push
+-- onto the ready list is deferred to flush() (push_ready_later).
 local LIVE = {scheduled = true, queued = true, active = true, waiting = true, stalled = true}
 
-local function enqueue_one(id, task, queue, prio, data, opts, delay_ms, eta_ms,
+local function enqueue_one(check, later, id, task, queue, prio, data, opts, delay_ms, eta_ms,
                            ukey, uttl_ms, front, res, on_locked, maxa, sig)
-  local jk = jkey(id)
-  local st = redis.call('HGET', jk, 's')
-  if st then return {id, 0, st} end
+  local jk = P .. 'j:' .. id
+  if check then
+    local st = redis.call('HGET', jk, 's')
+    if st then return id, false, st end
+  end
   if ukey ~= '' then
     local uk = P .. 'u:' .. ukey
     local holder = redis.call('GET', uk)
     if holder then
       local hs = redis.call('HGET', jkey(holder), 's')
-      if hs and LIVE[hs] then return {holder, 0, hs} end
+      if hs and LIVE[hs] then return holder, false, hs end
     end
     if tonumber(uttl_ms) > 0 then
       redis.call('SET', uk, id, 'PX', uttl_ms)
@@ -261,30 +307,34 @@ local function enqueue_one(id, task, queue, prio, data, opts, delay_ms, eta_ms,
       redis.call('SET', uk, id)
     end
   end
-  local f = {'t', task, 'q', queue, 'p', prio, 'd', data, 'c', NOW}
-  if opts ~= '' then table.insert(f, 'o'); table.insert(f, opts) end
-  if ukey ~= '' then table.insert(f, 'u'); table.insert(f, ukey) end
-  if res ~= '' then
-    table.insert(f, 'r'); table.insert(f, res)
-    table.insert(f, 'ol'); table.insert(f, on_locked)
+  local due = NOW
+  if delay_ms ~= '0' then due = NOW + tonumber(delay_ms) end
+  if eta_ms ~= '0' then
+    local eta = tonumber(eta_ms)
+    if eta > due then due = eta end
   end
-  if maxa ~= '' then table.insert(f, 'm'); table.insert(f, maxa) end
-  if sig ~= '' then table.insert(f, 'g'); table.insert(f, sig) end
-  local due = NOW + tonumber(delay_ms)
-  local eta = tonumber(eta_ms)
-  if eta > due then due = eta end
   local state = 'queued'
   if due > NOW then state = 'scheduled' end
-  table.insert(f, 's'); table.insert(f, state)
+  local f = {'t', task, 'q', queue, 'p', prio, 'd', data, 'c', NOW, 's', state}
+  local n = 12
+  if opts ~= '' then f[n + 1] = 'o'; f[n + 2] = opts; n = n + 2 end
+  if ukey ~= '' then f[n + 1] = 'u'; f[n + 2] = ukey; n = n + 2 end
+  if res ~= '' then
+    f[n + 1] = 'r'; f[n + 2] = res; f[n + 3] = 'ol'; f[n + 4] = on_locked; n = n + 4
+  end
+  if maxa ~= '' then f[n + 1] = 'm'; f[n + 2] = maxa; n = n + 2 end
+  if sig ~= '' then f[n + 1] = 'g'; f[n + 2] = sig; n = n + 2 end
+  if state == 'scheduled' then f[n + 1] = 'due'; f[n + 2] = due end
   redis.call('HSET', jk, unpack(f))
   if state == 'scheduled' then
-    redis.call('HSET', jk, 'due', due)
     schedule(id, due)
+  elseif later then
+    push_ready_later(id, queue, prio, front == '1')
   else
     push_ready(id, queue, prio, front == '1')
   end
   count(task, queue, 'enqueued')
-  return {id, 1, state}
+  return id, true, state
 end
 
 -- Removes a not-active job from whatever index holds it (ready list,
@@ -307,8 +357,9 @@ local function begin(keys, args)
   KEYS, ARGV = keys, args
   P = keys[1]
   NOW = now_ms()
-  MINUTE_KEY = P .. 'st:m:' .. string.format('%d', math.floor(NOW / 60000))
+  MINUTE_KEY = nil  -- made on first use (count)
   STATS = {}
-  CAPS = {failed = 10000, done = 1000, errors = 10}
+  CAPS.failed, CAPS.done, CAPS.errors = 10000, 1000, 10
   FINISHED = {}
+  PUSHES = {}
 end

@@ -1,22 +1,40 @@
--- enqueue: create N jobs (N = 1 for .delay(), thousands for enqueue_many).
+-- enqueue: create jobs (1 for .delay(), up to thousands for enqueue_many).
 -- KEYS[1] namespace prefix
--- ARGV[1] now_ms or ""   ARGV[2] N
--- then 15 fields per job: id task queue prio payload opts delay_ms eta_ms
---   unique_key unique_ttl_ms front(0|1) resource on_locked max_attempts sig
---   (empty string = not set; eta_ms 0 = none)
+-- ARGV[1] now_ms or ""
+-- ARGV[2] '1' to check each job id for an existing job, '0' when every id
+--   was generated for this call and never sent before (a resend sends '1')
+-- then groups until the end: n, cols, the 15 fields of a template job, and
+--   n x #cols values: each job is the template with the fields numbered in
+--   `cols` (space-separated, 1-based) replaced by its own values, in order.
+-- The 15 fields: id task queue prio payload opts delay_ms eta_ms unique_key
+--   unique_ttl_ms front(0|1) resource on_locked max_attempts sig
+--   (empty string = not set; delay_ms/eta_ms 0 = none)
 -- Returns: one entry per job: its state (a string) if it was created, or
 --   {existing job id, its state} if an existing job stands in for it.
 -- Invariants: a job exists iff its hash exists; a new job is in exactly one
--- of (its ready list, P sched); an existing id or a unique key held by an
--- unfinished job creates nothing and returns that job.
-local n = tonumber(ARGV[2])
+-- of (its ready list, P sched) when the call returns; an existing id or a
+-- unique key held by an unfinished job creates nothing and returns that job.
+local check = ARGV[2] == '1'
+local later = #ARGV > 18  -- more than one job: one push per list, at the end
 local out = {}
-for i = 0, n - 1 do
-  local b = 3 + i * 15
-  local r = enqueue_one(ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4],
-    ARGV[b + 5], ARGV[b + 6], ARGV[b + 7], ARGV[b + 8], ARGV[b + 9], ARGV[b + 10],
-    ARGV[b + 11], ARGV[b + 12], ARGV[b + 13], ARGV[b + 14])
-  if r[2] == 1 then out[i + 1] = r[3] else out[i + 1] = {r[1], r[3]} end
+local a = 3
+while a <= #ARGV do
+  local n = tonumber(ARGV[a])
+  local cols = {}
+  if ARGV[a + 1] ~= '' then
+    for c in string.gmatch(ARGV[a + 1], '%d+') do cols[#cols + 1] = tonumber(c) end
+  end
+  local f = {ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7],
+    ARGV[a + 8], ARGV[a + 9], ARGV[a + 10], ARGV[a + 11], ARGV[a + 12], ARGV[a + 13],
+    ARGV[a + 14], ARGV[a + 15], ARGV[a + 16]}
+  a = a + 17
+  local nc = #cols
+  for _ = 1, n do
+    for i = 1, nc do f[cols[i]] = ARGV[a]; a = a + 1 end
+    local id, created, st = enqueue_one(check, later, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8],
+      f[9], f[10], f[11], f[12], f[13], f[14], f[15])
+    if created then out[#out + 1] = st else out[#out + 1] = {id, st} end
+  end
 end
 flush()
 return out
