@@ -22,7 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..errors import BrokerRefused, BrokerUnavailable, DurabilityUnavailable, error_for_code
 from .keys import Keys
 from .scripts import load_library
-from .wire import Wire, packed
+from .wire import Wire, pack, packed
 
 Arg = str | bytes | int | float
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
@@ -104,6 +104,7 @@ def fold_minute(raw: dict[bytes, bytes]) -> dict[str, int]:
 
 
 ENQUEUE_COLUMNS = range(ENQUEUE_FIELDS)
+PLAIN_REPLIES = ((),) * 11  # MULTI, 9 commands, EXEC (see Backend.enqueue_plain)
 
 
 def enqueue_args(jobs: Sequence[Sequence[Arg]], check: bool) -> list[Arg]:
@@ -145,6 +146,8 @@ class Backend:
         self.library = load_library()
         self.scripts = self.library.scripts
         self.functions: bool | None = None  # FCALL or EVALSHA: decided on first use
+        self.multi: bool | None = None  # MULTI/EXEC allowed: decided on first use
+        self._tails: dict[tuple[str, str, Arg, int], bytes] = {}  # see _plain_tail
         self.client = redis.Redis.from_url(
             url, socket_connect_timeout=2.0, socket_timeout=30.0, protocol=2, health_check_interval=0
         )
@@ -278,6 +281,11 @@ class Backend:
                     f"the server said: {aof if isinstance(aof, Exception) else 'not confirmed in time'} "
                     "(the job was enqueued, but its persistence is not confirmed)"
                 )
+        elif fresh and len(jobs) == 1 and self.plain(jobs[0]):
+            try:
+                return [self.enqueue_plain(jobs[0])]
+            except BrokerUnavailable:  # it may have run: the resend checks the id
+                reply = self.run_retrying("enqueue", *flat)
         elif fresh:
             flat[1] = "0"
             try:
@@ -288,6 +296,73 @@ class Backend:
         else:
             reply = self.run_retrying("enqueue", *flat)
         return enqueued(jobs, reply)
+
+    def plain(self, job: Sequence[Arg]) -> bool:
+        """A job that needs no decision on the server: no delay, no unique
+        key, no resource (and MULTI/EXEC are allowed)."""
+        return not (job[6] or job[7] or job[8] or job[11]) and self.multi_allowed()
+
+    def multi_allowed(self) -> bool:
+        """Whether this connection may use MULTI/EXEC (an ACL may deny them);
+        asked once."""
+        if self.multi is None:
+            with translate_errors(self.url):
+                replies = self.wire.pipeline((("MULTI",), ("EXEC",)))
+            self.multi = not any(isinstance(r, ResponseError) for r in replies)
+        return self.multi
+
+    def enqueue_plain(self, job: Sequence[Arg]) -> tuple[str, bool, str]:
+        """Create one fresh plain job (see :meth:`plain`) with MULTI/EXEC
+        instead of a script: the same keys and fields as enqueue.lua writes,
+        as one atomic step, without the script's per-command overhead.
+
+        Invariants (as enqueue.lua): the job's hash and its ready-list entry
+        appear together; its level is registered, its queue listed, one
+        wake-up marker left for a sleeping worker, the counters bumped.
+        Differences: the created time is this process's clock (the script
+        reads the server's), and a sleeper is woken on every push. The id is
+        fresh, so nothing is checked; sent once (``resend=False``): after a
+        lost reply the caller resends through the script, which checks."""
+        jid, task, queue, prio, payload, opts, _, _, _, _, front, _, _, maxa, sig = job
+        k = self.keys
+        now_ms = int(time.time() * 1000)
+        fields: list[Arg] = ["t", task, "q", queue, "p", prio, "d", payload, "c", now_ms, "s", "queued"]
+        for name, value in (("o", opts), ("m", maxa), ("g", sig)):
+            if value != "":
+                fields += [name, value]
+        data = [pack(("MULTI",)), pack(("HSET", k.job(str(jid)), *fields)),
+                pack(("RPUSH" if front else "LPUSH", k.ready(str(queue), prio), jid)),
+                self._plain_tail(str(task), str(queue), prio, now_ms // 60000)]
+        with translate_errors(self.url):
+            replies = self.wire.pipeline(PLAIN_REPLIES, resend=False, data=[b"".join(data)])
+            for reply in replies:
+                if isinstance(reply, ResponseError):
+                    raise reply  # queued with an error: EXEC ran nothing (EXECABORT)
+        return str(jid), True, "queued"
+
+    def _plain_tail(self, task: str, queue: str, prio: Arg, minute: int) -> bytes:
+        """The packed commands after the push (the same for every job of a
+        task, queue and priority in one minute): level, queue, wake-up,
+        counters, EXEC."""
+        key = (task, queue, prio, minute)
+        tail = self._tails.get(key)
+        if tail is None:
+            k = self.keys
+            notify, bucket = k.notify(queue), k.stats_minute(minute)
+            tail = b"".join([pack(c) for c in (
+                ("ZADD", k.priorities(queue), -int(prio), prio),
+                ("SADD", k.queues, queue),
+                ("LPUSH", notify, 1),
+                ("LTRIM", notify, 0, 0),
+                ("HINCRBY", k.stats_counters, f"{queue}:{task}|enqueued", 1),
+                ("HINCRBY", bucket, f"q:{queue}|enqueued", 1),
+                ("PEXPIRE", bucket, 7_200_000),
+                ("EXEC",),
+            )])
+            if len(self._tails) > 1000 or any(key[3] != minute for key in self._tails):
+                self._tails.clear()
+            self._tails[key] = tail
+        return tail
 
     def enqueue_stream(self, chunks: Iterable[Sequence[Sequence[Arg]]], fresh: bool = False
                        ) -> Iterator[list[tuple[str, bool, str]]]:

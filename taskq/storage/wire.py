@@ -37,6 +37,25 @@ def packed(conn: Any, commands: Sequence[Sequence[Any]]) -> list[bytes]:
     return conn.pack_commands(commands)
 
 
+def _buffered_reader(conn: Any) -> Any:
+    """The hiredis reader behind a RESP2 connection, or None (pure-Python
+    parser, or a redis-py without this attribute)."""
+    if _pack is None or getattr(conn, "protocol", 2) not in (2, "2", None):
+        return None
+    return getattr(getattr(conn, "_parser", None), "_reader", None)
+
+
+def pack(command: Sequence[Any]) -> bytes:
+    """One command in the wire protocol."""
+    if _pack is not None:
+        return bytes(_pack(tuple(command)))
+    out = [b"*%d\r\n" % len(command)]
+    for arg in command:
+        b = arg if isinstance(arg, bytes) else str(arg).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    return b"".join(out)
+
+
 class Wire:
     """Send commands on idle connections made like the client's own."""
 
@@ -64,7 +83,7 @@ class Wire:
         return reply
 
     def pipeline(self, commands: Sequence[Sequence[Any]], timeout: float | None = None,
-                 resend: bool = True) -> list[Any]:
+                 resend: bool = True, data: Sequence[bytes] | None = None) -> list[Any]:
         """Send commands in one write and read every reply; an error reply is
         returned in its place as a ``ResponseError``.
 
@@ -74,13 +93,26 @@ class Wire:
         commands that must change before they are sent again. A failure on
         a new connection, or a read timeout, raises.
         ``timeout``: read timeout for this call (a blocking command's own
-        timeout plus a margin); the connection's default otherwise."""
+        timeout plus a margin); the connection's default otherwise.
+        ``data``: the commands already packed (``commands`` then only counts
+        the replies)."""
         while True:
             conn, reused = self._take()
             try:
-                conn.send_packed_command(packed(conn, commands), False)
+                conn.send_packed_command(data if data is not None else packed(conn, commands), False)
                 replies = []
+                reader = _buffered_reader(conn) if len(commands) > 1 else None
                 for _ in commands:
+                    if replies and reader is not None:
+                        # replies already received: taken from hiredis's buffer
+                        # directly (redis-py costs a few µs per reply)
+                        reply = reader.gets()
+                        if reply is not False and not isinstance(reply, RedisConnectionError):
+                            replies.append(reply)
+                            continue
+                        reader = None  # not yet received (or an error): redis-py reads on
+                        if reply is not False:
+                            raise reply
                     try:
                         if timeout is None:
                             replies.append(conn.read_response())

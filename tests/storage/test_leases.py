@@ -285,11 +285,19 @@ def test_short_timeout_reaper_treats_an_outage_longer_than_half_its_timeout_as_a
 
 
 def test_wake_up_marker_follows_work_not_every_push(app):
-    """A push that makes a level non-empty wakes one sleeper; pushes onto a
-    non-empty list wake nobody; a claim that leaves work behind passes the
-    wake-up on; a claim that empties the queue does not."""
+    """Through the enqueue script (custom ids take it): a push that makes a
+    level non-empty wakes one sleeper; pushes onto a non-empty list wake
+    nobody; a claim that leaves work behind passes the wake-up on; a claim
+    that empties the queue does not."""
     b = app.backend
     marker = b.keys.notify("default")
+    ids = iter(f"id-{i}" for i in range(100))
+    enqueue_call = app.enqueue_call
+
+    def scripted(*args, **kw):
+        return enqueue_call(*args, job_id=next(ids), **kw)
+
+    app.enqueue_call = scripted
 
     def markers() -> int:
         return int(b.client.llen(marker))
@@ -314,3 +322,15 @@ def test_wake_up_marker_follows_work_not_every_push(app):
     assert b.queue_levels("default") == {}
     app.enqueue_call("token", (), {}, {}, front=True)
     assert markers() == 1 and b.queue_levels("default") == {0: 1}
+
+
+def test_a_plain_delay_leaves_one_wake_up_marker_at_most(app):
+    """The MULTI path (a fresh id, no delay, unique key or resource) wakes a
+    sleeper on every push, never leaving more than one marker."""
+    b = app.backend
+    for _ in range(3):
+        app.enqueue_call("token", (), {}, {})
+    assert b.client.llen(b.keys.notify("default")) == 1
+    assert b.queue_levels("default") == {0: 3}
+    assert b.client.smembers(b.keys.queues) == {b"default"}
+    assert len(claim(app, "w1", T0, count=10)) == 3

@@ -374,6 +374,21 @@ def test_acl_users_from_the_docs_are_least_privilege(acl_urls, namespace):
                 r.execute_command(*command)
 
 
+def test_a_producer_acl_without_multi_enqueues_through_the_script(auth_server, admin, namespace, has_waitaof):
+    """An ACL written before MULTI/EXEC were listed keeps working: the plain
+    .delay() fast path is skipped, the script creates the job."""
+    line = [x for x in doc_acl("taskq-producer", namespace, "pw") if x not in ("+multi", "+exec")]
+    admin.execute_command(*[x for x in line if has_waitaof or x != "+waitaof"])
+    try:
+        app = TaskQ("p", url_for(auth_server, "taskq-producer", "pw"), namespace=namespace)
+        job = app.enqueue("add", 1, 2)
+        assert job.created and app.backend.multi is False
+        app.close()
+        assert admin.lrange("{%s}:q:default:0" % namespace, 0, -1) == [job.id.encode()]
+    finally:
+        admin.execute_command("ACL", "DELUSER", "taskq-producer")
+
+
 def test_a_command_the_acl_denies_raises_broker_refused_naming_it(auth_server, admin, namespace):
     admin.execute_command("ACL", "SETUSER", "taskq-readonly", "reset", "on", ">pw", "~{%s}:*" % namespace,
                           "-@all", "+evalsha", "+eval", "+time", "+hget")

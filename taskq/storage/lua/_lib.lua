@@ -218,9 +218,13 @@ end
 local FINISHED
 
 -- `wt`: the job's `wt` field when the caller already read it (false = not
--- set); nil reads it here.
-local function finalize(id, jk, state, ukey, ttl_ms, keep_ms, blob, wt)
-  redis.call('HSET', jk, 's', state, 'f', NOW)
+-- set); nil reads it here. `res`: the result to store in the hash, if kept.
+local function finalize(id, jk, state, ukey, ttl_ms, keep_ms, blob, wt, res)
+  if res then
+    redis.call('HSET', jk, 's', state, 'f', NOW, 'res', res)
+  else
+    redis.call('HSET', jk, 's', state, 'f', NOW)
+  end
   release_unique(id, ukey)
   local idx = P .. 'done'
   if state == 'failed' then idx = P .. 'failed' end
@@ -231,8 +235,10 @@ local function finalize(id, jk, state, ukey, ttl_ms, keep_ms, blob, wt)
   if wt == nil then wt = redis.call('HGET', jk, 'wt') end
   if keep_ms > 0 or wt then
     local rk = P .. 'r:' .. id
-    redis.call('DEL', rk)
-    redis.call('RPUSH', rk, cmsgpack.pack({state, blob or ''}))
+    -- one outcome per key: one left by an earlier run of this id is dropped
+    if redis.call('RPUSH', rk, cmsgpack.pack({state, blob or ''})) > 1 then
+      redis.call('LTRIM', rk, -1, -1)
+    end
     local exp = keep_ms
     if exp <= 0 then exp = 600000 end
     redis.call('PEXPIRE', rk, exp)

@@ -84,8 +84,7 @@ for i = 1, n do
         push_ready(id, queue, j[6], kind == 'release')
       end
     elseif kind == 'ok' then
-      if keep > 0 then redis.call('HSET', jk, 'res', blob) end
-      finalize(id, jk, 'succeeded', j[8], ttl, keep, blob, wt)
+      finalize(id, jk, 'succeeded', j[8], ttl, keep, blob, wt, keep > 0 and blob or nil)
       count(task, queue, 'succeeded')
     elseif kind == 'cancel' then
       append_error(jk, blob, CAPS.errors)
@@ -204,13 +203,18 @@ if want > 0 then
           end
         end
       else
+        local drained = false
         while got < want do
-          local ids = redis.call('RPOP', lk, want - got)
-          if not ids then break end
+          local ask = want - got
+          local ids = redis.call('RPOP', lk, ask)
+          if not ids then drained = true; break end
           for _, id in ipairs(ids) do take(id) end
+          if #ids < ask then drained = true; break end
         end
+        -- a short RPOP emptied the list; a full one may have: LLEN tells
+        if drained or redis.call('LLEN', lk) == 0 then redis.call('ZREM', pk, pr) end
       end
-      if redis.call('LLEN', lk) == 0 then redis.call('ZREM', pk, pr) end
+      if allowed and redis.call('LLEN', lk) == 0 then redis.call('ZREM', pk, pr) end
       if got >= want then break end
     end
     -- more work left: pass the wake-up on to another sleeping worker
