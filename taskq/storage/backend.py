@@ -306,8 +306,11 @@ class Backend:
         """Whether this connection may use MULTI/EXEC (an ACL may deny them);
         asked once."""
         if self.multi is None:
-            with translate_errors(self.url):
-                replies = self.wire.pipeline((("MULTI",), ("EXEC",)))
+            try:
+                with translate_errors(self.url):
+                    replies = self.wire.pipeline((("MULTI",), ("EXEC",)))
+            except BrokerUnavailable:
+                return False  # undecided: the script path retries the connection
             self.multi = not any(isinstance(r, ResponseError) for r in replies)
         return self.multi
 

@@ -15,7 +15,7 @@
 -- of (its ready list, P sched) when the call returns; an existing id or a
 -- unique key held by an unfinished job creates nothing and returns that job.
 local check = ARGV[2] == '1'
-local later = #ARGV > 18  -- more than one job: one push per list, at the end
+local later = #ARGV > 19  -- more than one job: one push per list, at the end
 local out = {}
 local a = 3
 while a <= #ARGV do
