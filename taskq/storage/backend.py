@@ -31,7 +31,7 @@ TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 # per claimed job in the settle_claim reply.
 ENQUEUE_FIELDS = 15
 OUTCOME_FIELDS = 10
-CLAIM_FIELDS = 9
+CLAIM_FIELDS = 8
 
 
 def redact_url(url: str) -> str:
@@ -104,7 +104,6 @@ def fold_minute(raw: dict[bytes, bytes]) -> dict[str, int]:
 
 
 ENQUEUE_COLUMNS = range(ENQUEUE_FIELDS)
-PLAIN_REPLIES = ((),) * 11  # MULTI, 9 commands, EXEC (see Backend.enqueue_plain)
 
 
 def enqueue_args(jobs: Sequence[Sequence[Arg]], check: bool) -> list[Arg]:
@@ -147,7 +146,7 @@ class Backend:
         self.scripts = self.library.scripts
         self.functions: bool | None = None  # FCALL or EVALSHA: decided on first use
         self.multi: bool | None = None  # MULTI/EXEC allowed: decided on first use
-        self._tails: dict[tuple[str, str, Arg, int], bytes] = {}  # see _plain_tail
+        self._tails: dict[tuple[str, str, Arg, int], tuple[bytes, int]] = {}  # see _plain_tail
         self.client = redis.Redis.from_url(
             url, socket_connect_timeout=2.0, socket_timeout=30.0, protocol=2, health_check_interval=0
         )
@@ -333,39 +332,58 @@ class Backend:
         for name, value in (("o", opts), ("m", maxa), ("g", sig)):
             if value != "":
                 fields += [name, value]
+        minute = now_ms // 60000
+        tail, tail_replies, full = self._plain_tail(str(task), str(queue), prio, minute)
         data = [pack(("MULTI",)), pack(("HSET", k.job(str(jid)), *fields)),
-                pack(("RPUSH" if front else "LPUSH", k.ready(str(queue), prio), jid)),
-                self._plain_tail(str(task), str(queue), prio, now_ms // 60000)]
+                pack(("RPUSH" if front else "LPUSH", k.ready(str(queue), prio), jid)), tail]
         with translate_errors(self.url):
-            replies = self.wire.pipeline(PLAIN_REPLIES, resend=False, data=[b"".join(data)])
+            replies = self.wire.pipeline(((),) * (3 + tail_replies), resend=False, data=[b"".join(data)])
             for reply in replies:
                 if isinstance(reply, ResponseError):
                     raise reply  # queued with an error: EXEC ran nothing (EXECABORT)
+        if full:
+            self._plain_sent(str(task), str(queue), prio, minute)
         return str(jid), True, "queued"
 
-    def _plain_tail(self, task: str, queue: str, prio: Arg, minute: int) -> bytes:
+    def _plain_tail(self, task: str, queue: str, prio: Arg, minute: int) -> tuple[bytes, int, bool]:
         """The packed commands after the push (the same for every job of a
         task, queue and priority in one minute): level, queue, wake-up,
-        counters, EXEC."""
+        counters, EXEC; with the number of replies they add, and whether
+        they are the full set.
+
+        Registering the queue (SADD) and setting the minute bucket's expiry
+        (PEXPIRE) are idempotent, and nothing but a wiped keyspace undoes
+        them: they are sent with the first job of each key in a minute, and
+        left out once that call succeeded (:meth:`_plain_sent`)."""
         key = (task, queue, prio, minute)
-        tail = self._tails.get(key)
-        if tail is None:
-            k = self.keys
-            notify, bucket = k.notify(queue), k.stats_minute(minute)
-            tail = b"".join([pack(c) for c in (
-                ("ZADD", k.priorities(queue), -int(prio), prio),
-                ("SADD", k.queues, queue),
-                ("LPUSH", notify, 1),
-                ("LTRIM", notify, 0, 0),
-                ("HINCRBY", k.stats_counters, f"{queue}:{task}|enqueued", 1),
-                ("HINCRBY", bucket, f"q:{queue}|enqueued", 1),
-                ("PEXPIRE", bucket, 7_200_000),
-                ("EXEC",),
-            )])
-            if len(self._tails) > 1000 or any(key[3] != minute for key in self._tails):
-                self._tails.clear()
-            self._tails[key] = tail
-        return tail
+        short = self._tails.get(key)
+        if short is not None:
+            return short[0], short[1], False
+        k = self.keys
+        notify, bucket = k.notify(queue), k.stats_minute(minute)
+        level = ("ZADD", k.priorities(queue), -int(prio), prio)
+        wake = (("LPUSH", notify, 1), ("LTRIM", notify, 0, 0))
+        counters = (("HINCRBY", k.stats_counters, f"{queue}:{task}|enqueued", 1),
+                    ("HINCRBY", bucket, f"q:{queue}|enqueued", 1))
+        full = (level, ("SADD", k.queues, queue), *wake, *counters, ("PEXPIRE", bucket, 7_200_000), ("EXEC",))
+        return b"".join([pack(c) for c in full]), len(full), True
+
+    def _plain_sent(self, task: str, queue: str, prio: Arg, minute: int) -> None:
+        """A full tail went through: the next jobs of its key this minute
+        leave SADD and PEXPIRE out."""
+        if len(self._tails) > 1000 or any(key[3] != minute for key in self._tails):
+            self._tails.clear()
+        k = self.keys
+        notify, bucket = k.notify(queue), k.stats_minute(minute)
+        short = (
+            ("ZADD", k.priorities(queue), -int(prio), prio),
+            ("LPUSH", notify, 1),
+            ("LTRIM", notify, 0, 0),
+            ("HINCRBY", k.stats_counters, f"{queue}:{task}|enqueued", 1),
+            ("HINCRBY", bucket, f"q:{queue}|enqueued", 1),
+            ("EXEC",),
+        )
+        self._tails[(task, queue, prio, minute)] = (b"".join([pack(c) for c in short]), len(short))
 
     def enqueue_stream(self, chunks: Iterable[Sequence[Sequence[Arg]]], fresh: bool = False
                        ) -> Iterator[list[tuple[str, bool, str]]]:

@@ -30,7 +30,7 @@ log = logging.getLogger("taskq.worker")
 class ClaimedJob:
     """A leased job as returned by the claim script."""
 
-    __slots__ = ("id", "token", "attempt", "task", "payload", "opts", "sig", "queue", "created_ms")
+    __slots__ = ("id", "token", "attempt", "task", "payload", "opts", "sig", "queue")
 
     def __init__(self, row: list[Any]) -> None:
         self.id = row[0].decode()
@@ -41,7 +41,6 @@ class ClaimedJob:
         self.opts = row[5]
         self.sig = row[6].decode("ascii", "replace")
         self.queue = row[7].decode("utf-8", "replace")
-        self.created_ms = int(row[8] or 0)
 
 
 class _SoftTimeout:

@@ -3,6 +3,7 @@ time is passed in as ``now_ms``."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -334,3 +335,34 @@ def test_a_plain_delay_leaves_one_wake_up_marker_at_most(app):
     assert b.queue_levels("default") == {0: 3}
     assert b.client.smembers(b.keys.queues) == {b"default"}
     assert len(claim(app, "w1", T0, count=10)) == 3
+
+
+def test_a_plain_delay_registers_the_queue_and_bucket_expiry_once_a_minute(app, monkeypatch):
+    """SADD queues and the minute bucket's PEXPIRE go with the first plain job
+    of a task and queue in a minute; later jobs leave them out, and a
+    registry wiped meanwhile is restored in the next minute."""
+    b = app.backend
+    sent: list[bytes] = []
+    pipeline = b.wire.pipeline
+
+    def spy(commands: Any, **kwargs: Any) -> Any:
+        sent.append(b"".join(kwargs.get("data") or []))
+        return pipeline(commands, **kwargs)
+
+    b.wire.pipeline = spy
+    app.enqueue_call("token", (), {}, {})
+    app.enqueue_call("token", (), {}, {})
+    assert b"SADD" in sent[-2] and b"PEXPIRE" in sent[-2]
+    assert b"SADD" not in sent[-1] and b"PEXPIRE" not in sent[-1]
+    minute = int(time.time() * 1000) // 60000
+    assert b.client.pttl(b.keys.stats_minute(minute)) > 0
+    assert b.client.smembers(b.keys.queues) == {b"default"}
+    assert b.queue_levels("default") == {0: 2}
+    assert b.client.hget(b.keys.stats_counters, "default:token|enqueued") == b"2"
+
+    b.client.delete(b.keys.queues)
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 60)  # the next minute
+    app.enqueue_call("token", (), {}, {})
+    assert b"SADD" in sent[-1]
+    assert b.client.smembers(b.keys.queues) == {b"default"}

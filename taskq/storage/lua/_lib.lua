@@ -22,7 +22,7 @@
 -- Per-call state, set by begin() at the start of every call: as a script,
 -- from the KEYS/ARGV globals; in the function library, from FCALL's
 -- arguments. Calls never interleave (Redis runs one at a time).
-local KEYS, ARGV, P, NOW, STATS, MINUTE_KEY
+local KEYS, ARGV, P, NOW
 local CAPS = {}  -- index caps; reset by begin(), set from ARGV by some scripts
 
 local function now_ms()
@@ -36,40 +36,62 @@ local function jkey(id) return P .. 'j:' .. id end
 local function fmt(n) return string.format('%d', n) end
 
 -- ---------------------------------------------------------------- stats
--- Counters are summed in a Lua table and written once at the end of the
--- script, so a batch of 100 outcomes costs a handful of HINCRBYs.
-local function stat(key, field, n)
-  local h = STATS[key]
-  if not h then h = {}; STATS[key] = h end
-  h[field] = (h[field] or 0) + (n or 1)
-end
-
--- Two fields per event (readers sum them per task, per queue and per
--- namespace; queue names never contain ':'):
+-- Counters are summed in Lua tables keyed by plain names (no string is built
+-- per job) and written once at the end of the script, so a batch of 100
+-- outcomes costs a handful of HINCRBYs.
+--   COUNTS[queue][task][counter]  event counts (count())
+--   HIST[task][bucket]            run-time histogram (hist())
+-- flush_stats() writes them as two fields per event (readers sum them per
+-- task, per queue and per namespace; queue names never contain ':'):
 --   P st:c         '<queue>:<task>|<counter>'  all time
 --   P st:m:<min>   'q:<queue>|<counter>'       that minute
+-- and the histogram as P st:h:<task> '<bucket>' and 'sum_ms'.
+local COUNTS, HIST
+
 local function count(task, queue, counter, n)
-  if not MINUTE_KEY then
-    MINUTE_KEY = P .. 'st:m:' .. string.format('%d', math.floor(NOW / 60000))
-  end
-  stat(P .. 'st:c', queue .. ':' .. task .. '|' .. counter, n)
-  stat(MINUTE_KEY, 'q:' .. queue .. '|' .. counter, n)
+  local q = COUNTS[queue]
+  if not q then q = {}; COUNTS[queue] = q end
+  local t = q[task]
+  if not t then t = {}; q[task] = t end
+  t[counter] = (t[counter] or 0) + (n or 1)
+end
+
+local function hist(task, bucket, ms)
+  local h = HIST[task]
+  if not h then h = {sum_ms = 0}; HIST[task] = h end
+  h[bucket] = (h[bucket] or 0) + 1
+  h.sum_ms = h.sum_ms + ms
 end
 
 -- A leased job handed back unstarted: its claim does not count as a start.
 local function uncount_start(task, queue) count(task, queue, 'started', -1) end
 
+-- HINCRBYs `fields` (name -> n, zeros skipped) into `key`; true if one of
+-- the fields is new.
+local function incr_fields(key, fields)
+  local created = false
+  for field, n in pairs(fields) do
+    if n ~= 0 and redis.call('HINCRBY', key, field, n) == n then created = true end
+  end
+  return created
+end
+
 local function flush_stats()
-  for key, fields in pairs(STATS) do
-    local created = false
-    for field, n in pairs(fields) do
-      if redis.call('HINCRBY', key, field, n) == n then created = true end
-    end
-    -- a per-minute bucket expires after 2 h (set when one of its fields is new)
-    if created and string.find(key, 'st:m:', #P + 1, true) then
-      redis.call('PEXPIRE', key, 7200000)
+  local all, minute = {}, {}
+  for queue, tasks in pairs(COUNTS) do
+    for task, counters in pairs(tasks) do
+      for counter, n in pairs(counters) do
+        all[queue .. ':' .. task .. '|' .. counter] = n
+        local f = 'q:' .. queue .. '|' .. counter
+        minute[f] = (minute[f] or 0) + n
+      end
     end
   end
+  incr_fields(P .. 'st:c', all)
+  -- a per-minute bucket expires after 2 h (set when one of its fields is new)
+  local mk = P .. 'st:m:' .. string.format('%d', math.floor(NOW / 60000))
+  if incr_fields(mk, minute) then redis.call('PEXPIRE', mk, 7200000) end
+  for task, h in pairs(HIST) do incr_fields(P .. 'st:h:' .. task, h) end
 end
 
 -- ---------------------------------------------------------------- ready lists
@@ -263,9 +285,11 @@ local function flush_finished()
     if redis.call('ZCARD', idx) > cap + math.floor(cap / 20) then
       local old = redis.call('ZRANGE', idx, 0, -(cap + 1))
       redis.call('ZREMRANGEBYRANK', idx, 0, -(cap + 1))
+      local keys = {}  -- deleted with one DEL per 1000 keys, not one per job
       for _, oid in ipairs(old) do
-        redis.call('DEL', jkey(oid), P .. 'r:' .. oid)
+        keys[#keys + 1] = jkey(oid); keys[#keys + 1] = P .. 'r:' .. oid
       end
+      for i = 1, #keys, 1000 do redis.call('DEL', unpack(keys, i, math.min(i + 999, #keys))) end
     end
   end
 end
@@ -363,8 +387,7 @@ local function begin(keys, args)
   KEYS, ARGV = keys, args
   P = keys[1]
   NOW = now_ms()
-  MINUTE_KEY = nil  -- made on first use (count)
-  STATS = {}
+  COUNTS, HIST = {}, {}
   CAPS.failed, CAPS.done, CAPS.errors = 10000, 1000, 10
   FINISHED = {}
   PUSHES = {}

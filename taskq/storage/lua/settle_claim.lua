@@ -16,8 +16,8 @@
 -- then M (number of queues), the queue names in priority order,
 -- then T (number of allowed task names, 0 = all), the names.
 -- Returns {settled flags..., claimed jobs...} as
---   {N, s1..sN, J, then 9 fields per claimed job:
---    id token attempts task payload opts sig queue created_ms}
+--   {N, s1..sN, J, then 8 fields per claimed job:
+--    id token attempts task payload opts sig queue}
 --   s_i = 1 if outcome i was recorded, 0 if discarded by fencing.
 -- Invariants:
 --   * fencing: an outcome is recorded only if the job is active, held by
@@ -45,18 +45,18 @@ for i = 1, n do
   local bucket, flag = ARGV[b + 8], ARGV[b + 9]
   b = b + 10
   local jk = jkey(id)
-  local j = redis.call('HMGET', jk, 's', 'k', 'w', 't', 'q', 'p', 'r', 'u', 'wt')
+  -- the priority is read only when the job goes back to a queue (below)
+  local j = redis.call('HMGET', jk, 's', 'k', 'w', 't', 'q', 'r', 'u', 'wt')
   if j[1] ~= 'active' or j[2] ~= token or j[3] ~= wid then
     out[#out + 1] = 0
   else
     out[#out + 1] = 1
-    local task, queue, wt = j[4], j[5], j[9] or false
+    local task, queue, wt = j[4], j[5], j[8] or false
     released[#released + 1] = id
-    release_lock(id, j[7])
+    release_lock(id, j[6])
     if flag == 'timeout' then count(task, queue, 'timed_out') end
     if kind ~= 'release' and kind ~= 'requeue' then
-      stat(P .. 'st:h:' .. task, bucket)
-      stat(P .. 'st:h:' .. task, 'sum_ms', dur)
+      hist(task, bucket, dur)
     end
     if kind == 'retry' then
       append_error(jk, blob, CAPS.errors)
@@ -65,7 +65,7 @@ for i = 1, n do
         schedule(id, NOW + due)
       else
         redis.call('HSET', jk, 's', 'queued')
-        push_ready(id, queue, j[6], false)
+        push_ready(id, queue, redis.call('HGET', jk, 'p'), false)
       end
       count(task, queue, 'retried')
     elseif kind == 'requeue' or kind == 'release' then
@@ -81,18 +81,18 @@ for i = 1, n do
         schedule(id, NOW + due)
       else
         redis.call('HSET', jk, 's', 'queued')
-        push_ready(id, queue, j[6], kind == 'release')
+        push_ready(id, queue, redis.call('HGET', jk, 'p'), kind == 'release')
       end
     elseif kind == 'ok' then
-      finalize(id, jk, 'succeeded', j[8], ttl, keep, blob, wt, keep > 0 and blob or nil)
+      finalize(id, jk, 'succeeded', j[7], ttl, keep, blob, wt, keep > 0 and blob or nil)
       count(task, queue, 'succeeded')
     elseif kind == 'cancel' then
       append_error(jk, blob, CAPS.errors)
-      finalize(id, jk, 'cancelled', j[8], ttl, keep, blob, wt)
+      finalize(id, jk, 'cancelled', j[7], ttl, keep, blob, wt)
       count(task, queue, 'cancelled')
     else
       append_error(jk, blob, CAPS.errors)
-      finalize(id, jk, 'failed', j[8], ttl, keep, blob, wt)
+      finalize(id, jk, 'failed', j[7], ttl, keep, blob, wt)
       count(task, queue, 'failed')
     end
   end
@@ -120,40 +120,41 @@ local got = 0
 -- queue, priority, payload) was not written by taskq: it is failed here,
 -- never leased, so no script downstream meets the gap. Kept (no expiry)
 -- until the failed index's cap or an operator removes it.
--- `j` is the HMGET of take() below (t q p at 4..6).
--- j: the HMGET of take() (t = j[4], q = j[5], p = j[6], d = j[10]).
+-- j: the HMGET of take() (t = j[4], q = j[5], p = j[6], d = j[9]).
 local function fail_malformed(id, jk, j)
   local missing = {}
   if not j[4] then missing[#missing + 1] = 't' end
   if not j[5] then missing[#missing + 1] = 'q' end
   if not j[6] then missing[#missing + 1] = 'p' end
-  if not j[10] then missing[#missing + 1] = 'd' end
+  if not j[9] then missing[#missing + 1] = 'd' end
   if #missing == 0 then return false end
   local blob = cmsgpack.pack({
     type = 'ValueError', kind = 'error', traceback = '', attempt = 0, at = NOW / 1000,
     message = 'undecodable payload: the job hash lacks field(s) ' .. table.concat(missing, ', ') ..
       ' (it was not written by taskq)'})
   append_error(jk, blob, CAPS.errors)
-  finalize(id, jk, 'failed', j[14] or nil, 0, 0, blob)
+  finalize(id, jk, 'failed', redis.call('HGET', jk, 'u') or nil, 0, 0, blob)
   count(j[4] or '', j[5] or '', 'failed')
   return true
 end
 
 -- Tries to lease job `id` (already removed from its ready list): one HMGET
--- reads all it needs, one HSET writes the lease.
+-- reads what every lease needs, one HSET writes the lease. Fields only the
+-- rare paths need (unique key, on_locked) are read there: each field read
+-- or written through redis.call costs the server as much as a small command.
 local function take(id)
   local jk = jkey(id)
-  local j = redis.call('HMGET', jk, 's', 'r', 'ol', 't', 'q', 'p', 'cr', 'a', 'k', 'd', 'o', 'g', 'c', 'u')
+  local j = redis.call('HMGET', jk, 's', 'r', 'cr', 't', 'q', 'p', 'a', 'k', 'd', 'o', 'g')
   if j[1] ~= 'queued' then return end
   if fail_malformed(id, jk, j) then return end
-  local task, queue, ukey = j[4], j[5], j[14] or nil
-  if j[7] then
+  local task, queue = j[4], j[5]
+  if j[3] then
     -- its cancel was asked for while it was leased (then the worker died, handed
     -- it back, or it retried): the request stands, the job does not run again
     local blob = cmsgpack.pack({type = 'Cancelled', kind = 'cancelled', traceback = '', at = NOW / 1000,
-      attempt = tonumber(j[8] or '0'), message = 'cancelled before it ran again'})
+      attempt = tonumber(j[7] or '0'), message = 'cancelled before it ran again'})
     append_error(jk, blob, CAPS.errors)
-    finalize(id, jk, 'cancelled', ukey, SKIP_TTL, 0, blob)
+    finalize(id, jk, 'cancelled', redis.call('HGET', jk, 'u') or nil, SKIP_TTL, 0, blob)
     count(task, queue, 'cancelled')
     return
   end
@@ -162,27 +163,28 @@ local function take(id)
     local lk = P .. 'l:' .. res
     local holder = redis.call('GET', lk)
     if holder and holder ~= id and redis.call('HGET', jkey(holder), 's') == 'active' then
-      if j[3] == 'wait' then
+      local how = redis.call('HMGET', jk, 'ol', 'u')
+      if how[1] == 'wait' then
         redis.call('HSET', jk, 's', 'waiting', 'sk', holder)
         redis.call('LPUSH', P .. 'lw:' .. res, id)
       else
         redis.call('HSET', jk, 'sk', holder)
-        finalize(id, jk, 'skipped', ukey, SKIP_TTL, 0, '')
+        finalize(id, jk, 'skipped', how[2] or nil, SKIP_TTL, 0, '')
         count(task, queue, 'skipped')
       end
       return
     end
     redis.call('SET', lk, id)
   end
-  local attempt = (tonumber(j[8]) or 0) + 1
-  local token = (tonumber(j[9]) or 0) + 1
+  local attempt = (tonumber(j[7]) or 0) + 1
+  local token = (tonumber(j[8]) or 0) + 1
   redis.call('HSET', jk, 's', 'active', 'w', wid, 'sa', NOW, 'a', attempt, 'k', token)
   leased[#leased + 1] = id
   count(task, queue, 'started')
   local c = #claimed
   claimed[c + 1] = id; claimed[c + 2] = token; claimed[c + 3] = attempt
-  claimed[c + 4] = task; claimed[c + 5] = j[10]; claimed[c + 6] = j[11] or ''
-  claimed[c + 7] = j[12] or ''; claimed[c + 8] = queue; claimed[c + 9] = j[13] or '0'
+  claimed[c + 4] = task; claimed[c + 5] = j[9]; claimed[c + 6] = j[10] or ''
+  claimed[c + 7] = j[11] or ''; claimed[c + 8] = queue
   got = got + 1
 end
 
