@@ -336,6 +336,23 @@ def test_a_waiter_handed_the_resource_and_then_removed_passes_its_turn_on(capp, 
     assert second.state == JobState.ACTIVE and lock_holder(capp) == second.id
 
 
+def test_purging_the_queue_of_a_waiter_handed_the_resource_passes_its_turn_on(capp):
+    holder = capp.tasks["locked_wait"].delay()
+    token = int(claim(capp, "w1")[0][1])
+    first = capp.tasks["locked_wait"].apply_async(queue="later")
+    claim(capp, "w2", queues=("later",))
+    second = capp.tasks["locked_wait"].apply_async(queue="other")
+    claim(capp, "w3", queues=("other",))
+    assert first.state == second.state == JobState.WAITING
+    settle(capp, "w1", Outcome(holder.id, token, "ok"))
+    assert first.state == JobState.QUEUED  # first's turn, in queue "later"
+    assert capp.control.purge_queue("later") == 1
+    assert second.state == JobState.QUEUED  # its turn now, in its own queue
+    assert capp.backend.ready_ids("other", 10) == [second.id]
+    claim(capp, "w4", queues=("other",))
+    assert lock_holder(capp) == second.id
+
+
 def test_a_late_outcome_does_not_free_a_lock_someone_else_holds(capp):
     job = capp.tasks["locked_wait"].delay()
     token = int(claim(capp, "w1")[0][1])

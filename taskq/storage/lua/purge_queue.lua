@@ -3,24 +3,34 @@
 -- KEYS[1] namespace prefix
 -- ARGV[1] now_ms or ""  ARGV[2] queue  ARGV[3] batch limit
 -- Returns the number of jobs deleted.
+-- Invariant: a resource's waiters are never left without a turn. A deleted
+-- job may be the waiter a release handed a free resource to; when the call
+-- ends, each such resource still free passes its turn to its next waiter
+-- (pushed to the front of its own queue: if that is this queue, the next
+-- call deletes it in turn).
 local q = ARGV[2]
 local pk = P .. 'qp:' .. q
 local left = tonumber(ARGV[3])
 local n = 0
+local freed = {}  -- resources of deleted jobs
 for _, pr in ipairs(redis.call('ZRANGE', pk, 0, -1)) do
   local lk = P .. 'q:' .. q .. ':' .. pr
   while left > 0 do
     local id = redis.call('RPOP', lk)
     if not id then break end
     local jk = jkey(id)
-    local j = redis.call('HMGET', jk, 's', 'u')
+    local j = redis.call('HMGET', jk, 's', 'u', 'r')
     if j[1] == 'queued' then
       release_unique(id, j[2])
+      if j[3] then freed[j[3]] = true end
       redis.call('DEL', jk)
       n = n + 1
     end
     left = left - 1
   end
   if redis.call('LLEN', lk) == 0 then redis.call('ZREM', pk, pr) end
+end
+for res in pairs(freed) do
+  if not redis.call('GET', P .. 'l:' .. res) then hand_off(res) end
 end
 return n
