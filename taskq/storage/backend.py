@@ -147,6 +147,7 @@ class Backend:
         self.functions: bool | None = None  # FCALL or EVALSHA: decided on first use
         self.multi: bool | None = None  # MULTI/EXEC allowed: decided on first use
         self._tails: dict[tuple[str, str, Arg, int], tuple[bytes, int]] = {}  # see _plain_tail
+        self._tails_minute = -1
         self.client = redis.Redis.from_url(
             url, socket_connect_timeout=2.0, socket_timeout=30.0, protocol=2, health_check_interval=0
         )
@@ -341,6 +342,9 @@ class Backend:
             for reply in replies:
                 if isinstance(reply, ResponseError):
                     raise reply  # queued with an error: EXEC ran nothing (EXECABORT)
+            for reply in replies[-1]:
+                if isinstance(reply, ResponseError):
+                    raise reply  # a command that failed inside EXEC (a key of the wrong type)
         if full:
             self._plain_sent(str(task), str(queue), prio, minute)
         return str(jid), True, "queued"
@@ -348,42 +352,44 @@ class Backend:
     def _plain_tail(self, task: str, queue: str, prio: Arg, minute: int) -> tuple[bytes, int, bool]:
         """The packed commands after the push (the same for every job of a
         task, queue and priority in one minute): level, queue, wake-up,
-        counters, EXEC; with the number of replies they add, and whether
-        they are the full set.
+        counters, EXEC; with the number of replies they add, and whether the
+        minute bucket's expiry is among them.
 
-        Registering the queue (SADD) and setting the minute bucket's expiry
-        (PEXPIRE) are idempotent, and nothing but a wiped keyspace undoes
-        them: they are sent with the first job of each key in a minute, and
-        left out once that call succeeded (:meth:`_plain_sent`)."""
-        key = (task, queue, prio, minute)
-        short = self._tails.get(key)
+        The bucket's expiry (PEXPIRE) is sent with the first job of each key
+        in a minute and left out once that call succeeded (:meth:`_plain_sent`).
+        A bucket re-created without it (its namespace wiped meanwhile) gets it
+        from the schedulers' periodic trim (trim_finished.lua)."""
+        short = self._tails.get((task, queue, prio, minute)) if minute == self._tails_minute else None
         if short is not None:
             return short[0], short[1], False
-        k = self.keys
-        notify, bucket = k.notify(queue), k.stats_minute(minute)
-        level = ("ZADD", k.priorities(queue), -int(prio), prio)
-        wake = (("LPUSH", notify, 1), ("LTRIM", notify, 0, 0))
-        counters = (("HINCRBY", k.stats_counters, f"{queue}:{task}|enqueued", 1),
-                    ("HINCRBY", bucket, f"q:{queue}|enqueued", 1))
-        full = (level, ("SADD", k.queues, queue), *wake, *counters, ("PEXPIRE", bucket, 7_200_000), ("EXEC",))
-        return b"".join([pack(c) for c in full]), len(full), True
+        cmds = self._plain_tail_commands(task, queue, prio, minute, expire=True)
+        return b"".join([pack(c) for c in cmds]), len(cmds), True
 
-    def _plain_sent(self, task: str, queue: str, prio: Arg, minute: int) -> None:
-        """A full tail went through: the next jobs of its key this minute
-        leave SADD and PEXPIRE out."""
-        if len(self._tails) > 1000 or any(key[3] != minute for key in self._tails):
-            self._tails.clear()
+    def _plain_tail_commands(self, task: str, queue: str, prio: Arg, minute: int,
+                             expire: bool) -> list[tuple[Arg, ...]]:
         k = self.keys
         notify, bucket = k.notify(queue), k.stats_minute(minute)
-        short = (
+        cmds: list[tuple[Arg, ...]] = [
             ("ZADD", k.priorities(queue), -int(prio), prio),
+            ("SADD", k.queues, queue),
             ("LPUSH", notify, 1),
             ("LTRIM", notify, 0, 0),
             ("HINCRBY", k.stats_counters, f"{queue}:{task}|enqueued", 1),
             ("HINCRBY", bucket, f"q:{queue}|enqueued", 1),
-            ("EXEC",),
-        )
-        self._tails[(task, queue, prio, minute)] = (b"".join([pack(c) for c in short]), len(short))
+        ]
+        if expire:
+            cmds.append(("PEXPIRE", bucket, 7_200_000))
+        cmds.append(("EXEC",))
+        return cmds
+
+    def _plain_sent(self, task: str, queue: str, prio: Arg, minute: int) -> None:
+        """A tail with the bucket's expiry went through: the next jobs of its
+        key this minute leave it out. (No iteration over the cache: other
+        threads may add to it; a new minute starts a new dict.)"""
+        if minute != self._tails_minute or len(self._tails) > 1000:
+            self._tails, self._tails_minute = {}, minute
+        cmds = self._plain_tail_commands(task, queue, prio, minute, expire=False)
+        self._tails[(task, queue, prio, minute)] = (b"".join([pack(c) for c in cmds]), len(cmds))
 
     def enqueue_stream(self, chunks: Iterable[Sequence[Sequence[Arg]]], fresh: bool = False
                        ) -> Iterator[list[tuple[str, bool, str]]]:
@@ -681,6 +687,7 @@ class Backend:
 
     def delete_namespace(self) -> int:
         """Delete every key of the namespace (tests and ``taskq purge --all``)."""
+        self._tails = {}  # what they left out is undone now
         n = 0
         with translate_errors(self.url):
             batch = []

@@ -337,10 +337,11 @@ def test_a_plain_delay_leaves_one_wake_up_marker_at_most(app):
     assert len(claim(app, "w1", T0, count=10)) == 3
 
 
-def test_a_plain_delay_registers_the_queue_and_bucket_expiry_once_a_minute(app, monkeypatch):
-    """SADD queues and the minute bucket's PEXPIRE go with the first plain job
-    of a task and queue in a minute; later jobs leave them out, and a
-    registry wiped meanwhile is restored in the next minute."""
+def test_a_plain_delay_sets_the_minute_buckets_expiry_once_a_minute(app, monkeypatch):
+    """The minute bucket's PEXPIRE goes with the first plain job of a task and
+    queue in a minute; later jobs leave it out. A bucket re-created without
+    it (the namespace wiped by another process) gets it from the trim; a
+    wipe by this process sends it again at once."""
     b = app.backend
     sent: list[bytes] = []
     pipeline = b.wire.pipeline
@@ -352,17 +353,36 @@ def test_a_plain_delay_registers_the_queue_and_bucket_expiry_once_a_minute(app, 
     b.wire.pipeline = spy
     app.enqueue_call("token", (), {}, {})
     app.enqueue_call("token", (), {}, {})
-    assert b"SADD" in sent[-2] and b"PEXPIRE" in sent[-2]
-    assert b"SADD" not in sent[-1] and b"PEXPIRE" not in sent[-1]
+    assert b"PEXPIRE" in sent[-2] and b"PEXPIRE" not in sent[-1]
+    assert b"SADD" in sent[-2] and b"SADD" in sent[-1]
     minute = int(time.time() * 1000) // 60000
-    assert b.client.pttl(b.keys.stats_minute(minute)) > 0
+    bucket = b.keys.stats_minute(minute)
+    assert b.client.pttl(bucket) > 0
     assert b.client.smembers(b.keys.queues) == {b"default"}
     assert b.queue_levels("default") == {0: 2}
     assert b.client.hget(b.keys.stats_counters, "default:token|enqueued") == b"2"
 
-    b.client.delete(b.keys.queues)
+    b.client.persist(bucket)  # as if re-created by a short tail after a wipe elsewhere
+    b.trim_finished(60_000, 60_000)
+    assert 0 < b.client.pttl(bucket) <= 7_200_000
+
+    b.delete_namespace()
+    app.enqueue_call("token", (), {}, {})
+    assert b"PEXPIRE" in sent[-1] and b.client.pttl(bucket) > 0
+
     real_time = time.time
     monkeypatch.setattr(time, "time", lambda: real_time() + 60)  # the next minute
     app.enqueue_call("token", (), {}, {})
-    assert b"SADD" in sent[-1]
+    assert b"PEXPIRE" in sent[-1]
+
+
+def test_a_plain_delay_reports_a_command_that_failed_inside_exec(app):
+    """A key of the wrong type (a damaged namespace) fails its command inside
+    EXEC; the caller hears of it instead of a silent half-registration."""
+    b = app.backend
+    b.client.set(b.keys.queues, "not a set")
+    with pytest.raises(Exception, match="WRONGTYPE"):
+        app.enqueue_call("token", (), {}, {})
+    b.client.delete(b.keys.queues)
+    app.enqueue_call("token", (), {}, {})
     assert b.client.smembers(b.keys.queues) == {b"default"}
