@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -19,10 +20,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..errors import BrokerRefused, BrokerUnavailable, DurabilityUnavailable, error_for_code
+from ..errors import BrokerRefused, BrokerUnavailable, DurabilityUnavailable, TaskQError, error_for_code
 from .keys import Keys
 from .scripts import load_library
 from .wire import Wire, pack, packed
+
+log = logging.getLogger("taskq")
 
 Arg = str | bytes | int | float
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
@@ -347,49 +350,67 @@ class Backend:
                     raise reply  # a command that failed inside EXEC (a key of the wrong type)
         if full:
             self._plain_sent(str(task), str(queue), prio, minute)
+        elif replies[-1][-1] == 1:
+            self._plain_restore(str(queue), minute)
         return str(jid), True, "queued"
 
     def _plain_tail(self, task: str, queue: str, prio: Arg, minute: int) -> tuple[bytes, int, bool]:
         """The packed commands after the push (the same for every job of a
         task, queue and priority in one minute): level, queue, wake-up,
-        counters, EXEC; with the number of replies they add, and whether the
-        minute bucket's expiry is among them.
+        counters, EXEC; with the number of replies they add, and whether it
+        is the full set.
 
-        The bucket's expiry (PEXPIRE) is sent with the first job of each key
-        in a minute and left out once that call succeeded (:meth:`_plain_sent`).
-        A bucket re-created without it (its namespace wiped meanwhile) gets it
-        from the schedulers' periodic trim (trim_finished.lua)."""
+        Registering the queue (SADD) and the minute bucket's expiry (PEXPIRE)
+        are idempotent and undone only by a wiped namespace: they go with a
+        process's first job of each key in a minute and are left out once that
+        call succeeded (:meth:`_plain_sent`). A wipe since then shows in the
+        reply: the short tail's bucket counter comes back as 1, where the full
+        tail's job had already counted; :meth:`_plain_restore` then sends both
+        again. (The schedulers' trim also gives a bucket missing its expiry
+        one: trim_finished.lua.)"""
         short = self._tails.get((task, queue, prio, minute)) if minute == self._tails_minute else None
         if short is not None:
             return short[0], short[1], False
-        cmds = self._plain_tail_commands(task, queue, prio, minute, expire=True)
+        cmds = self._plain_tail_commands(task, queue, prio, minute, register=True)
         return b"".join([pack(c) for c in cmds]), len(cmds), True
 
     def _plain_tail_commands(self, task: str, queue: str, prio: Arg, minute: int,
-                             expire: bool) -> list[tuple[Arg, ...]]:
+                             register: bool) -> list[tuple[Arg, ...]]:
+        """The tail's commands; without ``register`` the bucket's counter is
+        the last before EXEC (its reply is checked, see :meth:`_plain_tail`)."""
         k = self.keys
         notify, bucket = k.notify(queue), k.stats_minute(minute)
-        cmds: list[tuple[Arg, ...]] = [
-            ("ZADD", k.priorities(queue), -int(prio), prio),
-            ("SADD", k.queues, queue),
-            ("LPUSH", notify, 1),
-            ("LTRIM", notify, 0, 0),
-            ("HINCRBY", k.stats_counters, f"{queue}:{task}|enqueued", 1),
-            ("HINCRBY", bucket, f"q:{queue}|enqueued", 1),
-        ]
-        if expire:
+        cmds: list[tuple[Arg, ...]] = [("ZADD", k.priorities(queue), -int(prio), prio)]
+        if register:
+            cmds.append(("SADD", k.queues, queue))
+        cmds += [("LPUSH", notify, 1), ("LTRIM", notify, 0, 0),
+                 ("HINCRBY", k.stats_counters, f"{queue}:{task}|enqueued", 1),
+                 ("HINCRBY", bucket, f"q:{queue}|enqueued", 1)]
+        if register:
             cmds.append(("PEXPIRE", bucket, 7_200_000))
         cmds.append(("EXEC",))
         return cmds
 
     def _plain_sent(self, task: str, queue: str, prio: Arg, minute: int) -> None:
-        """A tail with the bucket's expiry went through: the next jobs of its
-        key this minute leave it out. (No iteration over the cache: other
-        threads may add to it; a new minute starts a new dict.)"""
+        """A full tail went through: the next jobs of its key this minute send
+        the short one. (No iteration over the cache: other threads may add to
+        it; a new minute starts a new dict.)"""
         if minute != self._tails_minute or len(self._tails) > 1000:
             self._tails, self._tails_minute = {}, minute
-        cmds = self._plain_tail_commands(task, queue, prio, minute, expire=False)
+        cmds = self._plain_tail_commands(task, queue, prio, minute, register=False)
         self._tails[(task, queue, prio, minute)] = (b"".join([pack(c) for c in cmds]), len(cmds))
+
+    def _plain_restore(self, queue: str, minute: int) -> None:
+        """The namespace was wiped since the full tail went: register the queue
+        and the bucket's expiry again, and send full tails from now on. The
+        job itself is enqueued already, so a failure here is only logged."""
+        self._tails = {}
+        try:
+            with translate_errors(self.url):
+                self.wire.pipeline((("SADD", self.keys.queues, queue),
+                                    ("PEXPIRE", self.keys.stats_minute(minute), 7_200_000)))
+        except TaskQError as exc:
+            log.warning("could not register queue %r again after its namespace was wiped: %s", queue, exc)
 
     def enqueue_stream(self, chunks: Iterable[Sequence[Sequence[Arg]]], fresh: bool = False
                        ) -> Iterator[list[tuple[str, bool, str]]]:

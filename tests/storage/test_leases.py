@@ -10,6 +10,7 @@ import pytest
 
 from taskq import TaskQ, codec, current_job
 from taskq.storage.backend import Backend
+from taskq.storage.wire import pack
 from taskq.worker.executor import ClaimedJob, Executor
 from taskq.worker.outcome import Outcome, error_entry
 from taskq.worker.scheduler import Reaper, Scheduler
@@ -337,24 +338,25 @@ def test_a_plain_delay_leaves_one_wake_up_marker_at_most(app):
     assert len(claim(app, "w1", T0, count=10)) == 3
 
 
-def test_a_plain_delay_sets_the_minute_buckets_expiry_once_a_minute(app, monkeypatch):
-    """The minute bucket's PEXPIRE goes with the first plain job of a task and
-    queue in a minute; later jobs leave it out. A bucket re-created without
-    it (the namespace wiped by another process) gets it from the trim; a
-    wipe by this process sends it again at once."""
+def test_a_plain_delay_registers_its_queue_and_bucket_expiry_once_a_minute(app, monkeypatch):
+    """SADD queues and the minute bucket's PEXPIRE go with the first plain job
+    of a task and queue in a minute; later jobs leave them out. A namespace
+    wiped meanwhile shows in the bucket counter's reply and both are sent
+    again; a bucket missing its expiry gets it from the trim; a wipe by this
+    process sends full tails at once."""
     b = app.backend
     sent: list[bytes] = []
     pipeline = b.wire.pipeline
 
     def spy(commands: Any, **kwargs: Any) -> Any:
-        sent.append(b"".join(kwargs.get("data") or []))
+        sent.append(b"".join(kwargs.get("data") or [pack(c) for c in commands]))
         return pipeline(commands, **kwargs)
 
     b.wire.pipeline = spy
     app.enqueue_call("token", (), {}, {})
     app.enqueue_call("token", (), {}, {})
-    assert b"PEXPIRE" in sent[-2] and b"PEXPIRE" not in sent[-1]
-    assert b"SADD" in sent[-2] and b"SADD" in sent[-1]
+    assert b"SADD" in sent[-2] and b"PEXPIRE" in sent[-2]
+    assert b"SADD" not in sent[-1] and b"PEXPIRE" not in sent[-1]
     minute = int(time.time() * 1000) // 60000
     bucket = b.keys.stats_minute(minute)
     assert b.client.pttl(bucket) > 0
@@ -362,9 +364,16 @@ def test_a_plain_delay_sets_the_minute_buckets_expiry_once_a_minute(app, monkeyp
     assert b.queue_levels("default") == {0: 2}
     assert b.client.hget(b.keys.stats_counters, "default:token|enqueued") == b"2"
 
-    b.client.persist(bucket)  # as if re-created by a short tail after a wipe elsewhere
+    b.client.persist(bucket)  # as if re-created without its expiry
     b.trim_finished(60_000, 60_000)
     assert 0 < b.client.pttl(bucket) <= 7_200_000
+
+    b.client.delete(b.keys.queues, bucket)  # wiped by another process: the reply shows it
+    app.enqueue_call("token", (), {}, {})
+    assert b"SADD" not in sent[-2] and sent[-1].startswith(b"*3\r\n$4\r\nSADD")
+    assert b.client.smembers(b.keys.queues) == {b"default"} and b.client.pttl(bucket) > 0
+    app.enqueue_call("token", (), {}, {})
+    assert b"SADD" in sent[-1] and b"PEXPIRE" in sent[-1]  # full tails again
 
     b.delete_namespace()
     app.enqueue_call("token", (), {}, {})
