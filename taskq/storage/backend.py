@@ -342,10 +342,10 @@ class Backend:
                 pack(("RPUSH" if front else "LPUSH", k.ready(str(queue), prio), jid)), tail]
         with translate_errors(self.url):
             replies = self.wire.pipeline(((),) * (3 + tail_replies), resend=False, data=[b"".join(data)])
-            for reply in replies:
-                if isinstance(reply, ResponseError):
-                    raise reply  # queued with an error: EXEC ran nothing (EXECABORT)
-            for reply in replies[-1]:
+            result = replies[-1]
+            if isinstance(result, ResponseError):  # EXECABORT: one was queued with an error, none ran
+                raise next(r for r in replies if isinstance(r, ResponseError))
+            for reply in result:
                 if isinstance(reply, ResponseError):
                     raise reply  # a command that failed inside EXEC (a key of the wrong type)
         if full:

@@ -389,6 +389,22 @@ def test_a_producer_acl_without_multi_enqueues_through_the_script(auth_server, a
         admin.execute_command("ACL", "DELUSER", "taskq-producer")
 
 
+def test_a_plain_delay_refused_inside_multi_creates_nothing_and_names_the_command(auth_server, admin, namespace,
+                                                                                 has_waitaof):
+    """MULTI/EXEC allowed but a queued command denied: EXEC runs none of them
+    (EXECABORT) and the caller hears which command was refused."""
+    line = [x for x in doc_acl("taskq-producer", namespace, "pw") if x != "+ltrim"]
+    admin.execute_command(*[x for x in line if has_waitaof or x != "+waitaof"])
+    try:
+        app = TaskQ("p", url_for(auth_server, "taskq-producer", "pw"), namespace=namespace)
+        with pytest.raises(BrokerRefused, match="ltrim"):
+            app.enqueue("add", 1, 2)
+        app.close()
+        assert admin.keys("{%s}:j:*" % namespace) == [] and not admin.exists("{%s}:q:default:0" % namespace)
+    finally:
+        admin.execute_command("ACL", "DELUSER", "taskq-producer")
+
+
 def test_a_command_the_acl_denies_raises_broker_refused_naming_it(auth_server, admin, namespace):
     admin.execute_command("ACL", "SETUSER", "taskq-readonly", "reset", "on", ">pw", "~{%s}:*" % namespace,
                           "-@all", "+evalsha", "+eval", "+time", "+hget")
