@@ -126,6 +126,25 @@ def test_late_outcome_of_a_reaped_worker_is_discarded(app, late_kind):
     assert [e["message"] for e in errors] == ["worker lost (test)"]
 
 
+@pytest.mark.parametrize("kind", ["ok", "fail", "retry", "requeue", "release"])
+def test_an_outcome_sent_again_after_a_lost_reply_is_known_as_recorded(app, kind):
+    """The same outcome twice (its first reply lost): the second is answered
+    2 (already recorded) and changes nothing; once the job moved on (another
+    lease), a late copy is refused as before."""
+    job = app.enqueue_call("token", (), {}, {"retry": 3})
+    (first,) = claim(app, "w1", T0)
+    out = Outcome(job.id, first.token, kind, error_entry(ValueError("x"), 1) if kind in ("fail", "retry") else b"",
+                  ttl_ms=60_000, duration_ms=5, task="token")
+    assert settle(app, "w1", out, T0 + 10) == 1
+    before = snapshot(app, job.id, "res")
+    assert settle(app, "w1", out, T0 + 20) == 2
+    assert snapshot(app, job.id, "res") == before
+    if kind in ("retry", "requeue", "release"):  # back in the queue: the next lease bumps the token
+        (second,) = claim(app, "w1", T0 + 30)
+        assert second.token > first.token
+        assert settle(app, "w1", out, T0 + 40) == 0
+
+
 def test_fencing_token_seen_by_the_task_increases_on_every_claim(app):
     job = app.enqueue_call("token", (), {}, {"retry": 5})
     tokens = []

@@ -45,3 +45,37 @@ def test_a_hook_that_raises_is_logged_and_the_job_is_kept(app, caplog):
 def test_unknown_event_is_refused(app):
     with pytest.raises(ConfigurationError, match="job_done"):
         app.on("job_done", print)
+
+
+def test_hooks_run_once_when_the_reply_to_an_outcome_was_lost(app, caplog):
+    """The server stored the outcome but its reply was lost: the worker sends
+    it again, hears it was recorded already, and runs the hooks once, without
+    calling it discarded."""
+    from taskq.errors import BrokerUnavailable
+
+    seen = []
+    app.on("job_succeeded", lambda data: seen.append(data.id))
+    app.task(name="ok")(lambda: 1)
+    job = app.tasks["ok"].delay()
+    real = app.backend.settle_claim
+    lost = []
+
+    def lose_first_reply(worker, count, outcomes, *args, **kwargs):
+        reply = real(worker, count, outcomes, *args, **kwargs)
+        if outcomes and not lost:
+            lost.append(outcomes)
+            raise BrokerUnavailable("reply lost (test)")
+        return reply
+
+    app.backend.settle_claim = lose_first_reply
+    c = Consumer(app, WorkerConfig(concurrency=1, block_timeout=0.05, prefetch=1), "w-lost")
+    app.backend.register_tasks({n: app.options_for(n).max_attempts for n in app.tasks})
+    c.step()  # claims
+    with pytest.raises(BrokerUnavailable):
+        c.step()  # runs it; the outcome is stored, its reply lost
+    assert job.state.finished and seen == [] and len(c.pending) == 1
+    c.step()  # sent again
+    assert seen == [job.id] and not c.pending
+    assert "discarded" not in caplog.text
+    c.stopping.set()
+    c.shutdown()

@@ -18,7 +18,12 @@
 -- Returns {settled flags..., claimed jobs...} as
 --   {N, s1..sN, J, then 8 fields per claimed job:
 --    id token attempts task payload opts sig queue}
---   s_i = 1 if outcome i was recorded, 0 if discarded by fencing.
+--   s_i = 1 if outcome i was recorded, 0 if discarded by fencing, 2 if it
+--   had been recorded already: a resend after a lost reply. Every way a job
+--   leaves a worker other than that worker's own outcome (reap, requeue,
+--   claim by another worker) bumps its token, so a job that is no longer
+--   active but still carries this worker and token got exactly this
+--   worker's outcome for that lease (one outcome is sent per lease).
 -- Invariants:
 --   * fencing: an outcome is recorded only if the job is active, held by
 --     this worker, and carries the same token (HINCRBY'd at every claim);
@@ -48,7 +53,7 @@ for i = 1, n do
   -- the priority is read only when the job goes back to a queue (below)
   local j = redis.call('HMGET', jk, 's', 'k', 'w', 't', 'q', 'r', 'u', 'wt')
   if j[1] ~= 'active' or j[2] ~= token or j[3] ~= wid then
-    out[#out + 1] = 0
+    if j[1] and j[2] == token and j[3] == wid then out[#out + 1] = 2 else out[#out + 1] = 0 end
   else
     out[#out + 1] = 1
     local task, queue, wt = j[4], j[5], j[8] or false
