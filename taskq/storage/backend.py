@@ -149,8 +149,8 @@ class Backend:
         self.scripts = self.library.scripts
         self.functions: bool | None = None  # FCALL or EVALSHA: decided on first use
         self.multi: bool | None = None  # MULTI/EXEC allowed: decided on first use
-        self._tails: dict[tuple[str, str, Arg, int], tuple[bytes, int]] = {}  # see _plain_tail
-        self._tails_minute = -1
+        self._tails: dict[tuple[str, str, Arg], tuple[bytes, int]] = {}  # see _plain_tail
+        self._tails_minute = -1  # the minute the short tails in _tails are for
         self.client = redis.Redis.from_url(
             url, socket_connect_timeout=2.0, socket_timeout=30.0, protocol=2, health_check_interval=0
         )
@@ -350,7 +350,7 @@ class Backend:
                     raise reply  # a command that failed inside EXEC (a key of the wrong type)
         if full:
             self._plain_sent(str(task), str(queue), prio, minute)
-        elif replies[-1][-1] == 1:
+        elif result[-1] == 1:
             self._plain_restore(str(queue), minute)
         return str(jid), True, "queued"
 
@@ -368,7 +368,7 @@ class Backend:
         tail's job had already counted; :meth:`_plain_restore` then sends both
         again. (The schedulers' trim also gives a bucket missing its expiry
         one: trim_finished.lua.)"""
-        short = self._tails.get((task, queue, prio, minute)) if minute == self._tails_minute else None
+        short = self._tails.get((task, queue, prio)) if minute == self._tails_minute else None
         if short is not None:
             return short[0], short[1], False
         cmds = self._plain_tail_commands(task, queue, prio, minute, register=True)
@@ -398,7 +398,7 @@ class Backend:
         if minute != self._tails_minute or len(self._tails) > 1000:
             self._tails, self._tails_minute = {}, minute
         cmds = self._plain_tail_commands(task, queue, prio, minute, register=False)
-        self._tails[(task, queue, prio, minute)] = (b"".join([pack(c) for c in cmds]), len(cmds))
+        self._tails[(task, queue, prio)] = (b"".join([pack(c) for c in cmds]), len(cmds))
 
     def _plain_restore(self, queue: str, minute: int) -> None:
         """The namespace was wiped since the full tail went: register the queue
