@@ -34,10 +34,12 @@ def _csv(value: str | None) -> tuple[str, ...]:
 @main.command()
 @app_argument
 @click.option("-c", "--concurrency", type=click.IntRange(min=1), default=None, help="Worker processes (default: CPU count).")
+@click.option("-t", "--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Jobs each worker process runs at once, one thread each (for tasks that wait on I/O).")
 @click.option("-Q", "--queues", default="default", show_default=True, help="Queues to serve, in priority order.")
 @click.option("--tasks", default="", help="Serve only these task names (comma-separated).")
 @click.option("--include", multiple=True, help="Import a further task module (repeatable).")
-@click.option("--prefetch", type=click.IntRange(min=1), default=100, show_default=True, help="Most jobs a process leases per claim.")
+@click.option("--prefetch", type=click.IntRange(min=1), default=100, show_default=True, help="Most jobs a consumer (process or thread) leases per claim.")
 @click.option("--no-scheduler", is_flag=True, help="Do not run a scheduler in this worker.")
 @click.option("--shutdown-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Seconds running jobs get to finish on SIGTERM; then they go back to the queue.")
@@ -48,7 +50,7 @@ def _csv(value: str | None) -> tuple[str, ...]:
               help="Serve Prometheus metrics of the namespace on this port (/metrics).")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
 @friendly
-def worker(app: str | None, concurrency: int | None, queues: str, tasks: str, include: tuple[str, ...],
+def worker(app: str | None, concurrency: int | None, threads: int, queues: str, tasks: str, include: tuple[str, ...],
            prefetch: int, no_scheduler: bool, shutdown_timeout: float, loglevel: str, log_format: str,
            metrics_port: int | None, metrics_host: str) -> None:
     """Run worker processes for APP."""
@@ -58,8 +60,8 @@ def worker(app: str | None, concurrency: int | None, queues: str, tasks: str, in
     kwargs: dict[str, Any] = {}
     if concurrency:
         kwargs["concurrency"] = concurrency
-    config = WorkerConfig(queues=_csv(queues), tasks=_csv(tasks), prefetch=prefetch, scheduler=not no_scheduler,
-                          shutdown_timeout=shutdown_timeout, **kwargs)
+    config = WorkerConfig(queues=_csv(queues), tasks=_csv(tasks), threads=threads, prefetch=prefetch,
+                          scheduler=not no_scheduler, shutdown_timeout=shutdown_timeout, **kwargs)
     unknown = [t for t in config.tasks if t not in the_app.tasks]
     if unknown:
         raise click.ClickException(f"--tasks names unknown task(s): {', '.join(unknown)}")

@@ -2,6 +2,8 @@
 
 Claims jobs in batches (leased as a whole), runs them one at a time, and
 settles their outcomes together with the next claim in one round trip.
+A child started with ``threads`` > 1 runs that many consumers, one per
+thread, each with a worker id, leases and heartbeat of its own.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ log = logging.getLogger("taskq.worker")
 
 
 class Consumer:
-    def __init__(self, app: TaskQ, config: WorkerConfig, worker_id: str, slot: Slot | None = None) -> None:
+    def __init__(self, app: TaskQ, config: WorkerConfig, worker_id: str, slot: Slot | None = None,
+                 stopping: threading.Event | None = None) -> None:
         self.app = app
         self.config = config
         self.worker_id = worker_id
@@ -43,7 +46,7 @@ class Consumer:
         self.pending_since = 0.0
         self.cancels: dict[str, int] = {}
         self.parent_pid = os.getppid()  # the supervisor; if it dies, this process stops too
-        self.stopping = threading.Event()
+        self.stopping = stopping or threading.Event()  # shared by the consumers of one child
         self.avg_run = 0.0  # EWMA of run time (s), sizes the next claim
         self.executor = Executor(app, self.backend, self._on_start)
         self.running: ClaimedJob | None = None
@@ -84,6 +87,8 @@ class Consumer:
                           ttl_ms=int(self.app.settings.succeeded_ttl * 1000), task=running.task)
             with self._lock:
                 self._settle([out], 0)
+            if self.slot is not None:
+                self.slot.mark_killed_self()  # the jobs of sibling threads go back, attempt refunded
             kill_self()
 
     # ---------------------------------------------------------------- loop
@@ -228,15 +233,36 @@ class Consumer:
         log.error("gave up handing back %d jobs; reapers will return them", len(self.held))
 
 
-def child_main(app: TaskQ, config: WorkerConfig, worker_id: str, slot: Slot | None, log_setup: Any = None) -> None:
-    """Entry point of a forked child process."""
+def child_main(app: TaskQ, config: WorkerConfig, worker_ids: list[str], slots: list[Slot],
+               log_setup: Any = None) -> None:
+    """Entry point of a forked child process: one consumer per worker id."""
     if log_setup is not None:
         log_setup()
     app._backend = None  # never share the parent's sockets
-    consumer = Consumer(app, config, worker_id, slot)
-    consumer.install_signals()
+    stopping = threading.Event()
+    consumers = [Consumer(app, config, wid, slot, stopping) for wid, slot in zip(worker_ids, slots)]
+    consumers[0].install_signals()
     try:
-        consumer.run()
+        if len(consumers) == 1:
+            consumers[0].run()
+        else:
+            threads = [threading.Thread(target=_run_thread, args=(c,), name=f"taskq-consumer-{i}", daemon=True)
+                       for i, c in enumerate(consumers)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.5)  # a bounded join: signal handlers run in this thread meanwhile
     except KeyboardInterrupt:
         pass
     os._exit(0)
+
+
+def _run_thread(consumer: Consumer) -> None:
+    """A consumer thread: an unexpected error ends the whole child (the
+    supervisor reaps its jobs and starts a new one), never one thread alone."""
+    try:
+        consumer.run()
+    except BaseException:
+        log.exception("consumer %s failed; restarting this worker process", consumer.worker_id)
+        os._exit(1)

@@ -10,7 +10,8 @@ from ..errors import ConfigurationError
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    concurrency: int = field(default_factory=lambda: os.cpu_count() or 1)
+    concurrency: int = field(default_factory=lambda: os.cpu_count() or 1)  # child processes
+    threads: int = 1  # jobs each child runs at once, one consumer thread each
     queues: tuple[str, ...] = ("default",)
     tasks: tuple[str, ...] = ()  # serve only these task names (empty = all)
     prefetch: int = 100  # most jobs one child leases per claim
@@ -23,6 +24,8 @@ class WorkerConfig:
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ConfigurationError("concurrency must be >= 1")
+        if self.threads < 1:
+            raise ConfigurationError("threads must be >= 1")
         if self.prefetch < 1:
             raise ConfigurationError("prefetch must be >= 1")
         if not self.queues or any(not q for q in self.queues):

@@ -19,6 +19,7 @@ from ..context import JobContext, reset_current, set_current
 from ..errors import Cancelled, Requeue, Retry, SignatureError, TaskTimeout, UnknownTask
 from ..options import TaskOptions
 from .outcome import Outcome, error_entry
+from .watchdog import SoftTimeoutExpired, watchdog
 
 if TYPE_CHECKING:
     from ..app import TaskQ
@@ -44,25 +45,37 @@ class ClaimedJob:
 
 
 class _SoftTimeout:
-    """SIGALRM-based soft timeout (main thread only); raises TaskTimeout in the task."""
+    """Raises TaskTimeout in the task after ``seconds``: by SIGALRM in the main
+    thread, by the watchdog's asynchronous exception in any other."""
 
     def __init__(self, seconds: float | None) -> None:
         self.seconds = seconds
-        self.active = bool(seconds) and threading.current_thread() is threading.main_thread()
+        self.main = threading.current_thread() is threading.main_thread()
+        self.token = 0
 
     def _fire(self, signum: int, frame: Any) -> None:
         raise TaskTimeout(f"task exceeded its timeout of {self.seconds:g}s")
 
     def __enter__(self) -> _SoftTimeout:
-        if self.active:
+        if not self.seconds:
+            return self
+        if self.main:
             self._old = signal.signal(signal.SIGALRM, self._fire)
             signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        else:
+            self.token = watchdog.arm(self.seconds)
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        if self.active:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if not self.seconds:
+            return
+        if self.main:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, self._old)
+            return
+        watchdog.disarm(self.token)
+        if exc_type is SoftTimeoutExpired:
+            raise TaskTimeout(f"task exceeded its timeout of {self.seconds:g}s").with_traceback(tb) from None
 
 
 class Executor:

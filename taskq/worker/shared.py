@@ -1,6 +1,7 @@
-"""What a child tells its supervisor without a round trip: the job it is
-running and its hard-timeout deadline (shared memory, no locks needed:
-the id is written before the deadline)."""
+"""What a child tells its supervisor without a round trip: per consumer
+thread, the job it is running and its hard-timeout deadline, and whether
+the child killed itself on purpose (shared memory, no locks needed: the id
+is written before the deadline)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ class Slot:
     def __init__(self) -> None:
         self._id = mp.RawArray("c", ID_BYTES)
         self._deadline = mp.RawValue("d", 0.0)
+        self._killed_self = mp.RawValue("b", 0)
 
     def set(self, job_id: str, deadline: float) -> None:
         self._id.value = job_id.encode()[: ID_BYTES - 1]
@@ -25,6 +27,14 @@ class Slot:
     @property
     def deadline(self) -> float:
         return self._deadline.value
+
+    @property
+    def killed_self(self) -> bool:
+        """The child killed itself on purpose (a forced cancel), not crashed."""
+        return bool(self._killed_self.value)
+
+    def mark_killed_self(self) -> None:
+        self._killed_self.value = 1
 
     def clear(self) -> None:
         self._deadline.value = 0.0

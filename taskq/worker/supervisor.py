@@ -40,11 +40,16 @@ _ctx = mp.get_context("fork")
 @dataclass
 class Child:
     index: int
-    worker_id: str
+    worker_ids: list[str]  # one per consumer thread
     process: Any
-    slot: Slot
+    slots: list[Slot]  # the same order
     timed_out: str = ""  # id of the job whose hard timeout killed this child
+    timed_out_slot: int = -1  # the consumer that ran it
     started: float = field(default_factory=time.monotonic)
+
+    @property
+    def worker_id(self) -> str:
+        return self.worker_ids[0]
 
 
 class Supervisor:
@@ -79,9 +84,9 @@ class Supervisor:
         b.ping()
         info = b.info("server")
         version = info.get("valkey_version") or info.get("redis_version")
-        log.info("taskq worker: server %s (%s %s), namespace %r, queues %s, concurrency %d",
-                 redact_url(b.url), info.get("server_name", "redis"),
-                 version, self.app.settings.namespace, ",".join(self.config.queues), self.config.concurrency)
+        log.info("taskq worker: server %s (%s %s), namespace %r, queues %s, concurrency %d x %d thread(s)",
+                 redact_url(b.url), info.get("server_name", "redis"), version, self.app.settings.namespace,
+                 ",".join(self.config.queues), self.config.concurrency, self.config.threads)
         policy = b.config_get("maxmemory-policy")
         if policy and policy != "noeviction":
             log.warning("the server's maxmemory-policy is %r: it may silently DELETE JOBS when memory "
@@ -93,14 +98,16 @@ class Supervisor:
         self.app.check_settings()
 
     def spawn(self, index: int) -> Child:
-        wid = f"{self.host}:{os.getpid()}:{index}:{secrets.token_hex(3)}"
-        slot = Slot()
-        proc = _ctx.Process(target=child_main, args=(self.app, self.config, wid, slot, self.log_setup),
+        tag = secrets.token_hex(3)
+        n = self.config.threads
+        wids = [f"{self.host}:{os.getpid()}:{index}{f'.{t}' if n > 1 else ''}:{tag}" for t in range(n)]
+        slots = [Slot() for _ in wids]
+        proc = _ctx.Process(target=child_main, args=(self.app, self.config, wids, slots, self.log_setup),
                             name=f"taskq-child-{index}", daemon=False)
         proc.start()
-        child = Child(index, wid, proc, slot)
+        child = Child(index, wids, proc, slots)
         self.children[index] = child
-        log.debug("started child %d (pid %d) as %s", index, proc.pid, wid)
+        log.debug("started child %d (pid %d) as %s", index, proc.pid, ", ".join(wids))
         return child
 
     # ---------------------------------------------------------------- reaping
@@ -108,35 +115,46 @@ class Supervisor:
     def reap_child(self, child: Child, kind: str) -> bool:
         """Return the jobs of a child that is gone (``kind``: lost | timeout | shutdown).
 
-        Returns False if the server cannot be reached; the loop tries again
-        (meanwhile hard timeouts and restarts of other children go on).
+        Each consumer thread's jobs are returned under its own worker id. The
+        jobs a child's other threads ran when it was killed on purpose (a hard
+        timeout, a forced cancel) go back with their attempt refunded: they
+        did nothing wrong. Returns False if the server cannot be reached; the
+        loop tries again (meanwhile hard timeouts and restarts of other
+        children go on).
         """
-        running = child.timed_out or child.slot.job_id
+        killed_self = any(slot.killed_self for slot in child.slots)
         try:
-            blob, delay_ms = b"", 0
-            if kind == "timeout":
-                opts, attempt = self._options_of(running)
-                blob = error_entry(None, 0, kind="timeout", exc_type="TaskTimeout",
-                                   message=f"killed: still running {opts.timeout_grace:g}s after its timeout of "
-                                           f"{opts.timeout or 0:g}s")
-                # -1: do not retry (retry_on / dont_retry_on exclude timeouts)
-                delay_ms = int(opts.retry_delay(attempt) * 1000) if opts.should_retry(TaskTimeout()) else -1
-            elif running:
-                blob = error_entry(None, 0, kind="lost", exc_type="WorkerLost",
-                                   message=f"worker lost: its process exited with code {child.process.exitcode}")
-            lost = error_entry(None, 0, kind="lost", exc_type="WorkerLost", message="worker lost (its process died)")
-            result = self.app.backend.reap_worker(
-                child.worker_id, expected_hb=None, caps=self.reap_caps, lost_blob=lost,
-                running=running, running_kind=kind, running_blob=blob, running_due_ms=delay_ms,
-            )
+            for i, (wid, slot) in enumerate(zip(child.worker_ids, child.slots)):
+                own = kind
+                if killed_self or (kind == "timeout" and i != child.timed_out_slot):
+                    own = "shutdown"
+                self._reap_consumer(child, wid, child.timed_out if own == "timeout" else slot.job_id, own)
         except TaskQError as exc:
             if (child.index, child.worker_id) not in {(c.index, c.worker_id) for c, _ in self.unreaped}:
                 log.warning("cannot return the jobs of child %d yet (%s); will retry", child.index, exc)
                 self.unreaped.append((child, kind))
             return False
+        return True
+
+    def _reap_consumer(self, child: Child, worker_id: str, running: str, kind: str) -> None:
+        blob, delay_ms = b"", 0
+        if kind == "timeout":
+            opts, attempt = self._options_of(running)
+            blob = error_entry(None, 0, kind="timeout", exc_type="TaskTimeout",
+                               message=f"killed: still running {opts.timeout_grace:g}s after its timeout of "
+                                       f"{opts.timeout or 0:g}s")
+            # -1: do not retry (retry_on / dont_retry_on exclude timeouts)
+            delay_ms = int(opts.retry_delay(attempt) * 1000) if opts.should_retry(TaskTimeout()) else -1
+        elif running:
+            blob = error_entry(None, 0, kind="lost", exc_type="WorkerLost",
+                               message=f"worker lost: its process exited with code {child.process.exitcode}")
+        lost = error_entry(None, 0, kind="lost", exc_type="WorkerLost", message="worker lost (its process died)")
+        result = self.app.backend.reap_worker(
+            worker_id, expected_hb=None, caps=self.reap_caps, lost_blob=lost,
+            running=running, running_kind=kind, running_blob=blob, running_due_ms=delay_ms,
+        )
         if result:
             log.warning("child %d: %s", child.index, ", ".join(f"job {j} {o}" for j, o in result.items()))
-        return True
 
     def retry_unreaped(self) -> None:
         pending, self.unreaped = self.unreaped, []
@@ -176,13 +194,16 @@ class Supervisor:
                 if not self.stop_requested:
                     self.spawn(child.index)
                 continue
-            job_id = child.slot.job_id
-            deadline = child.slot.deadline
-            if deadline > 0 and now > deadline and not child.timed_out and child.slot.job_id == job_id:
-                child.timed_out = job_id
-                log.error("job %s over its hard timeout: killing child %d (pid %d)", child.timed_out,
-                          child.index, proc.pid)
-                os.kill(proc.pid, signal.SIGKILL)
+            for i, slot in enumerate(child.slots):
+                job_id = slot.job_id
+                deadline = slot.deadline
+                if deadline > 0 and now > deadline and not child.timed_out and slot.job_id == job_id:
+                    child.timed_out, child.timed_out_slot = job_id, i
+                    others = (f"; the jobs of its {len(child.slots) - 1} other threads go back to their queue"
+                              if len(child.slots) > 1 else "")
+                    log.error("job %s over its hard timeout: killing child %d (pid %d)%s", child.timed_out,
+                              child.index, proc.pid, others)
+                    os.kill(proc.pid, signal.SIGKILL)
 
     def wait(self, timeout: float) -> None:
         sentinels = [c.process.sentinel for c in self.children.values()]

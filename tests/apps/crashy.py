@@ -5,6 +5,7 @@ attempt. The worker imports ``app`` (server and namespace from TASKQ_*)."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any
 
@@ -64,6 +65,15 @@ def build(redis_url: str | None = None, namespace: str | None = None, **settings
         if seconds:
             time.sleep(seconds)
         append_line(os.path.join(directory, f"{os.getpid()}.log"), str(n))
+
+    barriers: dict[int, threading.Barrier] = {}
+
+    @app.task(name="together", tombstone=True, retry=0)
+    def together(parties: int) -> int:
+        """Returns (its pid) only once ``parties`` of these jobs run at the same
+        time in this process; fails after 20 s otherwise."""
+        barriers.setdefault(parties, threading.Barrier(parties)).wait(timeout=20)
+        return os.getpid()
 
     return app
 

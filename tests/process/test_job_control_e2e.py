@@ -66,6 +66,25 @@ def test_forced_cancel_kills_the_attempt_frees_its_lock_and_the_worker_goes_on(c
     assert "force-cancelled" in w.log()
 
 
+def test_forced_cancel_in_a_threaded_worker_gives_the_other_threads_job_back_refunded(client, start_worker):
+    w = start_worker(APP, "-c", "1", "-t", "2", env=FAST)
+    bystander = client.tasks["block"].delay("bystander")
+    wait_for(lambda: bystander.id in started(client), 20, what="bystander start")
+    job = client.tasks["block"].delay("never")
+    wait_for(lambda: job.id in started(client), 20, what="task start")
+    (child,) = w.child_pids()
+    assert job.cancel(force=True) == "requested"
+    wait_for(lambda: job.state == JobState.CANCELLED, 20, what="forced cancellation")
+    # The kill took the bystander's thread too: it runs again, attempt refunded, no error.
+    wait_for(lambda: started(client).count(bystander.id) == 2, 20, what="bystander to run again")
+    assert child not in w.child_pids()
+    client.backend.client.rpush(scratch_key(client, "bystander"), "go")
+    assert bystander.result(timeout=20) == "released"
+    info = bystander.info()
+    assert info.attempts == 1
+    assert not info.errors
+
+
 def test_a_killed_child_frees_the_unique_key_and_lock_of_its_last_attempt(client, start_worker):
     w = start_worker(APP, env=FAST)
     job = client.tasks["block"].apply_async(("never",), unique_key="report", resource="printer")

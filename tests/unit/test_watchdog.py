@@ -1,0 +1,116 @@
+"""Soft timeouts of tasks run outside the main thread: the watchdog raises
+TaskTimeout in the thread that armed it, and only there, only if not
+disarmed in time."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from taskq import TaskTimeout
+from taskq.errors import ConfigurationError
+from taskq.worker.config import WorkerConfig
+from taskq.worker.executor import _SoftTimeout
+from taskq.worker.watchdog import Watchdog
+
+
+def in_thread(fn: Any) -> Any:
+    """Run ``fn`` in a new thread; return what it returned or raised."""
+    box: list[Any] = []
+
+    def target() -> None:
+        try:
+            box.append(fn())
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            box.append(exc)
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join(30)
+    assert not t.is_alive()
+    return box[0]
+
+
+def busy(seconds: float) -> str:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.005)
+    return "slept through"
+
+
+def test_a_thread_past_its_soft_timeout_gets_task_timeout_with_its_limit():
+    def task() -> str:
+        with _SoftTimeout(0.1):
+            return busy(10)
+
+    exc = in_thread(task)
+    assert isinstance(exc, TaskTimeout)
+    assert type(exc) is TaskTimeout  # reported under its public name
+    assert str(exc) == "task exceeded its timeout of 0.1s"
+
+
+def test_a_task_done_in_time_is_never_interrupted_later():
+    def task() -> str:
+        with _SoftTimeout(0.2):
+            busy(0.01)
+        return busy(0.4)  # past the disarmed deadline
+
+    assert in_thread(task) == "slept through"
+
+
+def test_only_the_thread_that_armed_it_is_interrupted():
+    dog = Watchdog()
+    other_started = threading.Event()
+    stop = threading.Event()
+
+    def other() -> str:
+        other_started.set()
+        while not stop.is_set():
+            time.sleep(0.005)
+        return "untouched"
+
+    box: list[Any] = []
+    t = threading.Thread(target=lambda: box.append(other()))
+    t.start()
+    other_started.wait(10)
+
+    def armed() -> str:
+        token = dog.arm(0.05)
+        try:
+            return busy(10)
+        finally:
+            dog.disarm(token)
+
+    assert isinstance(in_thread(armed), TaskTimeout)
+    stop.set()
+    t.join(10)
+    assert box == ["untouched"]
+
+
+def test_many_armed_threads_each_get_their_own_deadline():
+    dog = Watchdog()
+    results: dict[int, Any] = {}
+
+    def task(i: int) -> None:
+        token = dog.arm(0.05 if i % 2 else 30)
+        try:
+            results[i] = busy(0.5 if i % 2 == 0 else 10)
+        except TaskTimeout:
+            results[i] = "timeout"
+        finally:
+            dog.disarm(token)
+
+    threads = [threading.Thread(target=task, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results == {i: "timeout" if i % 2 else "slept through" for i in range(6)}
+
+
+def test_threads_must_be_positive():
+    with pytest.raises(ConfigurationError, match="threads must be >= 1"):
+        WorkerConfig(threads=0)
