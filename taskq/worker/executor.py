@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .. import codec, signing
@@ -31,7 +32,7 @@ log = logging.getLogger("taskq.worker")
 class ClaimedJob:
     """A leased job as returned by the claim script."""
 
-    __slots__ = ("id", "token", "attempt", "task", "payload", "opts", "sig", "queue")
+    __slots__ = ("attempt", "id", "opts", "payload", "queue", "sig", "task", "token")
 
     def __init__(self, row: list[Any]) -> None:
         self.id = row[0].decode()
@@ -66,7 +67,8 @@ class _SoftTimeout:
             self.token = watchdog.arm(self.seconds)
         return self
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if not self.seconds:
             return
         if self.main:

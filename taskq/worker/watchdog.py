@@ -19,7 +19,6 @@ import time
 from ..errors import TaskTimeout
 
 
-
 def _set_async_exc(tid: int, exc: type[BaseException] | None) -> None:
     """Make thread ``tid`` raise ``exc`` at its next bytecode (None: withdraw it)."""
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid), ctypes.py_object(exc) if exc else None)
