@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
@@ -25,6 +26,7 @@ class Task(Generic[P, R]):
         check_flag_names(flags, "task flag")
         self.app = app
         self.fn = fn
+        self.is_async = inspect.iscoroutinefunction(fn)  # the worker runs it on an event loop
         self.name = name
         self.flags = dict(flags)  # as given to the decorator
         app.settings.default_options.merged(self.flags)  # validate now, at decoration time

@@ -6,6 +6,7 @@ The hard timeout is the supervisor's (it kills the child).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import random
 import signal
@@ -19,6 +20,7 @@ from .. import codec, signing
 from ..context import JobContext, reset_current, set_current
 from ..errors import Cancelled, Requeue, Retry, SignatureError, TaskTimeout, UnknownTask
 from ..options import TaskOptions
+from . import aio
 from .outcome import Outcome, error_entry
 from .watchdog import SoftTimeoutExpired, watchdog
 
@@ -125,8 +127,10 @@ class Executor:
         self._emit("job_started", job)
         token = set_current(ctx)
         try:
-            with _SoftTimeout(options.timeout):
+            with _SoftTimeout(None if task.is_async else options.timeout):
                 value = task.fn(*args, **kwargs)
+                if inspect.isawaitable(value):
+                    value = aio.run(value, options.timeout if task.is_async else None)
         except Cancelled as exc:
             return self._cancelled(job, options, started, exc)
         except Requeue as exc:
