@@ -51,6 +51,7 @@ class Report:
     jobs: int
     workers: int
     concurrency: int
+    threads: int = 1
     lost: list[int] = field(default_factory=list)
     never_ran: list[int] = field(default_factory=list)
     executions: int = 0
@@ -76,7 +77,7 @@ class Report:
         replaced = [k.replaced_at - k.at for k in self.kills if k.replaced_at is not None]
         restart = f"{self.restart_s:.2f}s (after {self.restart_at_done} jobs done)" if self.restart_s else "none"
         return [
-            f"jobs: {self.jobs}  workers: {self.workers} x -c {self.concurrency}",
+            f"jobs: {self.jobs}  workers: {self.workers} x -c {self.concurrency} x -t {self.threads}",
             f"children SIGKILLed: {len(self.kills)} ({sum(1 for k in self.kills if k.held)} holding jobs)",
             f"server restarts: {1 if self.restart_s else 0}, graceful, took {restart}",
             f"job states: {dict(sorted(self.states.items()))}",
@@ -92,12 +93,13 @@ class Report:
 
 
 class Chaos:
-    def __init__(self, *, jobs: int, workers: int, concurrency: int = 2, kill_every: float = 0.5,
+    def __init__(self, *, jobs: int, workers: int, concurrency: int = 2, threads: int = 1, kill_every: float = 0.5,
                  restart: bool = True, job_ms: float = 20.0, heartbeat_timeout: float = 10.0,
                  deadline: float = 600.0, keep: bool = False, log: Any = print) -> None:
         self.jobs = jobs
         self.workers = workers
         self.concurrency = concurrency
+        self.threads = threads
         self.kill_every = kill_every
         self.restart = restart
         self.job_ms = job_ms
@@ -110,7 +112,7 @@ class Chaos:
         self.marks.mkdir()
         self.server = EphemeralServer(appendonly=True)  # appendfsync everysec
         self.procs: list[subprocess.Popen[bytes]] = []
-        self.report = Report(jobs, workers, concurrency)
+        self.report = Report(jobs, workers, concurrency, threads)
         self.stop = threading.Event()
         self.client: TaskQ | None = None
         self.monitor: TaskQ | None = None
@@ -128,11 +130,11 @@ class Chaos:
         for i in range(self.workers):
             out = open(self.dir / f"worker-{i}.log", "wb")
             cmd = [sys.executable, "-m", "taskq_cli.main", "worker", APP, "-c", str(self.concurrency),
-                   "--loglevel", "WARNING"]
+                   "-t", str(self.threads), "--loglevel", "WARNING"]
             self.procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT))
             out.close()
         assert self.client is not None
-        want = self.workers * self.concurrency
+        want = self.workers * self.concurrency * self.threads
         deadline = time.monotonic() + 60
         while len(self.client.backend.workers()) < want:
             for p in self.procs:
@@ -176,7 +178,8 @@ class Chaos:
         if not children:
             return
         wid, pid = random.choice(children)
-        held = [j.decode() for j in b.client.smembers(b.keys.worker_jobs(wid))]
+        held = [j.decode() for w, p in children if p == pid  # every consumer thread of that process
+                for j in b.client.smembers(b.keys.worker_jobs(w))]
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -327,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=2, help="children per worker")
+    parser.add_argument("--threads", type=int, default=1, help="consumer threads per child")
     parser.add_argument("--kill-every", type=float, default=0.5, help="seconds between SIGKILLs")
     parser.add_argument("--job-ms", type=float, default=20.0, help="mean job duration")
     parser.add_argument("--heartbeat-timeout", type=float, default=10.0)
@@ -334,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deadline", type=float, default=600.0, help="give up after this many seconds")
     parser.add_argument("--keep", action="store_true", help="keep the worker logs and execution records")
     a = parser.parse_args(argv)
-    report = Chaos(jobs=a.jobs, workers=a.workers, concurrency=a.concurrency, kill_every=a.kill_every,
+    report = Chaos(jobs=a.jobs, workers=a.workers, concurrency=a.concurrency, threads=a.threads,
+                   kill_every=a.kill_every,
                    restart=not a.no_restart, job_ms=a.job_ms, heartbeat_timeout=a.heartbeat_timeout,
                    deadline=a.deadline, keep=a.keep).run()
     for line in report.lines():

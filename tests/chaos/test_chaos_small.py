@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.chaos.chaos import Chaos
 
 
-def test_no_job_is_lost_while_children_are_killed_and_the_server_restarts():
-    report = Chaos(jobs=300, workers=2, concurrency=2, kill_every=0.5, job_ms=40, restart=True,
+@pytest.mark.parametrize("threads", [1, 3])
+def test_no_job_is_lost_while_children_are_killed_and_the_server_restarts(threads):
+    report = Chaos(jobs=300, workers=2, concurrency=2, threads=threads, kill_every=0.5, job_ms=40, restart=True,
                    deadline=90).run()
     for line in report.lines():
         if line:
