@@ -18,6 +18,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BrokerUnavailable, TaskQError
+from . import aio
 from .config import WorkerConfig
 from .executor import ClaimedJob, Executor
 from .heartbeat import Heartbeat, kill_self
@@ -216,6 +217,7 @@ class Consumer:
 
     def shutdown(self) -> None:
         """Give back prefetched jobs (no attempt counted) and unregister."""
+        aio.close()
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline:
             try:

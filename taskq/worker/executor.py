@@ -56,8 +56,11 @@ class _SoftTimeout:
         self.main = threading.current_thread() is threading.main_thread()
         self.token = 0
 
+    def error(self) -> TaskTimeout:
+        return TaskTimeout(f"task exceeded its timeout of {self.seconds:g}s")
+
     def _fire(self, signum: int, frame: Any) -> None:
-        raise TaskTimeout(f"task exceeded its timeout of {self.seconds:g}s")
+        raise self.error()
 
     def __enter__(self) -> _SoftTimeout:
         if not self.seconds:
@@ -77,9 +80,20 @@ class _SoftTimeout:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, self._old)
             return
-        watchdog.disarm(self.token)
+        self.close()
         if exc_type is SoftTimeoutExpired:
-            raise TaskTimeout(f"task exceeded its timeout of {self.seconds:g}s").with_traceback(tb) from None
+            raise self.error().with_traceback(tb) from None
+
+    def close(self) -> None:
+        """Disarm the watchdog (idempotent); once this returns no exception
+        of it can arrive. One fired on the way in is dropped: the task had
+        already returned."""
+        while self.token:
+            try:
+                watchdog.disarm(self.token)
+                self.token = 0
+            except SoftTimeoutExpired:
+                continue
 
 
 class Executor:
@@ -126,11 +140,13 @@ class Executor:
         self.on_start(job, time.monotonic() + hard if hard else 0.0)
         self._emit("job_started", job)
         token = set_current(ctx)
+        soft = _SoftTimeout(None if task.is_async else options.timeout)
         try:
-            with _SoftTimeout(None if task.is_async else options.timeout):
+            with soft:
                 value = task.fn(*args, **kwargs)
-                if inspect.isawaitable(value):
-                    value = aio.run(value, options.timeout if task.is_async else None)
+            if inspect.iscoroutine(value):  # an async def task (or a wrapper returning its coroutine)
+                spent = time.monotonic() - started
+                value = aio.run(value, options.timeout, max(options.timeout - spent, 0.001) if options.timeout else None)
         except Cancelled as exc:
             return self._cancelled(job, options, started, exc)
         except Requeue as exc:
@@ -141,6 +157,9 @@ class Executor:
         except Retry as exc:
             return self._retry_or_fail(job, options, started, exc, countdown=exc.countdown)
         except TaskTimeout as exc:
+            soft.close()  # the watchdog's exception may land before the with block disarms it
+            if isinstance(exc, SoftTimeoutExpired):
+                exc = soft.error().with_traceback(exc.__traceback__)
             return self._retry_or_fail(job, options, started, exc, flag="timeout")
         except Exception as exc:
             return self._retry_or_fail(job, options, started, exc)

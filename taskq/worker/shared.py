@@ -17,8 +17,12 @@ class Slot:
         self._killed_self = mp.RawValue("b", 0)
 
     def set(self, job_id: str, deadline: float) -> None:
-        self._id.value = job_id.encode()[: ID_BYTES - 1]
-        self._deadline.value = deadline
+        if job_id:
+            self._id.value = job_id.encode()[: ID_BYTES - 1]
+            self._deadline.value = deadline
+        else:  # clearing: the deadline first, so no deadline is ever seen without its job
+            self._deadline.value = 0.0
+            self._id.value = b""
 
     @property
     def job_id(self) -> str:

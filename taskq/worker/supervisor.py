@@ -123,10 +123,15 @@ class Supervisor:
         children go on).
         """
         killed_self = any(slot.killed_self for slot in child.slots)
+        threaded = len(child.slots) > 1
         try:
             for i, (wid, slot) in enumerate(zip(child.worker_ids, child.slots)):
                 own = kind
-                if killed_self or (kind == "timeout" and i != child.timed_out_slot):
+                if kind == "timeout" and i == child.timed_out_slot:
+                    pass
+                elif killed_self or kind == "timeout" or (threaded and not slot.job_id):
+                    # killed on purpose, or a thread between jobs when another's
+                    # job crashed the process: its jobs did nothing wrong
                     own = "shutdown"
                 self._reap_consumer(child, wid, child.timed_out if own == "timeout" else slot.job_id, own)
         except TaskQError as exc:

@@ -114,3 +114,41 @@ def test_many_armed_threads_each_get_their_own_deadline():
 def test_threads_must_be_positive():
     with pytest.raises(ConfigurationError, match="threads must be >= 1"):
         WorkerConfig(threads=0)
+
+
+def test_deadlines_racing_the_end_of_tasks_never_hang_leak_or_escape():
+    """Many threads whose work ends right at their deadline: the exception
+    lands anywhere, also inside the watchdog's own calls; none may escape
+    the executor's handling, none may arrive late, nothing may hang."""
+    from taskq.worker.watchdog import watchdog
+
+    escaped: list[BaseException] = []
+    counts = {"timeouts": 0, "completed": 0}
+
+    def worker() -> None:
+        try:
+            stop = time.monotonic() + 1.5
+            while time.monotonic() < stop:
+                soft = _SoftTimeout(0.002)
+                try:
+                    with soft:
+                        end = time.monotonic() + 0.002
+                        while time.monotonic() < end:
+                            pass
+                except TaskTimeout:
+                    soft.close()  # as the executor does
+                    counts["timeouts"] += 1
+                else:
+                    counts["completed"] += 1
+        except BaseException as exc:  # noqa: BLE001 - an escape is the failure
+            escaped.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
+    assert escaped == []
+    assert counts["timeouts"] > 0 and counts["completed"] > 0
+    assert watchdog._armed == {} and watchdog._fired == set()
