@@ -183,3 +183,38 @@ def start_worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Callabl
     yield start
     for wp in started:
         wp.stop()
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def lines(path: Path) -> list[str]:
+    """The lines of a trace file a task appends to (none if it is not there yet)."""
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def worker_ids_of(client: TaskQ, wp: WorkerProcess) -> list[str]:
+    """Registered worker ids of the children of one supervisor (ids embed its pid)."""
+    return [w for w, _ in client.backend.workers() if f":{wp.pid}:" in w]
+
+
+def child_pid_running(client: TaskQ, job_id: str) -> int:
+    """Pid of the process holding the job's lease (from the worker's hash)."""
+    wid = client.backend.job_hash(job_id)["w"].decode()
+    return int(client.backend.hgetall(client.backend.keys.worker(wid))["pid"])
+
+
+def drain(app: TaskQ, jobs: list[Any], worker_id: str = "w-drain") -> None:
+    """Run jobs with an in-process consumer until they all finished."""
+    from taskq.worker.child import Consumer
+    from taskq.worker.config import WorkerConfig
+
+    c = Consumer(app, WorkerConfig(concurrency=1, block_timeout=0.05, prefetch=1), worker_id)
+    app.backend.register_tasks({n: app.options_for(n).max_attempts for n in app.tasks})
+    c.heartbeat.beat()
+    for _ in range(200):
+        if all(j.state.finished for j in jobs):
+            break
+        c.step()
+    c.stopping.set()
+    c.shutdown()

@@ -20,7 +20,7 @@ from taskq.storage.server import EphemeralServer
 from taskq.worker.child import Consumer
 from taskq.worker.config import WorkerConfig
 from tests.apps.crashy import build
-from tests.conftest import WorkerProcess, wait_for
+from tests.conftest import child_pid_running, lines, wait_for, worker_ids_of
 
 APP = "tests.apps.crashy:app"
 
@@ -45,21 +45,6 @@ def plain_server() -> Iterator[EphemeralServer]:
     """A server of this module's own with appendonly no (its config gets changed)."""
     with EphemeralServer(appendonly=False) as server:
         yield server
-
-
-def lines(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
-
-
-def worker_ids_of(client: TaskQ, wp: WorkerProcess) -> list[str]:
-    """Registered worker ids of the children of one supervisor (ids embed its pid)."""
-    return [w for w, _ in client.backend.workers() if f":{wp.pid}:" in w]
-
-
-def child_pid_running(client: TaskQ, job_id: str) -> int:
-    """Pid of the process holding the job's lease (from the worker's hash)."""
-    wid = client.backend.job_hash(job_id)["w"].decode()
-    return int(client.backend.hgetall(client.backend.keys.worker(wid))["pid"])
 
 
 def task_stat(client: TaskQ, task: str, counter: str) -> int:

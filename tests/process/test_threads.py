@@ -7,13 +7,12 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from taskq import JobState, TaskQ
 from tests.apps.crashy import build
-from tests.conftest import wait_for
+from tests.conftest import child_pid_running, lines, wait_for, worker_ids_of
 
 APP = "tests.apps.crashy:app"
 
@@ -26,22 +25,9 @@ def client(redis_url: str, namespace: str) -> Iterator[TaskQ]:
     app.close()
 
 
-def lines(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
-
-
-def consumers_of(client: TaskQ, pid: int) -> list[str]:
-    return [w for w, _ in client.backend.workers() if f":{pid}:" in w]
-
-
-def holder_pid(client: TaskQ, job_id: str) -> int:
-    wid = client.backend.job_hash(job_id)["w"].decode()
-    return int(client.backend.hgetall(client.backend.keys.worker(wid))["pid"])
-
-
 def test_one_process_runs_as_many_jobs_at_once_as_it_has_threads(client, start_worker):
     w = start_worker(APP, "-c", "1", "-t", "4")
-    wait_for(lambda: len(consumers_of(client, w.pid)) == 4, 20, what="four consumer threads")
+    wait_for(lambda: len(worker_ids_of(client, w)) == 4, 20, what="four consumer threads")
     (child,) = w.child_pids()
     # Each job returns only while all four run together: one thread would fail them.
     jobs = client.tasks["together"].map([(4,)] * 4)
@@ -67,14 +53,14 @@ def test_soft_timeout_reaches_a_task_in_a_thread(client, start_worker, tmp_path)
 
 def test_hard_timeout_in_a_thread_gives_the_other_threads_jobs_back_refunded(client, start_worker, tmp_path):
     w = start_worker(APP, "-c", "1", "-t", "2")
-    wait_for(lambda: len(consumers_of(client, w.pid)) == 2, 20, what="two consumer threads")
+    wait_for(lambda: len(worker_ids_of(client, w)) == 2, 20, what="two consumer threads")
     release, started = tmp_path / "release", tmp_path / "started"
     bystander = client.tasks["wait_file"].delay(str(release), started=str(started))
     wait_for(lambda: lines(started), 15, what="bystander to start")
     spin = client.tasks["spin"].delay()
     wait_for(lambda: spin.state == JobState.ACTIVE, 15, what="spin to start")
-    victim = holder_pid(client, spin.id)
-    assert holder_pid(client, bystander.id) == victim  # one process, two threads
+    victim = child_pid_running(client, spin.id)
+    assert child_pid_running(client, bystander.id) == victim  # one process, two threads
 
     wait_for(lambda: spin.state == JobState.FAILED, 20, what="spin to be killed")
     err = spin.info().errors[-1]
@@ -96,7 +82,7 @@ def test_sigkilled_threaded_child_returns_the_jobs_of_every_thread(client, start
     traces = [tmp_path / "a", tmp_path / "b"]
     jobs = [client.tasks["slow_first"].delay(str(t), 60) for t in traces]
     wait_for(lambda: all(lines(t) for t in traces), 15, what="both jobs to start")
-    (victim,) = {holder_pid(client, j.id) for j in jobs}
+    (victim,) = {child_pid_running(client, j.id) for j in jobs}
 
     os.kill(victim, signal.SIGKILL)
 

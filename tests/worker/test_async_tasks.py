@@ -7,20 +7,7 @@ import asyncio
 import threading
 
 from taskq import JobState
-from taskq.worker.child import Consumer
-from taskq.worker.config import WorkerConfig
-
-
-def drain(app, jobs, worker_id: str = "w-async") -> None:
-    c = Consumer(app, WorkerConfig(concurrency=1, block_timeout=0.05, prefetch=1), worker_id)
-    app.backend.register_tasks({n: app.options_for(n).max_attempts for n in app.tasks})
-    c.heartbeat.beat()
-    for _ in range(200):
-        if all(j.state.finished for j in jobs):
-            break
-        c.step()
-    c.stopping.set()
-    c.shutdown()
+from tests.conftest import drain
 
 
 def test_an_async_task_is_awaited_and_its_value_kept(app):

@@ -7,18 +7,7 @@ import pytest
 from taskq import ConfigurationError
 from taskq.worker.child import Consumer
 from taskq.worker.config import WorkerConfig
-
-
-def drain(app, jobs) -> None:
-    c = Consumer(app, WorkerConfig(concurrency=1, block_timeout=0.05, prefetch=1), "w-hooks")
-    app.backend.register_tasks({n: app.options_for(n).max_attempts for n in app.tasks})
-    c.heartbeat.beat()
-    for _ in range(200):
-        if all(j.state.finished for j in jobs):
-            break
-        c.step()
-    c.stopping.set()
-    c.shutdown()
+from tests.conftest import drain
 
 
 def test_each_event_fires_with_the_job_id_and_task(app):
