@@ -228,6 +228,8 @@ class Consumer:
                 self.heartbeat.stop()
                 self.backend.reap_worker(self.worker_id, expected_hb=None, caps=self.reap_caps,
                                          lost_blob=b"", running_kind="shutdown")
+                if self.slot is not None:
+                    self.slot.mark_handed_back()
                 return
             except TaskQError as exc:
                 log.warning("could not hand back jobs yet (%s); retrying", exc)

@@ -163,6 +163,10 @@ class Executor:
             return self._retry_or_fail(job, options, started, exc, flag="timeout")
         except Exception as exc:
             return self._retry_or_fail(job, options, started, exc)
+        except (SystemExit, KeyboardInterrupt) as exc:
+            # sys.exit() or a stray KeyboardInterrupt in task code (the child
+            # ignores SIGINT): a failure of this job, never the end of the worker
+            return self._retry_or_fail(job, options, started, exc)
         finally:
             reset_current(token)
             self.current = None

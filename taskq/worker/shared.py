@@ -1,7 +1,8 @@
 """What a child tells its supervisor without a round trip: per consumer
-thread, the job it is running and its hard-timeout deadline, and whether
-the child killed itself on purpose (shared memory, no locks needed: the id
-is written before the deadline)."""
+thread, the job it is running and its hard-timeout deadline, whether the
+child killed itself on purpose, and whether the thread handed all its jobs
+back before leaving (shared memory, no locks needed: the id is written
+before the deadline)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ class Slot:
         self._id = mp.RawArray("c", ID_BYTES)
         self._deadline = mp.RawValue("d", 0.0)
         self._killed_self = mp.RawValue("b", 0)
+        self._handed_back = mp.RawValue("b", 0)
 
     def set(self, job_id: str, deadline: float) -> None:
         if job_id:
@@ -40,6 +42,10 @@ class Slot:
     def mark_killed_self(self) -> None:
         self._killed_self.value = 1
 
-    def clear(self) -> None:
-        self._deadline.value = 0.0
-        self._id.value = b""
+    @property
+    def handed_back(self) -> bool:
+        """The consumer left cleanly: its jobs are back and it is unregistered."""
+        return bool(self._handed_back.value)
+
+    def mark_handed_back(self) -> None:
+        self._handed_back.value = 1

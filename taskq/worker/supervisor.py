@@ -189,11 +189,16 @@ class Supervisor:
             if proc.exitcode is not None:
                 proc.join()
                 kind = "timeout" if child.timed_out else "lost"
-                if self.stop_requested:
-                    kind = "shutdown" if kind == "lost" and proc.exitcode != 0 else kind
+                if self.stop_requested and kind == "lost":
+                    kind = "shutdown"
+                clean = proc.exitcode == 0 and all(slot.handed_back for slot in child.slots)
                 if proc.exitcode != 0 and not child.timed_out:
                     log.error("child %d (pid %d) died: %s", child.index, proc.pid, _describe(proc.exitcode))
-                if proc.exitcode != 0 or child.timed_out:
+                elif not clean and not child.timed_out:
+                    # os._exit(0) in a task, say: its jobs return now, not after heartbeat_timeout
+                    log.error("child %d (pid %d) exited with code 0 without handing its jobs back",
+                              child.index, proc.pid)
+                if not clean:
                     self.reap_child(child, kind)
                 del self.children[child.index]
                 if not self.stop_requested:

@@ -21,8 +21,10 @@ from taskq import Requeue, Retry, TaskQ, current_job
 from taskq.worker.child import Consumer
 from taskq.worker.config import WorkerConfig
 
-ERRORS: dict[str, type[Exception]] = {"ValueError": ValueError, "KeyError": KeyError, "TypeError": TypeError,
-                                      "RuntimeError": RuntimeError}
+ERRORS: dict[str, type[BaseException]] = {
+    "ValueError": ValueError, "KeyError": KeyError, "TypeError": TypeError, "RuntimeError": RuntimeError,
+    "SystemExit": SystemExit, "KeyboardInterrupt": KeyboardInterrupt,
+}
 
 
 def scratch_key(app: TaskQ, name: str) -> str:

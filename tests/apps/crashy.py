@@ -5,6 +5,7 @@ attempt. The worker imports ``app`` (server and namespace from TASKQ_*)."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from typing import Any
@@ -65,6 +66,20 @@ def build(redis_url: str | None = None, namespace: str | None = None, **settings
         if seconds:
             time.sleep(seconds)
         append_line(os.path.join(directory, f"{os.getpid()}.log"), str(n))
+
+    @app.task(name="exit_first", tombstone=True, retry=1, retry_interval=0)
+    def exit_first(path: str, how: str) -> int:
+        """Records ``<pid> <attempt>``; the first attempt then leaves by ``how``:
+        ``sys.exit``, ``KeyboardInterrupt`` or ``os._exit`` (code 0)."""
+        job = current_job()
+        append_line(path, f"{os.getpid()} {job.attempt}")
+        if job.attempt == 1:
+            if how == "sys.exit":
+                sys.exit()
+            if how == "KeyboardInterrupt":
+                raise KeyboardInterrupt
+            os._exit(0)
+        return os.getpid()
 
     barriers: dict[int, threading.Barrier] = {}
 

@@ -166,6 +166,46 @@ def test_poison_job_fails_after_exactly_its_attempts_and_worker_keeps_serving(cl
     assert w.log().count("died: exit code 13") == 3
 
 
+@pytest.mark.parametrize("how", ["sys.exit", "KeyboardInterrupt"])
+def test_task_raising_systemexit_fails_its_job_and_the_process_serves_on(client, start_worker, tmp_path, how):
+    w = start_worker(APP)
+    trace = tmp_path / "trace"
+    job = client.tasks["exit_first"].delay(str(trace), how)
+    # not an Exception, so not retried by default (retry_on): failed at once, with its error
+    wait_for(lambda: job.state == JobState.FAILED, 15, what="the job to fail")
+    info = job.info()
+    assert info.attempts == 1
+    assert info.errors[-1]["type"] == {"sys.exit": "SystemExit"}.get(how, how)
+    ((pid, _),) = (ln.split() for ln in lines(trace))
+    assert client.tasks["add"].delay(2, 3).result(timeout=15) == 5
+    assert w.child_pids() == [int(pid)]  # the same child serves on: it never exited
+    assert "died" not in w.log() and "exited with code" not in w.log()
+
+
+def test_child_exiting_with_code_0_mid_job_has_its_job_back_at_once(client, start_worker, tmp_path):
+    # heartbeat_timeout 60 s: only the supervisor's reap can return the job within the wait below
+    w = start_worker(APP, env={"TASKQ_HEARTBEAT_TIMEOUT": "60"})
+    trace = tmp_path / "trace"
+    job = client.tasks["exit_first"].delay(str(trace), "os._exit")
+    assert job.result(timeout=15) != 0
+    info = job.info()
+    assert info.attempts == 2
+    assert info.errors[0]["type"] == "WorkerLost"
+    assert "exited with code 0" in info.errors[0]["message"]
+    (pid1, attempt1), (pid2, attempt2) = (ln.split() for ln in lines(trace))
+    assert attempt1 == "1" and attempt2 == "2" and pid1 != pid2
+    assert "exited with code 0 without handing its jobs back" in w.log()
+
+
+def test_a_child_stopped_alone_hands_back_cleanly_and_is_replaced(client, start_worker):
+    w = start_worker(APP)
+    (old,) = w.child_pids()
+    os.kill(old, signal.SIGTERM)
+    wait_for(lambda: w.child_pids() and old not in w.child_pids(), 15, what="a new child")
+    assert client.tasks["add"].delay(1, 2).result(timeout=15) == 3
+    assert "without handing its jobs back" not in w.log()
+
+
 # ---------------------------------------------------------------- timeouts
 
 

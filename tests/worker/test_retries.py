@@ -116,6 +116,10 @@ def test_retry_delay_formula_bounds():
         ({"retry": 2, "dont_retry_on": (ValueError,)}, "ValueError", 1),
         ({"retry": 2, "dont_retry_on": "builtins.ValueError"}, "ValueError", 1),
         ({"retry": 2, "retry_on": Exception, "dont_retry_on": ("KeyError",)}, "TypeError", 3),
+        # not Exceptions: a failure of the job (not retried unless listed), never the worker's end
+        ({"retry": 2}, "SystemExit", 1),
+        ({"retry": 2}, "KeyboardInterrupt", 1),
+        ({"retry": 2, "retry_on": (SystemExit,)}, "SystemExit", 3),
     ],
 )
 def test_retry_on_and_dont_retry_on_per_call(capp, flags, exc_type, attempts):
