@@ -112,7 +112,10 @@ class JobControl:
         return out
 
     def _each_failed(self, task: str | None, queue: str | None, error_type: str | None) -> Iterator[str]:
-        for info in self.failed_jobs(task=task, queue=queue, error_type=error_type):
+        # every job of the index: it may hold more than failed_jobs()'s default
+        # limit (failed_max above it, and 5 % over the cap between trims)
+        limit = max(self._b.zcard(self._b.keys.failed), 1)
+        for info in self.failed_jobs(task=task, queue=queue, error_type=error_type, limit=limit):
             yield info.id
 
     def requeue_failed(self, task: str | None = None, queue: str | None = None,

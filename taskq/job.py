@@ -208,12 +208,15 @@ class Job:
             timeout = opts.tombstone_timeout
         deadline = time.monotonic() + timeout
         backend = self.app.backend
-        if not (self.task_name and opts.tombstone):
-            state, blob = backend.watch(self.id)
-            if not state:
-                raise JobNotFound(f"no job {self.id!r} (never created, deleted, or expired)")
-            if JobState(state).finished:
-                return outcome_value(self.id, state, blob)
+        # Always watch first, tombstone or not: it marks the job (wt) so that
+        # every way it can finish pushes its outcome -- the scripts' own
+        # finalizations (cancel before it ran, cancelled or skipped at claim,
+        # worker lost) keep no result (keep_ms 0) and push only for a watched job.
+        state, blob = backend.watch(self.id)
+        if not state:
+            raise JobNotFound(f"no job {self.id!r} (never created, deleted, or expired)")
+        if JobState(state).finished:
+            return outcome_value(self.id, state, blob)
         while True:
             left = deadline - time.monotonic()
             if left <= 0:

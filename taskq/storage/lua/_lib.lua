@@ -235,6 +235,9 @@ end
 --     and subscribers (P events) hear the outcome when someone asked.
 -- Caps come from the CAPS table a script fills from its ARGV.
 
+-- States of a job that has not finished.
+local LIVE = {scheduled = true, queued = true, active = true, waiting = true, stalled = true}
+
 -- FINISHED: ids finished in this call per index, added at flush() with one
 -- ZADD per index (then trimmed once), not one ZADD + ZCARD per job.
 local FINISHED
@@ -287,7 +290,11 @@ local function flush_finished()
       redis.call('ZREMRANGEBYRANK', idx, 0, -(cap + 1))
       local keys = {}  -- deleted with one DEL per 1000 keys, not one per job
       for _, oid in ipairs(old) do
-        keys[#keys + 1] = jkey(oid); keys[#keys + 1] = P .. 'r:' .. oid
+        -- an entry outlives its job's hash until trim_finished drops it: the
+        -- id may name a new, live job by now (a reused custom id), kept
+        if not LIVE[redis.call('HGET', jkey(oid), 's')] then
+          keys[#keys + 1] = jkey(oid); keys[#keys + 1] = P .. 'r:' .. oid
+        end
       end
       for i = 1, #keys, 1000 do redis.call('DEL', unpack(keys, i, math.min(i + 999, #keys))) end
     end
@@ -315,7 +322,6 @@ end
 -- instead. `check` false skips the id check: only for ids the caller has
 -- just generated and never sent before (a resend always checks). Its push
 -- onto the ready list is deferred to flush() (push_ready_later).
-local LIVE = {scheduled = true, queued = true, active = true, waiting = true, stalled = true}
 
 local function enqueue_one(check, later, id, task, queue, prio, data, opts, delay_ms, eta_ms,
                            ukey, uttl_ms, front, res, on_locked, maxa, sig)

@@ -8,7 +8,7 @@
 -- Returns {1, previous state} | {-1, ''} | {-2, state} (queued/succeeded).
 local id = ARGV[2]
 local jk = jkey(id)
-local j = redis.call('HMGET', jk, 's', 'q', 'p', 'w', 'r', 't', 'u')
+local j = redis.call('HMGET', jk, 's', 'q', 'p', 'w', 'r', 't', 'u', 'ps')
 local st = j[1]
 if not st then return {-1, ''} end
 if st == 'queued' or st == 'succeeded' then return {-2, st} end
@@ -20,7 +20,9 @@ if st == 'active' then
 else
   unindex(id, jk, st)
 end
-if st == 'failed' or st == 'cancelled' or st == 'skipped' then
+-- a job stalled from failed starts over as one requeued from failed (stall
+-- already took it out of its expiry and gave it back its unique key)
+if st == 'failed' or st == 'cancelled' or st == 'skipped' or (st == 'stalled' and j[8] == 'failed') then
   redis.call('PERSIST', jk)
   redis.call('HSET', jk, 'a', 0)
   redis.call('HDEL', jk, 'f', 'cr', 'res')

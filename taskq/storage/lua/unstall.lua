@@ -9,7 +9,13 @@ local j = redis.call('HMGET', jk, 's', 'q', 'p', 'ps')
 if not j[1] then return {-1, ''} end
 if j[1] ~= 'stalled' then return {-2, j[1]} end
 redis.call('ZREM', P .. 'stalled', id)
-if j[4] == 'failed' then redis.call('HSET', jk, 'a', 0) end
+if j[4] == 'failed' then
+  -- it starts over, as a requeue from failed: attempts reset, its old
+  -- outcome (and a cancel request of its last run) dropped
+  redis.call('HSET', jk, 'a', 0)
+  redis.call('HDEL', jk, 'f', 'cr', 'res')
+  redis.call('DEL', P .. 'r:' .. id)
+end
 redis.call('HDEL', jk, 'ps', 'due')
 redis.call('HSET', jk, 's', 'queued')
 push_ready(id, j[2], j[3], false)
