@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from .errors import ConfigurationError
 from .options import seconds
@@ -48,7 +48,9 @@ class Periodic:
             if not isinstance(cron, str):
                 raise ConfigurationError(f"cron expression must be a string, not {cron!r}")
             try:
-                croniter(cron, dt.datetime.now(zone))
+                croniter(cron, dt.datetime.now(zone)).get_next(dt.datetime)
+            except CroniterBadDateError:  # valid syntax, no date ever matches ("0 0 31 2 *")
+                raise ConfigurationError(f"cron expression {cron!r} never fires: no date matches it") from None
             except (ValueError, KeyError, TypeError) as exc:
                 raise ConfigurationError(f"bad cron expression {cron!r}: {exc}") from None
         else:
@@ -69,8 +71,22 @@ class Periodic:
         if self.every_ms:
             return (ms // self.every_ms + 1) * self.every_ms
         start = dt.datetime.fromtimestamp(ms / 1000, self.tz)
-        nxt = croniter(self.cron, start).get_next(dt.datetime)
-        return int(nxt.timestamp() * 1000)
+        while True:
+            nxt = croniter(self.cron, start).get_next(dt.datetime)
+            t = int(nxt.timestamp() * 1000)
+            if not self._repeated_wall_time(t):
+                return t
+            start = dt.datetime.fromtimestamp(t / 1000, self.tz)
+
+    def _repeated_wall_time(self, ms: int) -> bool:
+        """A tick at a local time seen a second time (the hour repeated when
+        daylight saving time ends) of a schedule with fixed hours: it already
+        fired at the first one. Schedules that run every hour (hour field
+        ``*``) keep both, as real hours went by."""
+        local = dt.datetime.fromtimestamp(ms / 1000, self.tz)
+        if not local.fold or local.replace(fold=0).utcoffset() == local.utcoffset():
+            return False
+        return croniter(self.cron).expanded[1] != ["*"]
 
     def due_ticks(self, last_ms: int, now_ms: int) -> list[int]:
         """Ticks in (last_ms, now_ms] to enqueue, per the catch-up policy."""

@@ -70,6 +70,35 @@ def test_cron_in_a_time_zone_follows_its_daylight_saving_time():
     assert ticks == [ms(2024, 10, 27, h) for h in range(4)]
 
 
+def test_a_daily_cron_in_the_repeated_autumn_hour_fires_once():
+    """27 Oct 2024, Paris: 02:00-03:00 happens twice (CEST, then CET). A job
+    set for 02:30 runs once that day, as cron runs it; an hourly one keeps
+    every real hour."""
+    p = cron("30 2 * * *", tz="Europe/Paris", catch_up="all")
+    first = ms(2024, 10, 27, 0, 30)  # 02:30 CEST
+    assert p.next_after(ms(2024, 10, 26, 12)) == first
+    assert p.next_after(first) == ms(2024, 10, 28, 1, 30)  # not 02:30 CET (01:30 UTC) the same night
+    assert p.due_ticks(ms(2024, 10, 26, 12), ms(2024, 10, 28, 12)) == [first, ms(2024, 10, 28, 1, 30)]
+    half_hourly = cron("*/30 * * * *", tz="Europe/Paris", catch_up="all")
+    assert half_hourly.due_ticks(ms(2024, 10, 26, 23, 59), ms(2024, 10, 27, 2)) == [
+        ms(2024, 10, 27, 0), ms(2024, 10, 27, 0, 30), ms(2024, 10, 27, 1), ms(2024, 10, 27, 1, 30), ms(2024, 10, 27, 2)]
+
+
+def test_a_daily_cron_on_the_autumn_change_enqueues_one_job_in_a_scheduler_pass(redis_url, namespace):
+    app = build(redis_url, namespace)
+    try:
+        app.periodic("30 2 * * *", tz="Europe/Paris", name="nightly", queue="periodic")(lambda: None)
+        s = Scheduler(app, reaper=False)
+        p = app.periodics["nightly"]
+        for t in (ms(2024, 10, 26, 12), ms(2024, 10, 27, 0, 30, 1), ms(2024, 10, 27, 1, 30, 1),
+                  ms(2024, 10, 27, 12)):
+            s.fire(p, t)
+        assert cron_jobs(app) == [f"cron:nightly:{ms(2024, 10, 27, 0, 30)}"]
+    finally:
+        app.backend.delete_namespace()
+        app.close()
+
+
 @pytest.mark.parametrize(
     ("catch_up", "last", "now", "expected"),
     [
@@ -103,12 +132,28 @@ def test_catch_up_all_is_bounded():
         ({"every": "soon"}, "every must be a number of seconds"),
         ({"every": 5, "catch_up": "most"}, "catch_up must be one of"),
         ({"every": 5, "tz": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
+        ({"cron": "0 0 31 2 *"}, "never fires: no date matches"),  # valid syntax, no such date
+        ({"cron": "0 0 31 4 *"}, "never fires"),
     ],
 )
 def test_bad_schedules_raise_configuration_error(kwargs, message):
     args = {"cron": None, "every": None, "tz": None, "catch_up": "one", **kwargs}
     with pytest.raises(ConfigurationError, match=message):
         Periodic.build(**args)
+
+
+def test_a_cron_that_matches_no_date_is_refused_before_it_reaches_a_scheduler(redis_url, namespace):
+    """Accepted at decoration, "0 0 31 2 *" raised CroniterBadDateError in the
+    scheduler's first pass: the scheduler thread of every worker died, and
+    with it delayed jobs, retries, other periodic tasks and the reaper."""
+    app = build(redis_url, namespace)
+    try:
+        with pytest.raises(ConfigurationError, match="never fires"):
+            app.periodic("0 0 31 2 *", name="feb31", queue="periodic")(lambda: None)
+        assert "feb31" not in app.periodics
+    finally:
+        app.backend.delete_namespace()
+        app.close()
 
 
 def test_app_periodic_rejects_a_bad_cron_at_decoration(redis_url, namespace):
