@@ -188,12 +188,14 @@ class TaskQ:
         Every per-job rule (unique keys, delays, priorities, ids) applies.
         The next chunk is built while the server runs the previous one.
         """
-        durable = self.settings.durable or bool(call.get("durable"))
         names: dict[str, str] = {}
         builders: dict[str, JobBuilder] = {}  # with the call's overrides, once per task
 
-        def chunks() -> Iterator[list[list[Any]]]:
+        def chunks() -> Iterator[tuple[list[list[Any]], bool]]:
+            """Chunks, each with whether one of its jobs is durable (its task's
+            effective options: call > task_flags > decorator > task_defaults)."""
             chunk: list[list[Any]] = []
+            durable = self.settings.durable
             for task_name, args, kwargs in items:
                 builder = builders.get(task_name)
                 if builder is None:
@@ -202,17 +204,29 @@ class TaskQ:
                 fields = builder.build(args, kwargs)
                 names[fields[0]] = task_name
                 chunk.append(fields)
+                durable = durable or builder.options.durable
                 if len(chunk) >= ENQUEUE_CHUNK:
-                    yield chunk
-                    chunk = []
+                    yield chunk, durable
+                    chunk, durable = [], self.settings.durable
             if chunk:
+                yield chunk, durable
+
+        source = chunks()
+        held: list[list[list[Any]]] = []  # a durable chunk met by the stream
+
+        def plain() -> Iterator[list[list[Any]]]:
+            for chunk, durable in source:
+                if durable:
+                    held.append(chunk)
+                    return
                 yield chunk
 
-        if durable:
-            results: Iterable[list[tuple[str, bool, str]]] = (
-                self.backend.enqueue(chunk, durable=True) for chunk in chunks())
-        else:
-            results = self.backend.enqueue_stream(chunks(), fresh=True)  # builders generate every id
+        results: list[list[tuple[str, bool, str]]] = []
+        while True:
+            results.extend(self.backend.enqueue_stream(plain(), fresh=True))  # builders generate every id
+            if not held:
+                break
+            results.append(self.backend.enqueue(held.pop(), durable=True))
         return [Job(self, jid, task=names.get(jid), created=created, state=state)
                 for result in results for jid, created, state in result]
 

@@ -417,6 +417,28 @@ def test_durable_enqueue_refused_without_appendonly(plain_server, namespace):
         client.close()
 
 
+@pytest.mark.parametrize("source", ["decorator", "task_flags"])
+def test_durable_from_the_decorator_or_settings_holds_for_map_and_enqueue_many(plain_server, namespace, source):
+    """``.delay()`` of a task made durable by its decorator or by settings
+    refuses a server that cannot confirm AOF writes; ``.map()`` and
+    ``enqueue_many`` of the same task must not quietly skip the check."""
+    settings = {"task_flags": {"safe": {"durable": True}}} if source == "task_flags" else {}
+    client = build(plain_server.url, namespace, **settings)
+    try:
+        flags = {"durable": True} if source == "decorator" else {}
+        safe = client.task(name="safe", **flags)(lambda n: n)
+        assert safe.options.durable
+        with pytest.raises(DurabilityUnavailable):
+            safe.delay(1)
+        with pytest.raises(DurabilityUnavailable):
+            safe.map([(2,), (3,)])
+        with pytest.raises(DurabilityUnavailable):
+            client.enqueue_many([("safe", (4,), {})])
+    finally:
+        client.backend.delete_namespace()
+        client.close()
+
+
 def test_worker_warns_about_an_evicting_server(plain_server, start_worker):
     admin = redis.Redis.from_url(plain_server.url)
     admin.config_set("maxmemory-policy", "allkeys-lru")
