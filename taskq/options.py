@@ -145,7 +145,11 @@ class TaskOptions:
 
     def retry_delay(self, attempt: int, rand: float = 0.5) -> float:
         """Seconds before the attempt after ``attempt`` (1-based), with backoff and jitter."""
-        delay = self.retry_interval * (self.retry_backoff ** max(attempt - 1, 0))
+        try:
+            growth = self.retry_backoff ** max(attempt - 1, 0)
+        except OverflowError:  # a float past 1.8e308: long over any cap
+            growth = math.inf
+        delay = self.retry_interval * growth if self.retry_interval else 0.0
         delay = min(delay, self.retry_max_interval)
         if self.retry_jitter:
             delay *= 1 - self.retry_jitter + 2 * self.retry_jitter * rand

@@ -103,6 +103,28 @@ def test_retry_delay_formula_bounds():
     assert o.retry_delay(1, 1.0) == pytest.approx(12)
 
 
+def test_retry_delay_stays_at_its_cap_after_many_attempts():
+    """"Retry for ever, backoff x2, at most hourly": from attempt 1,026 on
+    2.0 ** (attempt - 1) overflowed a float and retry_delay raised OverflowError."""
+    o = TaskOptions(retry=100_000, retry_interval=1, retry_backoff=2, retry_max_interval=3600)
+    assert o.retry_delay(1025) == 3600
+    assert o.retry_delay(1026) == 3600
+    assert o.retry_delay(50_000) == 3600
+    assert TaskOptions(retry_interval=0, retry_backoff=10).retry_delay(400) == 0
+
+
+def test_a_long_retrying_job_is_scheduled_at_the_cap_not_crashing_the_worker(capp, worker):
+    forever = capp.task(name="forever", retry=100_000, retry_interval=1, retry_backoff=2,
+                        retry_max_interval=60)(lambda: 1 / 0)
+    job = forever.delay()
+    capp.backend.client.hset(capp.backend.keys.job(job.id), "a", 1_100)  # weeks of hourly retries behind it
+    before = capp.backend.server_time_ms()
+    run_until(worker, lambda: job.state == JobState.SCHEDULED, what="the attempt to fail")
+    after = capp.backend.server_time_ms()
+    assert job.info().attempts == 1_101
+    assert before + 60_000 <= due_ms(job) <= after + 60_000
+
+
 # ---------------------------------------------------------------- what is retried
 
 
