@@ -27,6 +27,9 @@ def main() -> None:
     """taskq: a distributed task queue on Redis or Valkey."""
 
 
+LOG_LEVELS = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False)
+
+
 def _csv(value: str | None) -> tuple[str, ...]:
     return tuple(x.strip() for x in (value or "").split(",") if x.strip())
 
@@ -43,8 +46,7 @@ def _csv(value: str | None) -> tuple[str, ...]:
 @click.option("--no-scheduler", is_flag=True, help="Do not run a scheduler in this worker.")
 @click.option("--shutdown-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Seconds running jobs get to finish on SIGTERM; then they go back to the queue.")
-@click.option("--loglevel", "-l", default="INFO", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False))
+@click.option("--loglevel", "-l", default="INFO", show_default=True, type=LOG_LEVELS)
 @click.option("--log-format", default="text", show_default=True, type=click.Choice(["text", "json"]))
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
               help="Serve Prometheus metrics of the namespace on this port (/metrics).")
@@ -75,7 +77,7 @@ def worker(app: str | None, concurrency: int | None, threads: int, queues: str, 
 
 @main.command()
 @app_argument
-@click.option("--loglevel", "-l", default="INFO", show_default=True)
+@click.option("--loglevel", "-l", default="INFO", show_default=True, type=LOG_LEVELS)
 @friendly
 def scheduler(app: str | None, loglevel: str) -> None:
     """Run a standalone scheduler (delayed jobs, retries, cron, reaper)."""

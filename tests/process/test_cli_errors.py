@@ -117,6 +117,15 @@ def test_jobs_with_an_invalid_state_names_the_choices(worker_env):
     assert last.startswith("Error: Invalid value for '--state': 'bogus' is not one of 'queued'"), proc.stderr
 
 
+@pytest.mark.parametrize("command", ["worker", "scheduler"])
+def test_an_unknown_log_level_names_the_choices(worker_env, command):
+    proc = taskq(worker_env, command, APP, "--loglevel", "bogus", timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: Invalid value for '--loglevel' / '-l': 'bogus' is not one of 'debug'"), proc.stderr
+
+
 @pytest.mark.parametrize("args", [["jobs", "-A", APP], ["job", "show", "J1", "-A", APP], ["recover", APP],
                                   ["worker", APP], ["failed", "list", "-A", APP], ["periodic", "list", APP]])
 def test_commands_against_a_server_that_is_down_print_one_line_without_the_password(worker_env, args):
