@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 
-ID_BYTES = 256
+ID_BYTES = 1024  # a job id is at most 200 characters: 800 bytes of UTF-8, and its NUL
 
 
 class Slot:
@@ -28,7 +28,7 @@ class Slot:
 
     @property
     def job_id(self) -> str:
-        return self._id.value.decode()
+        return self._id.value.decode("utf-8", "replace")  # never raise in the supervisor's loop
 
     @property
     def deadline(self) -> float:

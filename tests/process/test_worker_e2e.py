@@ -98,3 +98,15 @@ def test_recover_returns_the_jobs_of_a_dead_worker(client, start_worker, worker_
     assert "reaped " in out and "1 job(s)" in out
     assert job.state == JobState.QUEUED
     assert job.info().attempts == 1
+
+
+def test_a_long_non_ascii_job_id_does_not_bring_the_supervisor_down(client, start_worker):
+    """Job ids may be 200 characters; the slot telling the supervisor which job
+    runs held 255 bytes, so 130 'é' were cut mid-character and the
+    supervisor's next look at the slot raised UnicodeDecodeError."""
+    w = start_worker()
+    job = client.tasks["sleep"].apply_async((0.5, "done"), job_id="é" * 130)
+    assert job.result(timeout=15) == "done"
+    assert client.tasks["add"].delay(1, 2).result(timeout=15) == 3
+    assert w.proc.poll() is None, w.log()
+    assert "Traceback" not in w.log(), w.log()
