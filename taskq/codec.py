@@ -63,10 +63,25 @@ def dumps(value: Any) -> bytes:
         raise
 
 
+def _frozen(key: Any) -> Any:
+    return tuple(_frozen(k) for k in key) if isinstance(key, list) else key
+
+
+def _tuple_keys(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    return {_frozen(k): v for k, v in pairs}
+
+
 def loads(data: bytes) -> Any:
-    """Decode one value (strict: trailing bytes or garbage raise ValueError)."""
+    """Decode one value (strict: trailing bytes or garbage raise ValueError).
+    A map keyed by tuples (encoded as arrays) gets its tuple keys back."""
     try:
-        return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+        try:
+            return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+        except TypeError as exc:
+            if "unhashable" not in str(exc):
+                raise
+            return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False,
+                                   object_pairs_hook=_tuple_keys)
     except Exception as exc:  # garbage may fail anywhere, an extension hook included
         raise ValueError(f"undecodable payload: {str(exc) or 'not valid msgpack (' + type(exc).__name__ + ')'}") from None
 

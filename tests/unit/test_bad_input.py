@@ -214,6 +214,18 @@ def test_undecodable_payload_fails_as_undecodable_and_never_runs_the_task(payloa
     assert ran == []
 
 
+def test_a_dict_keyed_by_tuples_is_accepted_at_enqueue_and_runs_in_the_worker():
+    """Enqueue took {(x, y): v}; the executor then failed the job as an
+    undecodable payload (unhashable type: 'list'), on every attempt."""
+    app = offline_app()
+    seen: list[Any] = []
+    task = app.task(name="t")(lambda grid: seen.append(grid))
+    payload = codec.encode_args(({(0, 1): "a"},), {})  # what task.delay({(0, 1): "a"}) stores
+    kind, err = run(app, claimed(task.name, payload))
+    assert (kind, err) == ("ok", {})
+    assert seen == [{(0, 1): "a"}]
+
+
 def test_undecodable_per_call_options_fail_the_job():
     app = offline_app()
     app.task(name="t")(lambda: None)

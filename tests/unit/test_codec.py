@@ -23,6 +23,15 @@ def test_tuples_arrive_as_lists():
     assert codec.decode_args(codec.encode_args((1, (2, 3)), {})) == ([1, [2, 3]], {})
 
 
+def test_a_dict_keyed_by_tuples_reaches_the_task():
+    """{(x, y): v} was accepted at enqueue and every attempt failed in the
+    worker as "undecodable payload: unhashable type: 'list'"."""
+    grid = {(0, 1): "a", (2, (3, 4)): "b"}
+    payload = codec.encode_args((grid,), {"by_cell": {(5, 6): 7}})
+    assert codec.decode_args(payload) == ([grid], {"by_cell": {(5, 6): 7}})
+    assert codec.loads(codec.dumps({"result": {("x", 1): 2}})) == {"result": {("x", 1): 2}}
+
+
 def test_unencodable_argument_is_named():
     with pytest.raises(TypeError, match="argument 'when'"):
         codec.encode_args((), {"when": object()})
