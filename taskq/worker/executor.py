@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import random
 import signal
 import threading
@@ -18,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from .. import codec, signing
 from ..context import JobContext, reset_current, set_current
-from ..errors import Cancelled, Requeue, Retry, SignatureError, TaskTimeout, UnknownTask
-from ..options import TaskOptions
+from ..errors import Cancelled, ConfigurationError, Requeue, Retry, SignatureError, TaskTimeout, UnknownTask
+from ..options import TaskOptions, seconds
 from . import aio
 from .outcome import Outcome, error_entry
 from .watchdog import SoftTimeoutExpired, watchdog
@@ -96,6 +97,15 @@ class _SoftTimeout:
                 continue
 
 
+def _countdown(exc: Retry | Requeue) -> float | None:
+    """The countdown of a Retry/Requeue in seconds: a number or a timedelta,
+    finite (a negative one means at once); ConfigurationError otherwise."""
+    value = seconds("countdown", exc.countdown, allow_none=True, minimum=-math.inf)
+    if value is not None and not math.isfinite(value):
+        raise ConfigurationError(f"{type(exc).__name__} countdown must be finite, not {value!r}")
+    return value
+
+
 class Executor:
     def __init__(self, app: TaskQ, backend: Backend, on_start: Callable[[ClaimedJob, float], None]) -> None:
         self.app = app
@@ -150,12 +160,20 @@ class Executor:
         except Cancelled as exc:
             return self._cancelled(job, options, started, exc)
         except Requeue as exc:
+            try:
+                countdown = _countdown(exc)
+            except ConfigurationError as bad:
+                return self._fail(job, bad, options, started)
             out = Outcome(job.id, job.token, "requeue", task=job.task, exc=exc,
-                          delay_ms=int((exc.countdown or 0) * 1000))
+                          delay_ms=int((countdown or 0) * 1000))
             out.duration_ms = (time.monotonic() - started) * 1000
             return out
         except Retry as exc:
-            return self._retry_or_fail(job, options, started, exc, countdown=exc.countdown)
+            try:
+                countdown = _countdown(exc)
+            except ConfigurationError as bad:
+                return self._fail(job, bad, options, started)
+            return self._retry_or_fail(job, options, started, exc, countdown=countdown)
         except TaskTimeout as exc:
             soft.close()  # the watchdog's exception may land before the with block disarms it
             if isinstance(exc, SoftTimeoutExpired):

@@ -5,9 +5,11 @@ and where each flag comes from (per call > settings > decorator > defaults).
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
-from taskq import JobState, TaskOptions
+from taskq import JobState, Requeue, Retry, TaskOptions
 from taskq.worker.outcome import error_entry
 from tests.apps.control import build, consumer, run_until, stop
 
@@ -177,6 +179,41 @@ def test_raise_retry_schedules_at_its_countdown(capp, worker):
     b.promote(10, now_ms=due_ms(job))
     run_until(worker, lambda: job.state == JobState.SUCCEEDED)
     assert job.info().attempts == 2
+
+
+def test_raise_retry_and_requeue_with_a_timedelta_countdown(capp, worker):
+    """Durations are seconds or a timedelta everywhere; Retry(countdown=timedelta(...))
+    raised TypeError out of the executor (int(timedelta * 1000)), taking the
+    child down with the outcomes of its batch."""
+    b = capp.backend
+
+    @capp.task(name="retry_td", retry=1)
+    def retry() -> None:
+        raise Retry(countdown=dt.timedelta(seconds=7))
+
+    @capp.task(name="requeue_td")
+    def requeue() -> None:
+        raise Requeue(countdown=dt.timedelta(seconds=9))
+
+    job, job2 = retry.delay(), requeue.delay()
+    before = b.server_time_ms()
+    run_until(worker, lambda: job.state == JobState.SCHEDULED and job2.state == JobState.SCHEDULED)
+    after = b.server_time_ms()
+    assert before + 7_000 <= due_ms(job) <= after + 7_000
+    assert before + 9_000 <= due_ms(job2) <= after + 9_000
+
+
+@pytest.mark.parametrize("countdown", [float("nan"), float("inf"), "soon"])
+def test_raise_retry_with_a_bad_countdown_fails_the_job_and_the_worker_goes_on(capp, worker, countdown):
+    @capp.task(name="bad_countdown", retry=3)
+    def bad() -> None:
+        raise Retry(countdown=countdown)
+
+    job = bad.delay()
+    run_until(worker, lambda: job.state == JobState.FAILED, what="the job to fail")
+    assert "countdown" in job.info().errors[-1]["message"]
+    after = capp.tasks["noop"].delay()
+    run_until(worker, lambda: after.state == JobState.SUCCEEDED, what="the next job")
 
 
 def test_raise_retry_with_zero_countdown_requeues_at_once(capp, worker):
