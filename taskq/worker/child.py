@@ -246,6 +246,7 @@ def child_main(app: TaskQ, config: WorkerConfig, worker_ids: list[str], slots: l
     stopping = threading.Event()
     consumers = [Consumer(app, config, wid, slot, stopping) for wid, slot in zip(worker_ids, slots)]
     consumers[0].install_signals()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # blocked by the supervisor until now
     try:
         if len(consumers) == 1:
             consumers[0].run()

@@ -104,7 +104,14 @@ class Supervisor:
         slots = [Slot() for _ in wids]
         proc = _ctx.Process(target=child_main, args=(self.app, self.config, wids, slots, self.log_setup),
                             name=f"taskq-child-{index}", daemon=False)
-        proc.start()
+        # The child starts with SIGTERM blocked and unblocks it once its own
+        # handler is in place: one sent in between waits instead of reaching
+        # the supervisor's handler inherited through fork (and being lost).
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            proc.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         child = Child(index, wids, proc, slots)
         self.children[index] = child
         log.debug("started child %d (pid %d) as %s", index, proc.pid, ", ".join(wids))
