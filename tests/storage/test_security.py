@@ -356,6 +356,31 @@ def test_acl_users_from_the_docs_run_the_whole_producer_and_worker_cycle(acl_url
     worker_app.close()
 
 
+def test_worker_acl_user_serves_the_metrics_endpoint(acl_urls, namespace):
+    """``taskq worker --metrics-port`` reads the namespace's stats with the
+    worker's credentials: every command of that read must be in its ACL."""
+    import urllib.request
+
+    from taskq.metrics import serve_metrics
+
+    producer = TaskQ("p", acl_urls["taskq-producer"], namespace=namespace)
+    worker_app = TaskQ("w", acl_urls["taskq-worker"], namespace=namespace)
+    producer.enqueue("add", 1, 2)
+    server = serve_metrics(worker_app, 0)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            body = resp.read().decode()
+        assert resp.status == 200
+        assert 'taskq_queue_depth{queue="default"} 1' in body
+        assert worker_app.stats().ready == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+        producer.close()
+        worker_app.close()
+
+
 def test_acl_users_from_the_docs_are_least_privilege(acl_urls, namespace):
     for user, url in acl_urls.items():
         with redis.Redis.from_url(url) as r:
