@@ -38,10 +38,11 @@ CLAIM_FIELDS = 8
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password (in the user info or a ``password=`` query
-    parameter) replaced by ``***``."""
+    """The URL with any password (in the user info, a ``password=`` query
+    parameter or another ``..._password=`` one, such as redis-py's
+    ``ssl_password`` for the client key) replaced by ``***``."""
     url = re.sub(r"(//[^:/@]*:)[^/]*@", r"\1***@", url)
-    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url)
+    return re.sub(r"([?&][^=&#]*password=)[^&#]*", r"\1***", url, flags=re.IGNORECASE)
 
 
 def translated(exc: BaseException, url: str) -> BaseException | None:

@@ -533,7 +533,8 @@ def test_repr_of_app_and_settings_show_no_secret():
 
 @pytest.mark.parametrize("url", [f"redis://user:{PASSWORD}@127.0.0.1:{{port}}/0",
                                  f"redis://:{PASSWORD}@127.0.0.1:{{port}}/0",
-                                 f"redis://127.0.0.1:{{port}}/0?password={PASSWORD}"])
+                                 f"redis://127.0.0.1:{{port}}/0?password={PASSWORD}",
+                                 f"rediss://127.0.0.1:{{port}}/0?ssl_keyfile=/k.pem&ssl_password={PASSWORD}"])
 def test_broker_unavailable_message_hides_the_password(url):
     app = TaskQ("s", url.format(port=_free_port()), enqueue_retry_timeout=0.2)
     with pytest.raises(BrokerUnavailable) as err:
@@ -547,6 +548,10 @@ def test_redact_url():
     assert redact_url("redis://u:p@ss@h/0?ssl_ca_certs=/x@y") == "redis://u:***@h/0?ssl_ca_certs=/x@y"
     assert redact_url("unix:///run/r.sock?db=1&password=pw") == "unix:///run/r.sock?db=1&password=***"
     assert redact_url("redis://h:6379/0") == "redis://h:6379/0"
+    # the client key's passphrase (redis-py's ssl_password) is a secret too
+    assert (redact_url("rediss://u:pw@h/0?ssl_keyfile=/k.pem&ssl_password=kp&db=1")
+            == "rediss://u:***@h/0?ssl_keyfile=/k.pem&ssl_password=***&db=1")
+    assert redact_url("rediss://h/0?ssl_password=kp") == "rediss://h/0?ssl_password=***"
 
 
 def test_no_secret_in_logs_errors_or_stored_data(auth_server, admin, namespace, caplog):
