@@ -86,18 +86,45 @@ class JobControl:
     def list_jobs(self, state: str, queue: str | None = None, task: str | None = None,
                   limit: int = 100) -> list[JobInfo]:
         """Jobs in ``state``, filtered by queue and task."""
-        ids = self.job_ids(state, queue, limit if not (queue or task) else max(limit * 10, 1000))
+        batch = limit if not (queue or task) else max(limit * 10, 1000)
         out = []
-        for jid, h in zip(ids, self._b.job_hashes(ids)):
-            if "s" not in h or h["s"].decode() != state:
-                continue
-            info = job_info_from_hash(jid, h)
-            if (queue and info.queue != queue) or (task and info.task != task):
-                continue
-            out.append(info)
-            if len(out) >= limit:
-                break
+        seen: set[str] = set()  # the index may shift between pages
+        for ids in self._id_pages(state, queue, batch):
+            for jid, h in zip(ids, self._b.job_hashes(ids)):
+                if jid in seen or "s" not in h or h["s"].decode() != state:
+                    continue
+                seen.add(jid)
+                info = job_info_from_hash(jid, h)
+                if (queue and info.queue != queue) or (task and info.task != task):
+                    continue
+                out.append(info)
+                if len(out) >= limit:
+                    return out
         return out
+
+    def _id_pages(self, state: str, queue: str | None, batch: int) -> Iterator[list[str]]:
+        """Candidate ids for :meth:`list_jobs`, in pages. An index (scheduled,
+        stalled, failed, and the done index that succeeded, cancelled and
+        skipped jobs share) is read on page by page until it ends, so jobs of
+        the state behind others (another state, queue or task) are found;
+        other states give one page."""
+        if state in ("queued", "active", "waiting"):
+            yield self.job_ids(state, queue, batch)
+            return
+        if state not in LISTABLE:
+            raise ConfigurationError(f"unknown state {state!r}; one of: {', '.join(LISTABLE)}")
+        k = self._b.keys
+        key = {"scheduled": k.schedule, "stalled": k.stalled, "failed": k.failed}.get(state, k.done)
+        if key == k.done:
+            batch *= 4
+        offset = 0
+        while True:
+            ids = self._b.zset_ids(key, batch, newest_first=state != "scheduled", offset=offset)
+            if ids:
+                yield ids
+            if len(ids) < batch:
+                return
+            offset += len(ids)
 
     # ---------------------------------------------------------------- failed jobs
 

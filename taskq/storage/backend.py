@@ -677,12 +677,12 @@ class Backend:
             raw = self.client.hget(self.keys.job(ids[0]), "c")
         return int(raw) if raw else None
 
-    def zset_ids(self, key: str, limit: int, newest_first: bool = True) -> list[str]:
+    def zset_ids(self, key: str, limit: int, newest_first: bool = True, offset: int = 0) -> list[str]:
         with translate_errors(self.url):
             if newest_first:
-                raw = self.client.zrevrange(key, 0, limit - 1)
+                raw = self.client.zrevrange(key, offset, offset + limit - 1)
             else:
-                raw = self.client.zrange(key, 0, limit - 1)
+                raw = self.client.zrange(key, offset, offset + limit - 1)
         return [x.decode() for x in raw]
 
     def zcard(self, key: str) -> int:

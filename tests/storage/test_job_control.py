@@ -438,6 +438,17 @@ def test_on_finish_of_a_cancelled_job(capp):
     assert states == [JobState.CANCELLED]
 
 
+def test_listing_a_finished_state_finds_jobs_behind_newer_ones_of_another_state(capp):
+    """The done index holds succeeded, cancelled and skipped jobs together: a
+    listing of one state reads on until it has ``limit`` jobs or the index ends."""
+    done = in_state(capp, "succeeded")
+    for _ in range(300):  # newer jobs of another state, in the same index
+        capp.tasks["noop"].apply_async().cancel()
+    assert [i.id for i in capp.control.list_jobs("succeeded", limit=50)] == [done.id]
+    assert [i.id for i in capp.control.list_jobs("succeeded", limit=1)] == [done.id]
+    assert len(capp.control.list_jobs("cancelled", limit=120)) == 120
+
+
 def test_task_hooks_run_after_the_outcome_is_recorded(capp):
     c = consumer(capp)
     ok = capp.tasks["hooked_ok"].delay(21)
