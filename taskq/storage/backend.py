@@ -510,7 +510,11 @@ class Backend:
         return settled, jobs
 
     def settle_claim(self, *args: Any, **kwargs: Any) -> tuple[list[int], list[list[Any]]]:
-        return self.parse_settle_claim(self.run("settle_claim", *self.settle_claim_args(*args, **kwargs)))
+        """Sent once: after a lost reply the jobs it claimed are leased to this
+        worker unknown to it, so the caller must hear of the loss (and release
+        them, see release_orphans.lua) rather than claim again."""
+        return self.parse_settle_claim(
+            self.run("settle_claim", *self.settle_claim_args(*args, **kwargs), resend=False))
 
     def block_then_claim(
         self, worker_id: str, count: int, queues: Sequence[str], tasks: Sequence[str],
@@ -523,7 +527,7 @@ class Backend:
         with translate_errors(self.url):
             _, reply = self.wire.pipeline(
                 (("BLPOP", *[self.keys.notify(q) for q in queues], timeout), (*claim_cmd, *args)),
-                timeout=timeout + 30.0)
+                timeout=timeout + 30.0, resend=False)  # as settle_claim: a lost claim reply must surface
         if isinstance(reply, Exception) and self.code_missing(reply):
             return self.parse_settle_claim(self.run("settle_claim", *args))
         if isinstance(reply, Exception):

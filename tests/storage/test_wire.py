@@ -143,3 +143,50 @@ def test_resend_false_raises_instead_of_sending_again(own_server: EphemeralServe
     assert wire.call("INCR", "n", resend=False) == 1  # a new connection; sent once
     wire.close()
     c.close()
+
+
+def test_a_claim_whose_reply_is_lost_is_not_left_leased_to_a_live_worker(make_app) -> None:
+    """The claim ran on the server, then its connection dropped before the
+    reply arrived: the worker must learn of it (and hand back the jobs it
+    never heard of), not claim again as if nothing happened."""
+    from tests.apps.control import consumer
+    from tests.conftest import wait_for
+
+    app = make_app()
+    app.task(name="add", tombstone=True)(lambda a, b: a + b)
+    c = consumer(app)  # its heartbeat leaves an idle connection: the claim reuses it
+    wire, claim_fn = app.backend.wire, app.backend.scripts["settle_claim"]
+    lost: list[str] = []
+    take = wire._take
+
+    def take_losing_a_claim_reply() -> tuple:
+        conn, reused = take()
+        send, read = conn.send_packed_command, conn.read_response
+
+        def send_packed_command(data, *args, **kwargs):
+            armed = not lost and reused and any(
+                claim_fn.function.encode() in d or claim_fn.sha.encode() in d for d in data)
+            send(data, *args, **kwargs)
+            if armed:
+                lost.append("armed")
+                conn.read_response = lose_reply
+
+        def lose_reply(*args, **kwargs):  # the server ran the claim; its reply never arrives
+            wait_for(lambda: app.backend.job_hash(job.id).get("s") == b"active", what="the claim ran")
+            conn.read_response = read
+            conn.disconnect()
+            raise redis.ConnectionError("Connection closed by server.")
+
+        conn.send_packed_command = send_packed_command
+        return conn, reused
+
+    wire._take = take_losing_a_claim_reply
+    job = app.enqueue("add", 1, 2)
+    t = threading.Thread(target=c.run, daemon=True)
+    t.start()
+    try:
+        wait_for(lambda: job.state.finished, timeout=15, what="the job to run")
+        assert lost and job.result(timeout=5) == 3
+    finally:
+        c.stopping.set()
+        t.join(15)
