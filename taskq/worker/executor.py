@@ -6,6 +6,7 @@ The hard timeout is the supervisor's (it kills the child).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import math
@@ -181,9 +182,11 @@ class Executor:
             return self._retry_or_fail(job, options, started, exc, flag="timeout")
         except Exception as exc:
             return self._retry_or_fail(job, options, started, exc)
-        except (SystemExit, KeyboardInterrupt) as exc:
+        except (SystemExit, KeyboardInterrupt, asyncio.CancelledError) as exc:
             # sys.exit() or a stray KeyboardInterrupt in task code (the child
-            # ignores SIGINT): a failure of this job, never the end of the worker
+            # ignores SIGINT), or an async task ending in CancelledError (it
+            # awaited something cancelled): a failure of this job, never the
+            # end of the worker
             return self._retry_or_fail(job, options, started, exc)
         finally:
             reset_current(token)
