@@ -329,6 +329,10 @@ local function enqueue_one(check, later, id, task, queue, prio, data, opts, dela
   if check then
     local st = redis.call('HGET', jk, 's')
     if st then return id, false, st end
+    -- an outcome an earlier job of this id left behind (its hash expired
+    -- before its kept result): it would answer the new job's result().
+    -- Emptied with LTRIM, which producers may run (DEL they may not).
+    redis.call('LTRIM', P .. 'r:' .. id, 1, 0)
   end
   if ukey ~= '' then
     local uk = P .. 'u:' .. ukey
