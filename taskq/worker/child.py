@@ -76,7 +76,11 @@ class Consumer:
             self.slot.set(job.id if hard_deadline >= 0 else "", hard_deadline if hard_deadline > 0 else 0.0)
 
     def _on_cancel(self, cancels: dict[str, int]) -> None:
-        self.cancels.update(cancels)
+        # kept only for prefetched jobs, read when one starts; a request for the
+        # running job goes to its context (kept, it would cancel a later run of
+        # the same id: one requeued, which withdraws the request)
+        held = {j.id for j in list(self.held)}
+        self.cancels.update({i: level for i, level in cancels.items() if i in held})
         ctx = self.executor.current
         if ctx is None or ctx.id not in cancels:
             return
@@ -123,6 +127,7 @@ class Consumer:
         if self.held and not self.stopping.is_set():
             job = self.held.popleft()
             out = self.executor.run(job, self.cancels.pop(job.id, 0))
+            self.cancels.pop(job.id, None)  # one the heartbeat added as the job left `held`
             self.avg_run = out.duration_ms / 1000 if not self.avg_run else 0.8 * self.avg_run + 0.2 * out.duration_ms / 1000
             self._log(job, out)
             if not self.pending:
@@ -137,6 +142,8 @@ class Consumer:
                 outs, self.pending = self.pending, []
                 if slow and self.held:
                     outs += [Outcome(j.id, j.token, "release") for j in self.held]
+                    for j in self.held:
+                        self.cancels.pop(j.id, None)
                     self.held.clear()
                 self.held.extend(self._settle_or_keep(outs, self.batch_size() if not self.held else 0))
             return
