@@ -206,7 +206,7 @@ class Consumer:
                 if self.stopping.is_set():
                     with self._lock:
                         outs, self.pending = self.pending, []
-                        self._settle(outs, 0)
+                        self._settle_or_keep(outs, 0)  # a failed send is retried, never dropped
                     continue
                 self.step()
                 if down:
