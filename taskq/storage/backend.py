@@ -138,6 +138,14 @@ def enqueued(jobs: Sequence[Sequence[Arg]], reply: list[Any]) -> list[tuple[str,
             for job, x in zip(jobs, reply)]
 
 
+def enqueued_again(jobs: Sequence[Sequence[Arg]], reply: list[Any]) -> list[tuple[str, bool, str]]:
+    """:func:`enqueued` for a resend of fresh ids after a lost reply: a job
+    found under its own id was created by the first send of this call (no
+    one else knows a fresh id), so it counts as created."""
+    return [(jid, created or jid == str(job[0]), state)
+            for job, (jid, created, state) in zip(jobs, enqueued(jobs, reply))]
+
+
 class Backend:
     """Redis mechanics for one namespace."""
 
@@ -289,14 +297,14 @@ class Backend:
             try:
                 return [self.enqueue_plain(jobs[0])]
             except BrokerUnavailable:  # it may have run: the resend checks the id
-                reply = self.run_retrying("enqueue", *flat)
+                return enqueued_again(jobs, self.run_retrying("enqueue", *flat))
         elif fresh:
             flat[1] = "0"
             try:
                 reply = self.run("enqueue", *flat, resend=False)
             except BrokerUnavailable:  # it may have run: the resend checks the ids
                 flat[1] = "1"
-                reply = self.run_retrying("enqueue", *flat)
+                return enqueued_again(jobs, self.run_retrying("enqueue", *flat))
         else:
             reply = self.run_retrying("enqueue", *flat)
         return enqueued(jobs, reply)
@@ -453,6 +461,8 @@ class Backend:
             if reply is None:
                 flat[1] = "1"  # it may have run
                 reply = self.run_retrying("enqueue", *flat)
+                if fresh:
+                    return enqueued_again(jobs, reply)
             return enqueued(jobs, reply)
 
         try:

@@ -7,6 +7,7 @@ import pytest
 import redis
 
 from taskq import JobState, PayloadTooLarge, TaskQ
+from taskq.errors import BrokerUnavailable
 from taskq.app import ENQUEUE_CHUNK
 
 
@@ -139,3 +140,30 @@ def test_one_push_per_list_keeps_the_order_of_front_and_back_jobs(bulk_app):
     assert backend.ready_ids("default", 10) == [ids[3], ids[1], ids[0], ids[2], ids[4]]
     assert backend.client.zrange(backend.keys.priorities("default"), 0, -1) == [b"0"]
     assert backend.client.llen(backend.keys.notify("default")) == 1  # one wake-up for a sleeper
+
+
+def test_a_fresh_job_created_by_a_send_whose_reply_was_lost_reports_created(bulk_app, monkeypatch):
+    backend = bulk_app.backend
+    real = backend.enqueue_plain
+
+    def ran_then_lost(job):
+        real(job)
+        raise BrokerUnavailable("connection lost before the reply")
+
+    monkeypatch.setattr(backend, "enqueue_plain", ran_then_lost)
+    job = bulk_app.tasks["echo"].delay(1)
+    assert job.created and job.state == JobState.QUEUED  # this call created it, on its first send
+    assert backend.ready_ids("default", 10) == [job.id]
+
+    builder = bulk_app._builder("echo")
+    jobs = [builder.build((i,), {}) for i in range(3)]
+    real_run = backend.run
+
+    def script_ran_then_lost(name, *args, resend=True):
+        reply = real_run(name, *args, resend=resend)
+        if name == "enqueue" and not resend:
+            raise BrokerUnavailable("connection lost before the reply")
+        return reply
+
+    monkeypatch.setattr(backend, "run", script_ran_then_lost)
+    assert [created for _, created, _ in backend.enqueue(jobs, fresh=True)] == [True] * 3
