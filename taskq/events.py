@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .errors import JobNotFound
 from .job import JobState
 
 if TYPE_CHECKING:
@@ -44,7 +45,14 @@ class EventListener:
         with self._lock:
             self._callbacks.setdefault(job.id, []).append((job, fn))
         state, _ = self.app.backend.watch(job.id)
-        if state and JobState(state).finished:
+        if not state:  # it would wait for an outcome that never comes
+            with self._lock:
+                entries = self._callbacks.get(job.id, [])
+                entries[:] = [e for e in entries if e[1] is not fn]
+                if not entries:
+                    self._callbacks.pop(job.id, None)
+            raise JobNotFound(f"no job {job.id!r} (never created, deleted, or expired)")
+        if JobState(state).finished:
             self._fire(job.id, JobState(state))
 
     def _fire(self, job_id: str, state: JobState) -> None:

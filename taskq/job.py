@@ -254,5 +254,6 @@ class Job:
         self.app.control.delete(self.id)
 
     def on_finish(self, fn: Callable[[Job, JobState], Any]) -> None:
-        """Call ``fn(job, state)`` once, in this process, when the job finishes."""
+        """Call ``fn(job, state)`` once, in this process, when the job finishes.
+        Raises ``JobNotFound`` if there is no such job."""
         self.app.events.on_finish(self, fn)

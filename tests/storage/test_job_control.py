@@ -538,3 +538,11 @@ def test_purge_queue_deletes_only_queued_jobs_of_that_queue(capp):
     assert all(references(capp, j.id) == [] for j in queued[:5] + [high])
     assert not list(capp.backend.client.scan_iter(match=capp.backend.keys.pattern[:-1] + "u:*"))
     assert other.state == JobState.QUEUED and later.state == JobState.SCHEDULED
+
+
+def test_on_finish_of_a_missing_job_raises_instead_of_waiting_forever(capp):
+    calls = []
+    with pytest.raises(JobNotFound):
+        capp.job("no-such-job").on_finish(lambda job, state: calls.append(state))
+    assert "no-such-job" not in capp.events._callbacks
+    assert calls == []
