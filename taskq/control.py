@@ -74,7 +74,7 @@ class JobControl:
 
     def _scan_states(self, states: set[str], limit: int) -> list[str]:
         out = []
-        for key in self._b.client.scan_iter(match=self._b.keys.prefix.replace("{", "\\{").replace("}", "\\}") + "j:*", count=1000):
+        for key in self._b.client.scan_iter(match=self._b.keys.scan_pattern("j:"), count=1000):
             jid = key.decode().split(":j:", 1)[1]
             st = self._b.client.hget(key, "s")
             if st and st.decode() in states:

@@ -7,6 +7,7 @@ in a hash tag so that all keys of a namespace share one Redis Cluster slot.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # Upper bounds (ms) of the run-time histogram buckets: the fields of
@@ -109,4 +110,14 @@ class Keys:
     @property
     def pattern(self) -> str:
         """A SCAN pattern matching every key of the namespace."""
-        return self.prefix.replace("{", "\\{").replace("}", "\\}") + "*"
+        return self.scan_pattern("")
+
+    def scan_pattern(self, start: str) -> str:
+        """A SCAN pattern matching the namespace's keys that begin with ``start``:
+        the namespace is matched literally (``a*`` must not match ``abc``)."""
+        return glob_escape(self.prefix + start) + "*"
+
+
+def glob_escape(text: str) -> str:
+    """``text`` to be matched literally in a SCAN/KEYS glob pattern."""
+    return re.sub(r"([\\*?\[\]{}])", r"\\\1", text)

@@ -23,3 +23,17 @@ def test_every_key_carries_the_namespace_hash_tag(app):
     keys = [k.decode() for k in app.backend.client.keys("*" + app.settings.namespace + "*")]
     assert keys and all(k.startswith(Keys(app.settings.namespace).prefix) for k in keys)
     assert Keys("x").job("1") == "{x}:j:1"
+
+
+def test_a_namespace_with_glob_characters_deletes_only_its_own_keys(make_app, namespace):
+    # "<ns>*" as a SCAN pattern would also match "<ns>x": the namespace is matched literally
+    glob, other = make_app(namespace=namespace + "*"), make_app(namespace=namespace + "x")
+    for app in (glob, other):
+        app.task(name="work")(lambda: None)
+    theirs = other.tasks["work"].delay()
+    glob.tasks["work"].delay()
+    assert glob.control.job_ids("waiting") == []  # a scan of job keys: its own only
+    glob.backend.delete_namespace()
+    assert not list(glob.backend.client.scan_iter(match=Keys(namespace + "*").pattern))
+    assert other.job(theirs.id).state.value == "queued"
+    assert other.control.job_ids("queued") == [theirs.id]
