@@ -68,9 +68,13 @@ class JobControl:
             return ids[:limit] if not queue else ids
         if state == "waiting":
             return self._scan_states({"waiting"}, limit)
-        key = {"scheduled": k.schedule, "stalled": k.stalled, "failed": k.failed}.get(state, k.done)
-        return b.zset_ids(key, limit if state in ("scheduled", "stalled", "failed") else limit * 4,
-                          newest_first=state != "scheduled")
+        key = self._index_key(state)
+        return b.zset_ids(key, limit if key != k.done else limit * 4, newest_first=state != "scheduled")
+
+    def _index_key(self, state: str) -> str:
+        """The sorted set indexing ``state``: succeeded, cancelled and skipped share the done index."""
+        k = self._b.keys
+        return {"scheduled": k.schedule, "stalled": k.stalled, "failed": k.failed}.get(state, k.done)
 
     def _scan_states(self, states: set[str], limit: int) -> list[str]:
         out = []
@@ -113,9 +117,8 @@ class JobControl:
             return
         if state not in LISTABLE:
             raise ConfigurationError(f"unknown state {state!r}; one of: {', '.join(LISTABLE)}")
-        k = self._b.keys
-        key = {"scheduled": k.schedule, "stalled": k.stalled, "failed": k.failed}.get(state, k.done)
-        if key == k.done:
+        key = self._index_key(state)
+        if key == self._b.keys.done:
             batch *= 4
         offset = 0
         while True:

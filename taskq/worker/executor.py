@@ -160,21 +160,17 @@ class Executor:
                 value = aio.run(value, options.timeout, max(options.timeout - spent, 0.001) if options.timeout else None)
         except Cancelled as exc:
             return self._cancelled(job, options, started, exc)
-        except Requeue as exc:
+        except (Requeue, Retry) as exc:
             try:
                 countdown = _countdown(exc)
             except ConfigurationError as bad:
                 return self._fail(job, bad, options, started)
+            if isinstance(exc, Retry):
+                return self._retry_or_fail(job, options, started, exc, countdown=countdown)
             out = Outcome(job.id, job.token, "requeue", task=job.task, exc=exc,
                           delay_ms=int((countdown or 0) * 1000))
             out.duration_ms = (time.monotonic() - started) * 1000
             return out
-        except Retry as exc:
-            try:
-                countdown = _countdown(exc)
-            except ConfigurationError as bad:
-                return self._fail(job, bad, options, started)
-            return self._retry_or_fail(job, options, started, exc, countdown=countdown)
         except TaskTimeout as exc:
             soft.close()  # the watchdog's exception may land before the with block disarms it
             if isinstance(exc, SoftTimeoutExpired):
