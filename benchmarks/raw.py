@@ -4,6 +4,10 @@
 consume SRC PROCESSING READY TASK NAMESPACE
     ``BLMOVE src processing`` + task + ``LREM processing`` until SRC stays
     empty; reports its first start and last finish (epoch seconds).
+calls N NAMESPACE
+    The one-call task's call alone, N times, with no queue at all: the
+    rate a queue whose claim and ack cost nothing could drain at (the
+    ceiling of the one-call drain); reports its first start and last finish.
 echo REQUESTS READY
     ``BLPOP`` a reply key from REQUESTS and ``LPUSH`` an answer to it,
     until the reply key is ``stop``.
@@ -47,6 +51,15 @@ def consume(url: str, src: str, processing: str, ready: str, task: str, namespac
     print(json.dumps({"first": first, "last": last, "n": n}))
 
 
+def calls(url: str, count: str, namespace: str) -> None:
+    n = int(count)
+    one_call(url, namespace)  # connect first, as a consumer does before its first job
+    first = time.time()
+    for _ in range(n):
+        one_call(url, namespace)
+    print(json.dumps({"first": first, "last": time.time(), "n": n}))
+
+
 def echo(url: str, requests: str, ready: str) -> None:
     r = client(url)
     r.incr(ready)
@@ -80,7 +93,7 @@ def delayed(url: str, sched: str, ready: str, count: str) -> None:
     print(json.dumps({"late": late}))
 
 
-MODES = {"consume": consume, "echo": echo, "delayed": delayed}
+MODES = {"consume": consume, "calls": calls, "echo": echo, "delayed": delayed}
 
 if __name__ == "__main__":
     MODES[sys.argv[1]](*sys.argv[2:])

@@ -52,7 +52,7 @@ for _, id in ipairs(redis.call('SMEMBERS', wj)) do
         count(task, queue, 'failed')
         outcome = 'failed'
       elseif id == running and rdue > 0 then
-        redis.call('HSET', jk, 's', 'scheduled', 'due', NOW + rdue)
+        redis.call('HSET', jk, 's', 'scheduled', 'due', fmt(NOW + rdue))
         schedule(id, NOW + rdue)
         count(task, queue, 'retried')
         outcome = 'scheduled'

@@ -66,7 +66,7 @@ for i = 1, n do
     if kind == 'retry' then
       append_error(jk, blob, CAPS.errors)
       if due > 0 then
-        redis.call('HSET', jk, 's', 'scheduled', 'due', NOW + due)
+        redis.call('HSET', jk, 's', 'scheduled', 'due', fmt(NOW + due))
         schedule(id, NOW + due)
       else
         redis.call('HSET', jk, 's', 'queued')
@@ -82,7 +82,7 @@ for i = 1, n do
         uncount_start(task, queue)
       end
       if due > 0 then
-        redis.call('HSET', jk, 's', 'scheduled', 'due', NOW + due)
+        redis.call('HSET', jk, 's', 'scheduled', 'due', fmt(NOW + due))
         schedule(id, NOW + due)
       else
         redis.call('HSET', jk, 's', 'queued')
@@ -183,7 +183,7 @@ local function take(id)
   end
   local attempt = (tonumber(j[7]) or 0) + 1
   local token = (tonumber(j[8]) or 0) + 1
-  redis.call('HSET', jk, 's', 'active', 'w', wid, 'sa', NOW, 'a', attempt, 'k', token)
+  redis.call('HSET', jk, 's', 'active', 'w', wid, 'sa', NOWS, 'a', fmt(attempt), 'k', fmt(token))
   leased[#leased + 1] = id
   count(task, queue, 'started')
   local c = #claimed
