@@ -91,7 +91,14 @@ class Consumer:
             out = Outcome(running.id, running.token, "cancel",
                           ttl_ms=int(self.app.settings.succeeded_ttl * 1000), task=running.task)
             with self._lock:
-                self._settle([out], 0)
+                # the outcomes still waiting for their batch go too: the kill
+                # would lose them, and their jobs would run again
+                outs, self.pending = self.pending, []
+                try:
+                    self._settle([*outs, out], 0)
+                except TaskQError:
+                    self.pending[:0] = outs  # not sent: this process goes on, and sends them
+                    raise
             if self.slot is not None:
                 self.slot.mark_killed_self()  # the jobs of sibling threads go back, attempt refunded
             kill_self()

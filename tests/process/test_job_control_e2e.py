@@ -85,6 +85,25 @@ def test_forced_cancel_in_a_threaded_worker_gives_the_other_threads_job_back_ref
     assert not info.errors
 
 
+def test_forced_cancel_records_the_outcomes_of_the_jobs_that_finished_before_it(client, start_worker):
+    """Outcomes are settled in batches: a job that finished just before the
+    cancelled one started still waits, unrecorded, while it runs. The forced
+    cancel killed the process with that outcome unsent: the finished job
+    went back to its queue (attempt refunded) and ran a second time."""
+    start_worker(APP, env=FAST)
+    order = scratch_key(client, "order")
+    warm = client.tasks["stamp"].delay("warm-up")  # a measured run time: the next claim takes a batch
+    wait_for(lambda: warm.state == JobState.SUCCEEDED, 20, what="the warm-up job")
+    first, job = client.enqueue_many([("stamp", ("first",), {}), ("block", ("never",), {})])
+    wait_for(lambda: job.id in started(client), 20, what="task start")
+    assert job.cancel(force=True) == "requested"
+    wait_for(lambda: job.state == JobState.CANCELLED, 20, what="forced cancellation")
+    wait_for(lambda: first.state == JobState.SUCCEEDED, 20, what="the first job's outcome")
+    assert client.tasks["echo"].delay("after").result(timeout=20) == "after"  # the new child serves
+    tags = [x.decode() for x in client.backend.client.lrange(order, 0, -1)]
+    assert tags == ["warm-up", "first"], tags  # "first" ran once
+
+
 def test_a_killed_child_frees_the_unique_key_and_lock_of_its_last_attempt(client, start_worker):
     w = start_worker(APP, env=FAST)
     job = client.tasks["block"].apply_async(("never",), unique_key="report", resource="printer")

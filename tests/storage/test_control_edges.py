@@ -145,6 +145,47 @@ def test_cap_trim_never_deletes_a_live_job_with_a_reused_id(capp):
     assert new.state == JobState.QUEUED  # JobNotFound: the live job was deleted
 
 
+def test_cap_trim_never_deletes_a_reused_id_finished_into_the_other_index(capp):
+    """A failed job's id stays in the failed index after its hash expired,
+    until trim_finished drops it. A new job under that id that succeeds is
+    in done, and (stale) in failed: when the failed index passes its cap,
+    its trim deleted the succeeded job (it is not live). The other way
+    round, trim_finished never dropped a stale done entry of a failed job."""
+    s = capp.settings
+    b = capp.backend
+    caps = (10, 10, s.error_history, 60_000)
+    noop = capp.tasks["noop"]
+    blob = error_entry(ValueError("x"), 1)
+
+    def run(job_ids, kind):
+        _, rows = b.settle_claim("wa", len(job_ids), [], ["qa"], [], caps)
+        assert sorted(r[0].decode() for r in rows) == sorted(job_ids)
+        b.settle_claim("wa", 0, [Outcome(r[0].decode(), int(r[1]), kind, blob if kind == "fail" else b"",
+                                         ttl_ms=60_000).fields() for r in rows], [], [], caps)
+
+    old = noop.apply_async(job_id="order-43", queue="qa")
+    run([old.id], "fail")
+    b.client.delete(b.keys.job(old.id))  # its hash expired; trim has not run yet
+    new = noop.apply_async(job_id="order-43", queue="qa")
+    assert new.created
+    run([new.id], "ok")
+    assert new.state == JobState.SUCCEEDED
+    # 11 more jobs fail: the failed index (cap 10) is trimmed of its oldest entries
+    run([j.id for j in noop.map(range(11), queue="qa")], "fail")
+    assert new.state == JobState.SUCCEEDED  # JobNotFound: the succeeded job was deleted
+    assert b.client.zscore(b.keys.done, new.id) is not None
+
+    # the other way round: a stale done entry, the new job fails
+    b.client.delete(b.keys.job(new.id))
+    again = noop.apply_async(job_id="order-43", queue="qa")
+    run([again.id], "fail")
+    assert b.client.zscore(b.keys.done, again.id) is not None  # stale until trimmed
+    b.trim_finished(1, 1)
+    assert b.client.zscore(b.keys.done, again.id) is None
+    assert b.client.zscore(b.keys.failed, again.id) is not None
+    assert again.state == JobState.FAILED
+
+
 # ---------------------------------------------------------------- the failed set
 
 

@@ -242,6 +242,13 @@ end
 -- States of a job that has not finished.
 local LIVE = {scheduled = true, queued = true, active = true, waiting = true, stalled = true}
 
+-- The finished index (P done or P failed, without the prefix) of each
+-- finished state. An index entry outlives its job's hash until
+-- trim_finished drops it, and a custom id may be used again meanwhile: an
+-- entry whose id now names a job of another state (live, or finished into
+-- the other index) is stale, and never stands for that job.
+local FINISHED_IN = {succeeded = 'done', cancelled = 'done', skipped = 'done', failed = 'failed'}
+
 -- FINISHED: ids finished in this call per index, added at flush() with one
 -- ZADD per index (then trimmed once), not one ZADD + ZCARD per job.
 local FINISHED
@@ -292,11 +299,13 @@ local function flush_finished()
     if redis.call('ZCARD', idx) > cap + math.floor(cap / 20) then
       local old = redis.call('ZRANGE', idx, 0, -(cap + 1))
       redis.call('ZREMRANGEBYRANK', idx, 0, -(cap + 1))
+      local name = string.sub(idx, #P + 1)
       local keys = {}  -- deleted with one DEL per 1000 keys, not one per job
       for _, oid in ipairs(old) do
-        -- an entry outlives its job's hash until trim_finished drops it: the
-        -- id may name a new, live job by now (a reused custom id), kept
-        if not LIVE[redis.call('HGET', jkey(oid), 's')] then
+        -- a stale entry (FINISHED_IN) is dropped, its id's job kept: by now it
+        -- may be a new job (a reused custom id), live or in the other index
+        local st = redis.call('HGET', jkey(oid), 's')
+        if not st or FINISHED_IN[st] == name then
           keys[#keys + 1] = jkey(oid); keys[#keys + 1] = P .. 'r:' .. oid
         end
       end

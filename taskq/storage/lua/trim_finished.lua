@@ -1,4 +1,5 @@
--- trim_finished: drop index entries of finished jobs whose hash expired.
+-- trim_finished: drop index entries of finished jobs whose hash expired, and
+-- stale ones whose id names a job of another state by now (a reused id).
 -- KEYS[1] namespace prefix
 -- ARGV[1] now_ms or ""  ARGV[2] failed ttl_ms  ARGV[3] done ttl_ms
 -- ARGV[4] batch limit
@@ -13,7 +14,9 @@ local function trim(idx, ttl)
   local old = redis.call('ZRANGEBYSCORE', P .. idx, '-inf', NOW - ttl, 'LIMIT', 0, tonumber(ARGV[4]))
   for _, id in ipairs(old) do
     local st = redis.call('HGET', jkey(id), 's')
-    if not st or (idx == 'failed' and st ~= 'failed') or (idx == 'done' and LIVE[st]) then
+    -- kept while its job is there in a state of this index; a stale entry
+    -- (an id used again, see FINISHED_IN in _lib.lua) is dropped
+    if FINISHED_IN[st] ~= idx then
       redis.call('ZREM', P .. idx, id)
       n = n + 1
     end
