@@ -104,6 +104,24 @@ def test_forced_cancel_records_the_outcomes_of_the_jobs_that_finished_before_it(
     assert tags == ["warm-up", "first"], tags  # "first" ran once
 
 
+def test_a_finished_jobs_outcome_is_recorded_before_a_long_job_starts(client, start_worker):
+    """Outcomes wait up to flush_interval for a batch. A job of a task not yet
+    seen to run quickly may be long: the outcomes waiting go first, or the
+    finished job would show as active (its result, unique key and resource
+    held back) for the whole of the long run, and run again after a crash."""
+    start_worker(APP, env=FAST)
+    warm = client.tasks["stamp"].delay("warm-up")  # a measured run time: the next claim takes a batch
+    wait_for(lambda: warm.state == JobState.SUCCEEDED, 20, what="the warm-up job")
+    first, job = client.enqueue_many([("stamp", ("first",), {}), ("block", ("long-run",), {})])
+    wait_for(lambda: job.id in started(client), 20, what="task start")
+    try:
+        wait_for(lambda: first.state == JobState.SUCCEEDED, 5, what="the first job's outcome during the long run")
+        assert job.state == JobState.ACTIVE
+    finally:
+        client.backend.client.rpush(scratch_key(client, "long-run"), "go")
+    wait_for(lambda: job.state == JobState.SUCCEEDED, 20, what="the long job")
+
+
 def test_a_killed_child_frees_the_unique_key_and_lock_of_its_last_attempt(client, start_worker):
     w = start_worker(APP, env=FAST)
     job = client.tasks["block"].apply_async(("never",), unique_key="report", resource="printer")
