@@ -33,8 +33,9 @@ class Heartbeat(threading.Thread):
         self.failing = False
 
     def beat(self) -> None:
+        # the static fields go with every beat: a worker reaped while alive (a
+        # long pause), or a server restarted without its data, loses its hash
         _, cancels = self.backend.heartbeat(self.worker_id, self.info_ttl_ms, self.info)
-        self.info = {}  # static fields are written once
         if cancels:
             self.on_cancel(cancels)
 

@@ -12,6 +12,7 @@ from taskq import TaskQ, codec, current_job
 from taskq.storage.backend import Backend
 from taskq.storage.wire import pack
 from taskq.worker.executor import ClaimedJob, Executor
+from taskq.worker.heartbeat import Heartbeat
 from taskq.worker.outcome import Outcome, error_entry
 from taskq.worker.scheduler import Reaper, Scheduler
 
@@ -213,6 +214,20 @@ def test_reaper_reaps_a_silent_worker_after_heartbeat_timeout(app):
             break
     assert reaped_at == T0 + 10_000
     assert app.backend.job_hash(job_id)["s"] == b"queued"
+
+
+def test_a_worker_reaped_while_alive_keeps_its_host_and_pid_on_its_next_beat(app):
+    """A reap deletes the worker's hash; a worker still alive (it was paused)
+    re-created it with only its heartbeat, and listings lost its host and pid."""
+    hb = Heartbeat(app.backend, "w1", interval=60, info_ttl_ms=60_000, info={"host": "h1", "pid": "42"},
+                   on_cancel=lambda cancels: None)
+    hb.beat()
+    held_job(app, "w1", T0)
+    assert reap(app, "w1", T0 + 60_000) is not None
+    assert not app.backend.workers()
+    hb.beat()
+    ((details, _),) = app.backend.worker_details(["w1"])
+    assert details[b"host"] == b"h1" and details[b"pid"] == b"42", details
 
 
 def test_reaper_restarts_its_observation_after_a_gap(app):
