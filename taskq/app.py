@@ -17,7 +17,7 @@ from .events import EventListener
 from .job import Job
 from .options import AppSettings, TaskOptions, load_settings, warn_unknown_task_flags
 from .stats import Stats, WorkerInfo, collect_stats, collect_workers
-from .storage.backend import Backend, redact_url
+from .storage.backend import Backend, check_url, redact_url
 from .storage.server import ensure_embedded_server
 from .task import Task
 
@@ -46,6 +46,8 @@ class TaskQ:
         self.settings: AppSettings = load_settings(
             settings, {"redis_url": redis_url, "namespace": namespace, **overrides}
         )
+        if self.settings.redis_url:
+            check_url(self.settings.redis_url)  # a bad URL fails here, not at the first job
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.periodics: dict[str, Periodic] = {}
         self.hooks: dict[str, list[Callable[..., Any]]] = {e: [] for e in HOOK_EVENTS}

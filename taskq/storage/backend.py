@@ -12,6 +12,7 @@ import itertools
 import logging
 import re
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -20,7 +21,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..errors import BrokerRefused, BrokerUnavailable, DurabilityUnavailable, TaskQError, error_for_code
+from ..errors import (BrokerRefused, BrokerUnavailable, ConfigurationError, DurabilityUnavailable, TaskQError,
+                      error_for_code)
 from .keys import Keys
 from .scripts import load_library
 from .wire import Wire, pack, packed
@@ -43,6 +45,25 @@ def redact_url(url: str) -> str:
     ``ssl_password`` for the client key) replaced by ``***``."""
     url = re.sub(r"(//[^:/@]*:)[^/]*@", r"\1***@", url)
     return re.sub(r"([?&][^=&#]*password=)[^&#]*", r"\1***", url, flags=re.IGNORECASE)
+
+
+def check_url(url: str) -> None:
+    """Raise ``ConfigurationError`` for a server URL that cannot be used (a
+    scheme other than redis://, rediss:// and unix://, a bad port or host, a
+    database that is not a number, an unknown or bad query parameter),
+    naming the URL without its secrets. Nothing is connected."""
+    try:
+        client = redis.Redis.from_url(url)
+        pool = client.connection_pool
+        path = urllib.parse.unquote(urllib.parse.urlsplit(url).path).replace("/", "")
+        if path and "db" not in pool.connection_kwargs and "path" not in pool.connection_kwargs:
+            raise ValueError("the database (the URL's path) must be a number")  # redis-py ignores it
+        pool.connection_class(**pool.connection_kwargs)  # unknown or bad query parameters
+    except (ValueError, TypeError, redis.RedisError) as exc:
+        reason = str(exc)
+        if redact_url(url) != url:  # redis-py quotes the part it could not read: it may be the password
+            reason = re.sub(r"'[^']*'", "'***'", reason)
+        raise ConfigurationError(f"redis_url {redact_url(url)} is not a usable server URL: {reason}") from None
 
 
 def translated(exc: BaseException, url: str) -> BaseException | None:
