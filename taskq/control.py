@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, InvalidJobState, JobNotFound
 from .job import JobInfo, JobState, job_info_from_hash
 
 if TYPE_CHECKING:
@@ -150,25 +150,27 @@ class JobControl:
 
     def requeue_failed(self, task: str | None = None, queue: str | None = None,
                        error_type: str | None = None) -> int:
-        """Requeue failed jobs matching the filters (all when none); returns the count."""
+        """Requeue failed jobs matching the filters (all when none); returns the count.
+        A server error (down, out of memory) raises: the jobs not reached stay failed."""
         n = 0
         for jid in self._each_failed(task, queue, error_type):
             try:
                 self.requeue(jid)
                 n += 1
-            except Exception:  # finished meanwhile, or deleted: skip it
+            except (InvalidJobState, JobNotFound):  # requeued meanwhile, or deleted: skip it
                 continue
         return n
 
     def purge_failed(self, task: str | None = None, queue: str | None = None,
                      error_type: str | None = None) -> int:
-        """Delete failed jobs matching the filters; returns the count."""
+        """Delete failed jobs matching the filters; returns the count.
+        A server error (down, out of memory) raises: the jobs not reached stay."""
         n = 0
         for jid in self._each_failed(task, queue, error_type):
             try:
                 self.delete(jid)
                 n += 1
-            except Exception:
+            except (InvalidJobState, JobNotFound):  # running again meanwhile, or deleted: skip it
                 continue
         return n
 

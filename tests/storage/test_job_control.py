@@ -11,9 +11,11 @@ import threading
 import time
 
 import pytest
+import redis
 
-from taskq import InvalidJobState, JobNotFound, JobState
+from taskq import BrokerRefused, InvalidJobState, JobNotFound, JobState
 from taskq.worker.outcome import Outcome, error_entry
+from tests.apps.control import build as build_control_app
 from tests.apps.control import consumer, run_until, scratch_key, stop
 from tests.conftest import wait_for
 
@@ -546,3 +548,24 @@ def test_on_finish_of_a_missing_job_raises_instead_of_waiting_forever(capp):
         capp.job("no-such-job").on_finish(lambda job, state: calls.append(state))
     assert "no-such-job" not in capp.events._callbacks
     assert calls == []
+
+
+@pytest.mark.parametrize("operation", ["requeue_failed", "purge_failed"])
+def test_bulk_operations_on_failed_jobs_raise_when_the_server_refuses(own_server, namespace, operation):
+    """Only a job that moved on or vanished meanwhile is skipped: a server
+    that refuses (out of memory, down) is an error, not a count of 0."""
+    app = build_control_app(own_server.url, namespace)
+    admin = redis.Redis.from_url(own_server.url)
+    try:
+        job = in_state(app, "failed")
+        admin.config_set("maxmemory", 1)
+        try:
+            with pytest.raises(BrokerRefused, match="out of memory"):
+                getattr(app.control, operation)()
+        finally:
+            admin.config_set("maxmemory", 0)
+        assert job.state == JobState.FAILED
+        assert getattr(app.control, operation)() == 1
+    finally:
+        admin.close()
+        app.close()
