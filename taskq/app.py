@@ -228,7 +228,7 @@ class TaskQ:
             results.extend(self.backend.enqueue_stream(plain(), fresh=True))  # builders generate every id
             if not held:
                 break
-            results.append(self.backend.enqueue(held.pop(), durable=True))
+            results.append(self.backend.enqueue(held.pop(), durable=True, fresh=True))
         return [Job(self, jid, task=names.get(jid), created=created, state=state)
                 for result in results for jid, created, state in result]
 

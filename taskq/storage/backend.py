@@ -287,33 +287,26 @@ class Backend:
         """Create jobs (15 fields each, see enqueue.lua); idempotent by id.
 
         ``durable``: return only once the server's AOF holds the write (WAITAOF
-        on the same connection).
+        on the same connection); a lost connection is retried for
+        ``retry_timeout`` s, every send checking the ids.
         ``fresh``: every id was generated for this call, so the first send
         skips the check for an existing job; it is never resent as it is
         (a resend, after a lost reply, checks)."""
         flat: list[Arg] = [now_ms, *enqueue_args(jobs, check=True)]
-        if durable:
-            with translate_errors(self.url):
-                for _ in range(2):
-                    pipe = self.client.pipeline(transaction=False)
-                    cmd = self.command("enqueue")
-                    if not self.functions:  # send the source: no NOSCRIPT on this path
-                        cmd = ["EVAL", self.scripts["enqueue"].source, 1, self.prefix]
-                    pipe.execute_command(*cmd, *flat)
-                    pipe.execute_command("WAITAOF", 1, 0, 2000)
-                    reply, aof = pipe.execute(raise_on_error=False)
-                    if not (isinstance(reply, Exception) and self.code_missing(reply)):
-                        break
-                    self.load_code()
-            if isinstance(reply, Exception):
-                with translate_errors(self.url):
-                    raise reply
-            if isinstance(aof, Exception) or int(aof[0]) < 1:
-                raise DurabilityUnavailable(
-                    "durable enqueue needs WAITAOF (Redis >= 7.2 or Valkey) with appendonly on; "
-                    f"the server said: {aof if isinstance(aof, Exception) else 'not confirmed in time'} "
-                    "(the job was enqueued, but its persistence is not confirmed)"
-                )
+        if durable:  # retried as run_retrying does: every send checks the ids
+            deadline = time.monotonic() + self.retry_timeout
+            pause, resent = 0.05, False
+            while True:
+                try:
+                    reply = self._enqueue_durable(flat)
+                    break
+                except BrokerUnavailable:
+                    if time.monotonic() + pause > deadline:
+                        raise
+                    time.sleep(pause)
+                    pause, resent = min(pause * 2, 1.0), True
+            if fresh and resent:
+                return enqueued_again(jobs, reply)
         elif fresh and len(jobs) == 1 and self.plain(jobs[0]):
             try:
                 return [self.enqueue_plain(jobs[0])]
@@ -329,6 +322,31 @@ class Backend:
         else:
             reply = self.run_retrying("enqueue", *flat)
         return enqueued(jobs, reply)
+
+    def _enqueue_durable(self, flat: list[Arg]) -> Any:
+        """Run the enqueue script and WAITAOF on one connection; the script's reply."""
+        with translate_errors(self.url):
+            for _ in range(2):
+                pipe = self.client.pipeline(transaction=False)
+                cmd = self.command("enqueue")
+                if not self.functions:  # send the source: no NOSCRIPT on this path
+                    cmd = ["EVAL", self.scripts["enqueue"].source, 1, self.prefix]
+                pipe.execute_command(*cmd, *flat)
+                pipe.execute_command("WAITAOF", 1, 0, 2000)
+                reply, aof = pipe.execute(raise_on_error=False)
+                if not (isinstance(reply, Exception) and self.code_missing(reply)):
+                    break
+                self.load_code()
+        if isinstance(reply, Exception):
+            with translate_errors(self.url):
+                raise reply
+        if isinstance(aof, Exception) or int(aof[0]) < 1:
+            raise DurabilityUnavailable(
+                "durable enqueue needs WAITAOF (Redis >= 7.2 or Valkey) with appendonly on; "
+                f"the server said: {aof if isinstance(aof, Exception) else 'not confirmed in time'} "
+                "(the job was enqueued, but its persistence is not confirmed)"
+            )
+        return reply
 
     def plain(self, job: Sequence[Arg]) -> bool:
         """A job that needs no decision on the server: no delay, no unique
