@@ -471,12 +471,13 @@ class Backend:
         :meth:`enqueue`, in order; it retries, and enqueue is idempotent by
         job id. ``fresh``: as for :meth:`enqueue` (only a chunk's first send
         skips the id check)."""
-        enqueue_cmd = self.command("enqueue")
         pool = self.client.connection_pool
         conn: Any = None
+        enqueue_cmd: list[Arg] = []
         try:
+            enqueue_cmd = self.command("enqueue")  # may load the code: asks the server
             conn = pool.get_connection()
-        except TRANSIENT:
+        except (BrokerUnavailable, *TRANSIENT):
             pass  # every chunk goes through enqueue(), which retries
         sent: list[tuple[Sequence[Sequence[Arg]], list[Arg], bool]] = []  # in flight: (jobs, args, sent on conn)
         streaming = True  # False once a reply was lost: keeps the chunks in order

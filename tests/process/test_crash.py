@@ -403,7 +403,7 @@ def test_durable_enqueue_is_confirmed_by_an_appendonly_server(aof_server, namesp
         client.close()
 
 
-@pytest.mark.parametrize("call", ["apply_async"])
+@pytest.mark.parametrize("call", ["apply_async", "map"])
 def test_durable_enqueue_retries_while_the_server_is_down(aof_server, namespace, call):
     """As every enqueue: a server that is down is retried for enqueue_retry_timeout."""
     client = build(aof_server.url, namespace, enqueue_retry_timeout=30)
