@@ -37,6 +37,9 @@ TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 ENQUEUE_FIELDS = 15
 OUTCOME_FIELDS = 10
 CLAIM_FIELDS = 8
+# How long past its own deadline a bounded call (a result wait) waits for a
+# server that does not answer (paused, swapping) before raising.
+REPLY_MARGIN = 2.0
 
 
 def redact_url(url: str) -> str:
@@ -192,12 +195,16 @@ class Backend:
 
     # ------------------------------------------------------------ scripts
 
-    def load_code(self, client: Any = None) -> bool:
+    def load_code(self, client: Any = None, timeout: float | None = None) -> bool:
         """Load the function library; False if the server cannot (Redis < 7,
-        FUNCTION denied by an ACL): scripts are used instead."""
+        FUNCTION denied by an ACL): scripts are used instead. ``timeout``:
+        read timeout (see :meth:`run`)."""
         c = client if client is not None else self.client
         try:
-            c.execute_command("FUNCTION", "LOAD", self.library.source)
+            if client is None and timeout is not None:
+                self.wire.call("FUNCTION", "LOAD", self.library.source, timeout=timeout)
+            else:
+                c.execute_command("FUNCTION", "LOAD", self.library.source)
         except ResponseError as exc:
             text = str(exc).lower()
             if "already exists" in text:
@@ -210,11 +217,11 @@ class Backend:
         self.functions = True
         return True
 
-    def command(self, name: str) -> list[Arg]:
+    def command(self, name: str, timeout: float | None = None) -> list[Arg]:
         """The command that runs transition ``name``, up to its arguments."""
         if self.functions is None:
             with translate_errors(self.url):
-                self.load_code()
+                self.load_code(timeout=timeout)
         script = self.scripts[name]
         if self.functions:
             return ["FCALL", script.function, 1, self.prefix]
@@ -227,12 +234,15 @@ class Backend:
             isinstance(exc, ResponseError) and "function not found" in str(exc).lower()
         )
 
-    def run(self, name: str, *args: Arg, resend: bool = True) -> Any:
+    def run(self, name: str, *args: Arg, resend: bool = True, timeout: float | None = None) -> Any:
         """Run transition ``name`` (FCALL, or EVALSHA; reloading lost code).
-        ``resend=False``: never send it twice (see ``Wire.pipeline``)."""
-        cmd = self.command(name)
+        ``resend=False``: never send it twice (see ``Wire.pipeline``).
+        ``timeout``: read timeout of each reply (the connection's 30 s
+        otherwise); a server that does not answer in time is
+        ``BrokerUnavailable``."""
+        cmd = self.command(name, timeout)
         try:
-            return self.wire.call(*cmd, *args, resend=resend)
+            return self.wire.call(*cmd, *args, resend=resend, timeout=timeout)
         except Exception as exc:  # the hot path: no context manager
             if not self.code_missing(exc):
                 mapped = translated(exc, self.url)
@@ -240,10 +250,10 @@ class Backend:
                     raise
                 raise mapped from None
         with translate_errors(self.url):
-            if self.functions and self.load_code():
-                return self.wire.call(*self.command(name), *args)
+            if self.functions and self.load_code(timeout=timeout):
+                return self.wire.call(*self.command(name), *args, timeout=timeout)
             script = self.scripts[name]
-            return self.wire.call("EVAL", script.source, 1, self.prefix, *args)
+            return self.wire.call("EVAL", script.source, 1, self.prefix, *args, timeout=timeout)
 
     def run_retrying(self, name: str, *args: Arg) -> Any:
         """Run an idempotent script, retrying a lost connection for ``retry_timeout`` s."""
@@ -668,16 +678,21 @@ class Backend:
             raise error_for_code(int(code), job_id, state, operation or name)
         return state
 
-    def watch(self, job_id: str) -> tuple[str, bytes]:
-        state, blob = self.run("watch", "", job_id)
+    def watch(self, job_id: str, within: float | None = None) -> tuple[str, bytes]:
+        """``within``: a server that has not answered ``within + REPLY_MARGIN``
+        s is ``BrokerUnavailable`` (the connection's 30 s otherwise)."""
+        timeout = None if within is None else max(within, 0.0) + REPLY_MARGIN
+        state, blob = self.run("watch", "", job_id, timeout=timeout)
         return state.decode(), blob
 
     def wait_outcome(self, job_id: str, timeout: float) -> bytes | None:
-        """Block until the job's outcome is pushed (or timeout); never consumes it."""
+        """Block until the job's outcome is pushed (or timeout); never consumes it.
+        A server that has not answered ``REPLY_MARGIN`` s after the timeout
+        is ``BrokerUnavailable``."""
         key = self.keys.result(job_id)
         with translate_errors(self.url):
             timeout = max(timeout, 0.001)
-            return self.wire.call("BLMOVE", key, key, "RIGHT", "LEFT", timeout, timeout=timeout + 30.0)
+            return self.wire.call("BLMOVE", key, key, "RIGHT", "LEFT", timeout, timeout=timeout + REPLY_MARGIN)
 
     def set_progress(self, job_id: str, token: int, blob: bytes) -> bool:
         return bool(self.run("progress", "", job_id, token, blob))
