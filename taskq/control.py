@@ -67,7 +67,7 @@ class JobControl:
                 ids += [j.decode() for j in jobs]
             return ids[:limit] if not queue else ids
         if state == "waiting":
-            return self._scan_states({"waiting"}, limit)
+            return b.scan_job_ids({"waiting"}, limit)
         key = self._index_key(state)
         return b.zset_ids(key, limit if key != k.done else limit * 4, newest_first=state != "scheduled")
 
@@ -75,17 +75,6 @@ class JobControl:
         """The sorted set indexing ``state``: succeeded, cancelled and skipped share the done index."""
         k = self._b.keys
         return {"scheduled": k.schedule, "stalled": k.stalled, "failed": k.failed}.get(state, k.done)
-
-    def _scan_states(self, states: set[str], limit: int) -> list[str]:
-        out = []
-        for key in self._b.client.scan_iter(match=self._b.keys.scan_pattern("j:"), count=1000):
-            jid = key.decode().split(":j:", 1)[1]
-            st = self._b.client.hget(key, "s")
-            if st and st.decode() in states:
-                out.append(jid)
-                if len(out) >= limit:
-                    break
-        return out
 
     def list_jobs(self, state: str, queue: str | None = None, task: str | None = None,
                   limit: int = 100) -> list[JobInfo]:

@@ -714,6 +714,20 @@ class Backend:
                 pipe.hgetall(self.keys.job(jid))
             return [{k.decode(): v for k, v in raw.items()} for raw in pipe.execute()]
 
+    def scan_job_ids(self, states: set[str], limit: int) -> list[str]:
+        """Ids of up to ``limit`` jobs in one of ``states``, found by scanning
+        the job hashes (for states no index holds)."""
+        out = []
+        with translate_errors(self.url):
+            for key in self.client.scan_iter(match=self.keys.scan_pattern("j:"), count=1000):
+                jid = key.decode().split(":j:", 1)[1]
+                st = self.client.hget(key, "s")
+                if st and st.decode() in states:
+                    out.append(jid)
+                    if len(out) >= limit:
+                        break
+        return out
+
     def queue_names(self) -> list[str]:
         with translate_errors(self.url):
             return sorted(q.decode() for q in self.client.smembers(self.keys.queues))
