@@ -78,8 +78,11 @@ class TaskQ:
         return self.backend.url
 
     def close(self) -> None:
-        if "events" in self.__dict__:
-            self.events.stop()
+        """Stop the event listener and close the connections; the app may be
+        used again (it reconnects, and a later ``on_finish`` starts a new listener)."""
+        events = self.__dict__.pop("events", None)
+        if events is not None:
+            events.stop()
         if self._backend is not None:
             self._backend.close()
             self._backend = None

@@ -431,6 +431,20 @@ def test_on_finish_fires_once_with_the_outcome(capp):
     assert len(calls) == 2 and late == [JobState.SUCCEEDED]
 
 
+def test_on_finish_works_again_after_the_app_was_closed(capp):
+    """close() stops the listener; the app reconnects on its next use, and so
+    must on_finish (before, its callbacks were kept by the stopped listener)."""
+    states = []
+    first = capp.tasks["noop"].apply_async(delay=60)
+    first.on_finish(lambda j, s: states.append(s))
+    capp.close()
+    job = capp.tasks["noop"].apply_async(delay=60)
+    job.on_finish(lambda j, s: states.append(s))
+    job.cancel()
+    wait_for(lambda: states, what="callback")
+    assert states == [JobState.CANCELLED]
+
+
 def test_on_finish_of_a_cancelled_job(capp):
     states = []
     job = capp.tasks["noop"].apply_async(delay=60)
