@@ -85,6 +85,8 @@ def translated(exc: BaseException, url: str) -> BaseException | None:
             return BrokerRefused(f"server refused the write: out of memory (maxmemory reached): {text}")
         if isinstance(exc, redis.exceptions.ReadOnlyError) or text.startswith("READONLY"):
             return BrokerRefused("server refused the write: it is a read-only replica; point redis_url at the primary")
+        if text.startswith("BUSY "):  # a script or function runs past busy-reply-threshold: it ends, retry
+            return BrokerUnavailable(f"server at {redact_url(url)} is busy running a script: {text}")
         if "unauthenticated" in text:  # Redis answers a long command from a client that did not AUTH so
             return BrokerRefused(f"server at {redact_url(url)} refused the credentials: authentication required")
         if (isinstance(exc, redis.exceptions.NoPermissionError) or text.startswith(("NOPERM", "NOAUTH", "WRONGPASS"))
@@ -372,7 +374,11 @@ class Backend:
                     replies = self.wire.pipeline((("MULTI",), ("EXEC",)))
             except BrokerUnavailable:
                 return False  # undecided: the script path retries the connection
-            self.multi = not any(isinstance(r, ResponseError) for r in replies)
+            errors = [r for r in replies if isinstance(r, ResponseError)]
+            if errors and all(isinstance(r, redis.exceptions.ExecAbortError)
+                              or isinstance(translated(r, self.url), BrokerUnavailable) for r in errors):
+                return False  # a busy server refused or aborted it: undecided, asked again next time
+            self.multi = not errors
         return self.multi
 
     def enqueue_plain(self, job: Sequence[Arg]) -> tuple[str, bool, str]:

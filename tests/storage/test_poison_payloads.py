@@ -5,8 +5,10 @@ clear error; the worker keeps serving; nothing is left half-written."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,6 +23,7 @@ from taskq import BrokerRefused, BrokerUnavailable, JobState, PayloadTooLarge, T
 from taskq.storage.server import EphemeralServer
 from taskq.worker.child import Consumer
 from taskq.worker.config import WorkerConfig
+from tests.conftest import wait_for
 
 PICKLE_EXPLOIT = b"cos\nsystem\n(S'touch /tmp/taskq-pwned'\ntR."
 
@@ -300,6 +303,62 @@ def test_read_only_replica_refuses_enqueue_with_a_clear_message(own_server):
         assert _namespace_keys(replica, "ro") == []
         assert _namespace_keys(own_server, "ro") == []
         app.close()
+
+
+# Runs for ARGV[1] ms on the server's clock: past busy-reply-threshold every
+# other client is answered "BUSY ... busy running a script".
+BUSY_SCRIPT = """
+local t0 = redis.call('TIME')
+while true do
+  local t = redis.call('TIME')
+  if (t[1] - t0[1]) * 1000 + (t[2] - t0[2]) / 1000 > tonumber(ARGV[1]) then return 1 end
+end
+"""
+
+
+@contextlib.contextmanager
+def busy_server(server: EphemeralServer, ms: int) -> Iterator[None]:
+    """The server busy running a script for ``ms`` ms (answering BUSY from
+    100 ms on); yields once BUSY is seen, returns once the script ended."""
+    admin = redis.Redis.from_url(server.url)
+    admin.config_set("busy-reply-threshold", 100)
+    runner = threading.Thread(target=lambda: redis.Redis.from_url(server.url).eval(BUSY_SCRIPT, 0, ms), daemon=True)
+    runner.start()
+
+    def busy() -> bool:
+        try:
+            admin.ping()
+        except redis.ResponseError as exc:
+            return str(exc).startswith("BUSY")
+        return False
+
+    try:
+        wait_for(busy, 5, interval=0.01, what="the server to answer BUSY")
+        yield
+    finally:
+        runner.join(30)
+        admin.close()
+
+
+def test_a_server_busy_running_a_script_is_retried_by_enqueue_and_reported_by_the_rest(own_server):
+    app = TaskQ("busy", own_server.url, namespace="busy", enqueue_retry_timeout=30)
+    task = app.task(name="t")(lambda: None)
+    app.backend.ping()
+    with busy_server(own_server, 1500):  # the app's first enqueue, too, meets the busy server
+        jobs = [task.delay(), task.apply_async(unique_key="once"), task.apply_async(job_id="custom"),
+                *task.map([(1,), (2,)]), task.apply_async(delay=60)]
+    assert all(j.created for j in jobs)
+    assert sorted(app.backend.ready_ids("default", 100)) == sorted(j.id for j in jobs[:-1])  # each once
+    assert jobs[-1].state == JobState.SCHEDULED
+    first = jobs[0]
+    with busy_server(own_server, 1500):
+        for call in (lambda: first.result(timeout=1), lambda: first.state, lambda: first.cancel(), app.stats,
+                     lambda: app.control.list_jobs("queued")):
+            with pytest.raises(BrokerUnavailable, match="busy running a script"):
+                call()
+    assert first.cancel() == "cancelled"
+    assert task.delay().created and app.backend.multi  # the busy spell did not turn off MULTI/EXEC enqueues
+    app.close()
 
 
 def test_a_garbled_error_history_does_not_break_result_or_info(app) -> None:
