@@ -445,6 +445,30 @@ def test_on_finish_works_again_after_the_app_was_closed(capp):
     assert states == [JobState.CANCELLED]
 
 
+def test_on_finish_refused_by_the_server_registers_nothing(own_server, namespace):
+    """An on_finish that raised (here: a server out of memory refuses the
+    watch) leaves no callback behind: called again, the callback fires once."""
+    app = build_control_app(own_server.url, namespace)
+    admin = redis.Redis.from_url(own_server.url)
+    calls = []
+    try:
+        job = app.tasks["noop"].apply_async(delay=60)
+        app.tasks["noop"].apply_async(delay=60).on_finish(lambda j, s: None)  # the listener runs
+        admin.config_set("maxmemory", 1)
+        try:
+            with pytest.raises(BrokerRefused, match="out of memory"):
+                job.on_finish(lambda j, s: calls.append(s))
+        finally:
+            admin.config_set("maxmemory", 0)
+        job.on_finish(lambda j, s: calls.append(s))
+        job.cancel()
+        wait_for(lambda: calls, what="callback")
+        assert calls == [JobState.CANCELLED]  # one registration, one call (a job's callbacks run together)
+    finally:
+        admin.close()
+        app.close()
+
+
 def test_on_finish_of_a_cancelled_job(capp):
     states = []
     job = capp.tasks["noop"].apply_async(delay=60)
