@@ -85,6 +85,9 @@ def translated(exc: BaseException, url: str) -> BaseException | None:
             return BrokerRefused(f"server refused the write: out of memory (maxmemory reached): {text}")
         if isinstance(exc, redis.exceptions.ReadOnlyError) or text.startswith("READONLY"):
             return BrokerRefused("server refused the write: it is a read-only replica; point redis_url at the primary")
+        if "DB index is out of range" in text:  # SELECT of the URL's database, at connect
+            return BrokerRefused(f"server at {redact_url(url)} has no such database (see its 'databases' "
+                                 f"setting): {text}")
         if text.startswith("BUSY "):  # a script or function runs past busy-reply-threshold: it ends, retry
             return BrokerUnavailable(f"server at {redact_url(url)} is busy running a script: {text}")
         if "unauthenticated" in text:  # Redis answers a long command from a client that did not AUTH so

@@ -292,6 +292,15 @@ def test_server_out_of_memory_refuses_enqueue_and_leaves_no_partial_job(own_serv
     app.close()
 
 
+def test_a_database_the_server_does_not_have_is_refused_with_a_clear_message(own_server):
+    app = TaskQ("db", own_server.url.rsplit("/", 1)[0] + "/99", namespace="db", enqueue_retry_timeout=0.5)
+    task = app.task(name="t")(lambda: None)
+    for call in (task.delay, lambda: task.map([(), ()]), lambda: app.job("j1").state, app.stats):
+        with pytest.raises(BrokerRefused, match=r"server at redis://127\.0\.0\.1:\d+/99 has no such database"):
+            call()
+    app.close()
+
+
 def test_read_only_replica_refuses_enqueue_with_a_clear_message(own_server):
     with EphemeralServer(extra_args=["--replicaof", "127.0.0.1", str(own_server.port)]) as replica:
         with redis.Redis.from_url(replica.url) as r:
