@@ -85,6 +85,10 @@ def translated(exc: BaseException, url: str) -> BaseException | None:
             return BrokerRefused(f"server refused the write: out of memory (maxmemory reached): {text}")
         if isinstance(exc, redis.exceptions.ReadOnlyError) or text.startswith("READONLY"):
             return BrokerRefused("server refused the write: it is a read-only replica; point redis_url at the primary")
+        if text.startswith("MISCONF"):
+            return BrokerRefused(f"server refused the write: it cannot persist to disk: {text}")
+        if text.startswith("NOREPLICAS"):
+            return BrokerRefused(f"server refused the write: too few replicas in sync (min-replicas-to-write): {text}")
         if "DB index is out of range" in text:  # SELECT of the URL's database, at connect
             return BrokerRefused(f"server at {redact_url(url)} has no such database (see its 'databases' "
                                  f"setting): {text}")

@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -290,6 +291,37 @@ def test_server_out_of_memory_refuses_enqueue_and_leaves_no_partial_job(own_serv
             admin.config_set("maxmemory", 0)
     assert task.apply_async((1,), unique_key="once").created  # the refused call held no unique key
     app.close()
+
+
+def _refusing_server(refusal: str, tmp_path: Path) -> EphemeralServer:
+    """A server that refuses writes: its snapshots fail (MISCONF), or it has
+    fewer replicas than min-replicas-to-write (NOREPLICAS)."""
+    if refusal == "NOREPLICAS":
+        return EphemeralServer(extra_args=["--min-replicas-to-write", "1"]).start()
+    server = EphemeralServer(extra_args=["--dir", str(tmp_path), "--dbfilename", "blocked.rdb",
+                                         "--save", "3600 1"]).start()
+    (tmp_path / "blocked.rdb").mkdir()  # the snapshot cannot be renamed onto a directory
+    with redis.Redis.from_url(server.url) as r:
+        r.bgsave()
+        wait_for(lambda: r.info("persistence")["rdb_last_bgsave_status"] == "err", 10, what="the snapshot to fail")
+    return server
+
+
+@pytest.mark.parametrize(("refusal", "message"), [("MISCONF", "it cannot persist to disk"),
+                                                  ("NOREPLICAS", "too few replicas in sync")])
+def test_a_server_refusing_writes_is_broker_refused_and_nothing_is_written(tmp_path, refusal, message):
+    server = _refusing_server(refusal, tmp_path)
+    try:
+        app = TaskQ("refuse", server.url, namespace="refuse", enqueue_retry_timeout=0.5)
+        task = app.task(name="t")(lambda *a: None)
+        for call in (task.delay, lambda: task.apply_async(unique_key="once"), lambda: task.map([(1,), (2,)]),
+                     lambda: task.apply_async(delay=30)):
+            with pytest.raises(BrokerRefused, match=f"server refused the write: {message}"):
+                call()
+        assert _namespace_keys(server, "refuse") == []
+        app.close()
+    finally:
+        server.stop()
 
 
 def test_a_database_the_server_does_not_have_is_refused_with_a_clear_message(own_server):
