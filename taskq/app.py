@@ -17,7 +17,7 @@ from .events import EventListener
 from .job import Job
 from .options import AppSettings, TaskOptions, load_settings, warn_unknown_task_flags
 from .stats import Stats, WorkerInfo, collect_stats, collect_workers
-from .storage.backend import Backend, redact_url
+from .storage.backend import Backend, check_url, redact_url
 from .storage.server import ensure_embedded_server
 from .task import Task
 
@@ -46,6 +46,8 @@ class TaskQ:
         self.settings: AppSettings = load_settings(
             settings, {"redis_url": redis_url, "namespace": namespace, **overrides}
         )
+        if self.settings.redis_url:
+            check_url(self.settings.redis_url)  # a bad URL fails here, not at the first job
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.periodics: dict[str, Periodic] = {}
         self.hooks: dict[str, list[Callable[..., Any]]] = {e: [] for e in HOOK_EVENTS}
@@ -76,8 +78,11 @@ class TaskQ:
         return self.backend.url
 
     def close(self) -> None:
-        if "events" in self.__dict__:
-            self.events.stop()
+        """Stop the event listener and close the connections; the app may be
+        used again (it reconnects, and a later ``on_finish`` starts a new listener)."""
+        events = self.__dict__.pop("events", None)
+        if events is not None:
+            events.stop()
         if self._backend is not None:
             self._backend.close()
             self._backend = None
@@ -226,7 +231,7 @@ class TaskQ:
             results.extend(self.backend.enqueue_stream(plain(), fresh=True))  # builders generate every id
             if not held:
                 break
-            results.append(self.backend.enqueue(held.pop(), durable=True))
+            results.append(self.backend.enqueue(held.pop(), durable=True, fresh=True))
         return [Job(self, jid, task=names.get(jid), created=created, state=state)
                 for result in results for jid, created, state in result]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, InvalidJobState, JobNotFound
 from .job import JobInfo, JobState, job_info_from_hash
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ class JobControl:
                 ids += [j.decode() for j in jobs]
             return ids[:limit] if not queue else ids
         if state == "waiting":
-            return self._scan_states({"waiting"}, limit)
+            return b.scan_job_ids({"waiting"}, limit)
         key = self._index_key(state)
         return b.zset_ids(key, limit if key != k.done else limit * 4, newest_first=state != "scheduled")
 
@@ -75,17 +75,6 @@ class JobControl:
         """The sorted set indexing ``state``: succeeded, cancelled and skipped share the done index."""
         k = self._b.keys
         return {"scheduled": k.schedule, "stalled": k.stalled, "failed": k.failed}.get(state, k.done)
-
-    def _scan_states(self, states: set[str], limit: int) -> list[str]:
-        out = []
-        for key in self._b.client.scan_iter(match=self._b.keys.scan_pattern("j:"), count=1000):
-            jid = key.decode().split(":j:", 1)[1]
-            st = self._b.client.hget(key, "s")
-            if st and st.decode() in states:
-                out.append(jid)
-                if len(out) >= limit:
-                    break
-        return out
 
     def list_jobs(self, state: str, queue: str | None = None, task: str | None = None,
                   limit: int = 100) -> list[JobInfo]:
@@ -150,25 +139,27 @@ class JobControl:
 
     def requeue_failed(self, task: str | None = None, queue: str | None = None,
                        error_type: str | None = None) -> int:
-        """Requeue failed jobs matching the filters (all when none); returns the count."""
+        """Requeue failed jobs matching the filters (all when none); returns the count.
+        A server error (down, out of memory) raises: the jobs not reached stay failed."""
         n = 0
         for jid in self._each_failed(task, queue, error_type):
             try:
                 self.requeue(jid)
                 n += 1
-            except Exception:  # finished meanwhile, or deleted: skip it
+            except (InvalidJobState, JobNotFound):  # requeued meanwhile, or deleted: skip it
                 continue
         return n
 
     def purge_failed(self, task: str | None = None, queue: str | None = None,
                      error_type: str | None = None) -> int:
-        """Delete failed jobs matching the filters; returns the count."""
+        """Delete failed jobs matching the filters; returns the count.
+        A server error (down, out of memory) raises: the jobs not reached stay."""
         n = 0
         for jid in self._each_failed(task, queue, error_type):
             try:
                 self.delete(jid)
                 n += 1
-            except Exception:
+            except (InvalidJobState, JobNotFound):  # running again meanwhile, or deleted: skip it
                 continue
         return n
 

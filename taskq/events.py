@@ -42,16 +42,20 @@ class EventListener:
 
     def on_finish(self, job: Job, fn: Callback) -> None:
         self._ensure_started()
+        entry = (job, fn)
         with self._lock:
-            self._callbacks.setdefault(job.id, []).append((job, fn))
-        state, _ = self.app.backend.watch(job.id)
-        if not state:  # it would wait for an outcome that never comes
+            self._callbacks.setdefault(job.id, []).append(entry)
+        try:
+            state, _ = self.app.backend.watch(job.id)
+            if not state:  # it would wait for an outcome that never comes
+                raise JobNotFound(f"no job {job.id!r} (never created, deleted, or expired)")
+        except Exception:  # not registered: a call again after a server error adds one callback, not two
             with self._lock:
                 entries = self._callbacks.get(job.id, [])
-                entries[:] = [e for e in entries if e[1] is not fn]
+                entries[:] = [e for e in entries if e is not entry]
                 if not entries:
                     self._callbacks.pop(job.id, None)
-            raise JobNotFound(f"no job {job.id!r} (never created, deleted, or expired)")
+            raise
         if JobState(state).finished:
             self._fire(job.id, JobState(state))
 

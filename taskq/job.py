@@ -212,7 +212,7 @@ class Job:
         # every way it can finish pushes its outcome -- the scripts' own
         # finalizations (cancel before it ran, cancelled or skipped at claim,
         # worker lost) keep no result (keep_ms 0) and push only for a watched job.
-        state, blob = backend.watch(self.id)
+        state, blob = backend.watch(self.id, within=min(timeout, _WAIT_SLICE))
         if not state:
             raise JobNotFound(f"no job {self.id!r} (never created, deleted, or expired)")
         if JobState(state).finished:
@@ -225,7 +225,7 @@ class Job:
             if raw is not None:
                 state, blob = msgpack.unpackb(raw, raw=True)
                 return outcome_value(self.id, state.decode(), blob)
-        state, blob = backend.watch(self.id)
+        state, blob = backend.watch(self.id, within=0)
         if not state:
             raise JobNotFound(f"no job {self.id!r} (never created, deleted, or expired)")
         if JobState(state).finished:

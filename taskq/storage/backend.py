@@ -12,6 +12,7 @@ import itertools
 import logging
 import re
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -20,7 +21,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..errors import BrokerRefused, BrokerUnavailable, DurabilityUnavailable, TaskQError, error_for_code
+from ..errors import (BrokerRefused, BrokerUnavailable, ConfigurationError, DurabilityUnavailable, TaskQError,
+                      error_for_code)
 from .keys import Keys
 from .scripts import load_library
 from .wire import Wire, pack, packed
@@ -35,6 +37,9 @@ TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 ENQUEUE_FIELDS = 15
 OUTCOME_FIELDS = 10
 CLAIM_FIELDS = 8
+# How long past its own deadline a bounded call (a result wait) waits for a
+# server that does not answer (paused, swapping) before raising.
+REPLY_MARGIN = 2.0
 
 
 def redact_url(url: str) -> str:
@@ -43,6 +48,25 @@ def redact_url(url: str) -> str:
     ``ssl_password`` for the client key) replaced by ``***``."""
     url = re.sub(r"(//[^:/@]*:)[^/]*@", r"\1***@", url)
     return re.sub(r"([?&][^=&#]*password=)[^&#]*", r"\1***", url, flags=re.IGNORECASE)
+
+
+def check_url(url: str) -> None:
+    """Raise ``ConfigurationError`` for a server URL that cannot be used (a
+    scheme other than redis://, rediss:// and unix://, a bad port or host, a
+    database that is not a number, an unknown or bad query parameter),
+    naming the URL without its secrets. Nothing is connected."""
+    try:
+        client = redis.Redis.from_url(url)
+        pool = client.connection_pool
+        path = urllib.parse.unquote(urllib.parse.urlsplit(url).path).replace("/", "")
+        if path and "db" not in pool.connection_kwargs and "path" not in pool.connection_kwargs:
+            raise ValueError("the database (the URL's path) must be a number")  # redis-py ignores it
+        pool.connection_class(**pool.connection_kwargs)  # unknown or bad query parameters
+    except (ValueError, TypeError, redis.RedisError) as exc:
+        reason = str(exc)
+        if redact_url(url) != url:  # redis-py quotes the part it could not read: it may be the password
+            reason = re.sub(r"'[^']*'", "'***'", reason)
+        raise ConfigurationError(f"redis_url {redact_url(url)} is not a usable server URL: {reason}") from None
 
 
 def translated(exc: BaseException, url: str) -> BaseException | None:
@@ -61,6 +85,15 @@ def translated(exc: BaseException, url: str) -> BaseException | None:
             return BrokerRefused(f"server refused the write: out of memory (maxmemory reached): {text}")
         if isinstance(exc, redis.exceptions.ReadOnlyError) or text.startswith("READONLY"):
             return BrokerRefused("server refused the write: it is a read-only replica; point redis_url at the primary")
+        if text.startswith("MISCONF"):
+            return BrokerRefused(f"server refused the write: it cannot persist to disk: {text}")
+        if text.startswith("NOREPLICAS"):
+            return BrokerRefused(f"server refused the write: too few replicas in sync (min-replicas-to-write): {text}")
+        if "DB index is out of range" in text:  # SELECT of the URL's database, at connect
+            return BrokerRefused(f"server at {redact_url(url)} has no such database (see its 'databases' "
+                                 f"setting): {text}")
+        if text.startswith("BUSY "):  # a script or function runs past busy-reply-threshold: it ends, retry
+            return BrokerUnavailable(f"server at {redact_url(url)} is busy running a script: {text}")
         if "unauthenticated" in text:  # Redis answers a long command from a client that did not AUTH so
             return BrokerRefused(f"server at {redact_url(url)} refused the credentials: authentication required")
         if (isinstance(exc, redis.exceptions.NoPermissionError) or text.startswith(("NOPERM", "NOAUTH", "WRONGPASS"))
@@ -171,12 +204,16 @@ class Backend:
 
     # ------------------------------------------------------------ scripts
 
-    def load_code(self, client: Any = None) -> bool:
+    def load_code(self, client: Any = None, timeout: float | None = None) -> bool:
         """Load the function library; False if the server cannot (Redis < 7,
-        FUNCTION denied by an ACL): scripts are used instead."""
+        FUNCTION denied by an ACL): scripts are used instead. ``timeout``:
+        read timeout (see :meth:`run`)."""
         c = client if client is not None else self.client
         try:
-            c.execute_command("FUNCTION", "LOAD", self.library.source)
+            if client is None and timeout is not None:
+                self.wire.call("FUNCTION", "LOAD", self.library.source, timeout=timeout)
+            else:
+                c.execute_command("FUNCTION", "LOAD", self.library.source)
         except ResponseError as exc:
             text = str(exc).lower()
             if "already exists" in text:
@@ -189,11 +226,11 @@ class Backend:
         self.functions = True
         return True
 
-    def command(self, name: str) -> list[Arg]:
+    def command(self, name: str, timeout: float | None = None) -> list[Arg]:
         """The command that runs transition ``name``, up to its arguments."""
         if self.functions is None:
             with translate_errors(self.url):
-                self.load_code()
+                self.load_code(timeout=timeout)
         script = self.scripts[name]
         if self.functions:
             return ["FCALL", script.function, 1, self.prefix]
@@ -206,12 +243,15 @@ class Backend:
             isinstance(exc, ResponseError) and "function not found" in str(exc).lower()
         )
 
-    def run(self, name: str, *args: Arg, resend: bool = True) -> Any:
+    def run(self, name: str, *args: Arg, resend: bool = True, timeout: float | None = None) -> Any:
         """Run transition ``name`` (FCALL, or EVALSHA; reloading lost code).
-        ``resend=False``: never send it twice (see ``Wire.pipeline``)."""
-        cmd = self.command(name)
+        ``resend=False``: never send it twice (see ``Wire.pipeline``).
+        ``timeout``: read timeout of each reply (the connection's 30 s
+        otherwise); a server that does not answer in time is
+        ``BrokerUnavailable``."""
+        cmd = self.command(name, timeout)
         try:
-            return self.wire.call(*cmd, *args, resend=resend)
+            return self.wire.call(*cmd, *args, resend=resend, timeout=timeout)
         except Exception as exc:  # the hot path: no context manager
             if not self.code_missing(exc):
                 mapped = translated(exc, self.url)
@@ -219,10 +259,10 @@ class Backend:
                     raise
                 raise mapped from None
         with translate_errors(self.url):
-            if self.functions and self.load_code():
-                return self.wire.call(*self.command(name), *args)
+            if self.functions and self.load_code(timeout=timeout):
+                return self.wire.call(*self.command(name), *args, timeout=timeout)
             script = self.scripts[name]
-            return self.wire.call("EVAL", script.source, 1, self.prefix, *args)
+            return self.wire.call("EVAL", script.source, 1, self.prefix, *args, timeout=timeout)
 
     def run_retrying(self, name: str, *args: Arg) -> Any:
         """Run an idempotent script, retrying a lost connection for ``retry_timeout`` s."""
@@ -266,33 +306,26 @@ class Backend:
         """Create jobs (15 fields each, see enqueue.lua); idempotent by id.
 
         ``durable``: return only once the server's AOF holds the write (WAITAOF
-        on the same connection).
+        on the same connection); a lost connection is retried for
+        ``retry_timeout`` s, every send checking the ids.
         ``fresh``: every id was generated for this call, so the first send
         skips the check for an existing job; it is never resent as it is
         (a resend, after a lost reply, checks)."""
         flat: list[Arg] = [now_ms, *enqueue_args(jobs, check=True)]
-        if durable:
-            with translate_errors(self.url):
-                for _ in range(2):
-                    pipe = self.client.pipeline(transaction=False)
-                    cmd = self.command("enqueue")
-                    if not self.functions:  # send the source: no NOSCRIPT on this path
-                        cmd = ["EVAL", self.scripts["enqueue"].source, 1, self.prefix]
-                    pipe.execute_command(*cmd, *flat)
-                    pipe.execute_command("WAITAOF", 1, 0, 2000)
-                    reply, aof = pipe.execute(raise_on_error=False)
-                    if not (isinstance(reply, Exception) and self.code_missing(reply)):
-                        break
-                    self.load_code()
-            if isinstance(reply, Exception):
-                with translate_errors(self.url):
-                    raise reply
-            if isinstance(aof, Exception) or int(aof[0]) < 1:
-                raise DurabilityUnavailable(
-                    "durable enqueue needs WAITAOF (Redis >= 7.2 or Valkey) with appendonly on; "
-                    f"the server said: {aof if isinstance(aof, Exception) else 'not confirmed in time'} "
-                    "(the job was enqueued, but its persistence is not confirmed)"
-                )
+        if durable:  # retried as run_retrying does: every send checks the ids
+            deadline = time.monotonic() + self.retry_timeout
+            pause, resent = 0.05, False
+            while True:
+                try:
+                    reply = self._enqueue_durable(flat)
+                    break
+                except BrokerUnavailable:
+                    if time.monotonic() + pause > deadline:
+                        raise
+                    time.sleep(pause)
+                    pause, resent = min(pause * 2, 1.0), True
+            if fresh and resent:
+                return enqueued_again(jobs, reply)
         elif fresh and len(jobs) == 1 and self.plain(jobs[0]):
             try:
                 return [self.enqueue_plain(jobs[0])]
@@ -309,6 +342,31 @@ class Backend:
             reply = self.run_retrying("enqueue", *flat)
         return enqueued(jobs, reply)
 
+    def _enqueue_durable(self, flat: list[Arg]) -> Any:
+        """Run the enqueue script and WAITAOF on one connection; the script's reply."""
+        with translate_errors(self.url):
+            for _ in range(2):
+                pipe = self.client.pipeline(transaction=False)
+                cmd = self.command("enqueue")
+                if not self.functions:  # send the source: no NOSCRIPT on this path
+                    cmd = ["EVAL", self.scripts["enqueue"].source, 1, self.prefix]
+                pipe.execute_command(*cmd, *flat)
+                pipe.execute_command("WAITAOF", 1, 0, 2000)
+                reply, aof = pipe.execute(raise_on_error=False)
+                if not (isinstance(reply, Exception) and self.code_missing(reply)):
+                    break
+                self.load_code()
+        if isinstance(reply, Exception):
+            with translate_errors(self.url):
+                raise reply
+        if isinstance(aof, Exception) or int(aof[0]) < 1:
+            raise DurabilityUnavailable(
+                "durable enqueue needs WAITAOF (Redis >= 7.2 or Valkey) with appendonly on; "
+                f"the server said: {aof if isinstance(aof, Exception) else 'not confirmed in time'} "
+                "(the job was enqueued, but its persistence is not confirmed)"
+            )
+        return reply
+
     def plain(self, job: Sequence[Arg]) -> bool:
         """A job that needs no decision on the server: no delay, no unique
         key, no resource (and MULTI/EXEC are allowed)."""
@@ -323,7 +381,11 @@ class Backend:
                     replies = self.wire.pipeline((("MULTI",), ("EXEC",)))
             except BrokerUnavailable:
                 return False  # undecided: the script path retries the connection
-            self.multi = not any(isinstance(r, ResponseError) for r in replies)
+            errors = [r for r in replies if isinstance(r, ResponseError)]
+            if errors and all(isinstance(r, redis.exceptions.ExecAbortError)
+                              or isinstance(translated(r, self.url), BrokerUnavailable) for r in errors):
+                return False  # a busy server refused or aborted it: undecided, asked again next time
+            self.multi = not errors
         return self.multi
 
     def enqueue_plain(self, job: Sequence[Arg]) -> tuple[str, bool, str]:
@@ -432,12 +494,13 @@ class Backend:
         :meth:`enqueue`, in order; it retries, and enqueue is idempotent by
         job id. ``fresh``: as for :meth:`enqueue` (only a chunk's first send
         skips the id check)."""
-        enqueue_cmd = self.command("enqueue")
         pool = self.client.connection_pool
         conn: Any = None
+        enqueue_cmd: list[Arg] = []
         try:
+            enqueue_cmd = self.command("enqueue")  # may load the code: asks the server
             conn = pool.get_connection()
-        except TRANSIENT:
+        except (BrokerUnavailable, *TRANSIENT):
             pass  # every chunk goes through enqueue(), which retries
         sent: list[tuple[Sequence[Sequence[Arg]], list[Arg], bool]] = []  # in flight: (jobs, args, sent on conn)
         streaming = True  # False once a reply was lost: keeps the chunks in order
@@ -628,16 +691,21 @@ class Backend:
             raise error_for_code(int(code), job_id, state, operation or name)
         return state
 
-    def watch(self, job_id: str) -> tuple[str, bytes]:
-        state, blob = self.run("watch", "", job_id)
+    def watch(self, job_id: str, within: float | None = None) -> tuple[str, bytes]:
+        """``within``: a server that has not answered ``within + REPLY_MARGIN``
+        s is ``BrokerUnavailable`` (the connection's 30 s otherwise)."""
+        timeout = None if within is None else max(within, 0.0) + REPLY_MARGIN
+        state, blob = self.run("watch", "", job_id, timeout=timeout)
         return state.decode(), blob
 
     def wait_outcome(self, job_id: str, timeout: float) -> bytes | None:
-        """Block until the job's outcome is pushed (or timeout); never consumes it."""
+        """Block until the job's outcome is pushed (or timeout); never consumes it.
+        A server that has not answered ``REPLY_MARGIN`` s after the timeout
+        is ``BrokerUnavailable``."""
         key = self.keys.result(job_id)
         with translate_errors(self.url):
             timeout = max(timeout, 0.001)
-            return self.wire.call("BLMOVE", key, key, "RIGHT", "LEFT", timeout, timeout=timeout + 30.0)
+            return self.wire.call("BLMOVE", key, key, "RIGHT", "LEFT", timeout, timeout=timeout + REPLY_MARGIN)
 
     def set_progress(self, job_id: str, token: int, blob: bytes) -> bool:
         return bool(self.run("progress", "", job_id, token, blob))
@@ -658,6 +726,20 @@ class Backend:
             for jid in job_ids:
                 pipe.hgetall(self.keys.job(jid))
             return [{k.decode(): v for k, v in raw.items()} for raw in pipe.execute()]
+
+    def scan_job_ids(self, states: set[str], limit: int) -> list[str]:
+        """Ids of up to ``limit`` jobs in one of ``states``, found by scanning
+        the job hashes (for states no index holds)."""
+        out = []
+        with translate_errors(self.url):
+            for key in self.client.scan_iter(match=self.keys.scan_pattern("j:"), count=1000):
+                jid = key.decode().split(":j:", 1)[1]
+                st = self.client.hget(key, "s")
+                if st and st.decode() in states:
+                    out.append(jid)
+                    if len(out) >= limit:
+                        break
+        return out
 
     def queue_names(self) -> list[str]:
         with translate_errors(self.url):

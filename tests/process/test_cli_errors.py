@@ -126,7 +126,8 @@ def test_an_unknown_log_level_names_the_choices(worker_env, command):
     assert last.startswith("Error: Invalid value for '--loglevel' / '-l': 'bogus' is not one of 'debug'"), proc.stderr
 
 
-@pytest.mark.parametrize("args", [["jobs", "-A", APP], ["job", "show", "J1", "-A", APP], ["recover", APP],
+@pytest.mark.parametrize("args", [["jobs", "-A", APP], ["jobs", "-A", APP, "--state", "waiting"],
+                                  ["job", "show", "J1", "-A", APP], ["recover", APP],
                                   ["worker", APP], ["failed", "list", "-A", APP], ["periodic", "list", APP]])
 def test_commands_against_a_server_that_is_down_print_one_line_without_the_password(worker_env, args):
     env = {**worker_env, "TASKQ_REDIS_URL": f"redis://user:hunter2@127.0.0.1:{_closed_port()}/0",

@@ -403,6 +403,31 @@ def test_durable_enqueue_is_confirmed_by_an_appendonly_server(aof_server, namesp
         client.close()
 
 
+@pytest.mark.parametrize("call", ["apply_async", "map"])
+def test_durable_enqueue_retries_while_the_server_is_down(aof_server, namespace, call):
+    """As every enqueue: a server that is down is retried for enqueue_retry_timeout."""
+    client = build(aof_server.url, namespace, enqueue_retry_timeout=30)
+    add = client.tasks["add"]
+    back = threading.Timer(0.3, aof_server.start)
+    try:
+        client.backend.ping()
+        aof_server.kill()
+        back.start()
+        started = time.monotonic()
+        if call == "map":
+            jobs = add.map([(1, 2), (3, 4)], durable=True)
+        else:
+            jobs = [add.apply_async((1, 2), durable=True)]
+        assert time.monotonic() - started < 25
+        assert all(j.created and j.state == JobState.QUEUED for j in jobs)
+        assert client.control.job_ids("queued") == [j.id for j in jobs]  # each once
+    finally:
+        back.join()
+        aof_server.start()
+        client.backend.delete_namespace()
+        client.close()
+
+
 def test_durable_enqueue_refused_without_appendonly(plain_server, namespace):
     client = build(plain_server.url, namespace)
     try:

@@ -3,6 +3,8 @@ results stay in order and nothing is lost when a reply is."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import redis
 
@@ -167,3 +169,20 @@ def test_a_fresh_job_created_by_a_send_whose_reply_was_lost_reports_created(bulk
 
     monkeypatch.setattr(backend, "run", script_ran_then_lost)
     assert [created for _, created, _ in backend.enqueue(jobs, fresh=True)] == [True] * 3
+
+
+def test_map_retries_a_server_that_is_down_when_it_starts(own_server):
+    """As .delay(): a server that is down is retried for enqueue_retry_timeout,
+    also before the stream has its first connection (or the code is loaded)."""
+    app = TaskQ("test", own_server.url, namespace="bulkdown", enqueue_retry_timeout=30)
+    echo = app.task(name="echo")(lambda x: x)
+    own_server.kill()
+    back = threading.Timer(0.3, own_server.start)
+    back.start()
+    try:
+        jobs = echo.map(range(ENQUEUE_CHUNK + 10))
+        assert all(j.created for j in jobs)
+        assert app.backend.ready_ids("default", 2 * ENQUEUE_CHUNK) == [j.id for j in jobs]  # each once, in order
+    finally:
+        back.join()
+        app.close()

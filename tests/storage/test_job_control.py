@@ -11,9 +11,11 @@ import threading
 import time
 
 import pytest
+import redis
 
-from taskq import InvalidJobState, JobNotFound, JobState
+from taskq import BrokerRefused, InvalidJobState, JobNotFound, JobState
 from taskq.worker.outcome import Outcome, error_entry
+from tests.apps.control import build as build_control_app
 from tests.apps.control import consumer, run_until, scratch_key, stop
 from tests.conftest import wait_for
 
@@ -429,6 +431,44 @@ def test_on_finish_fires_once_with_the_outcome(capp):
     assert len(calls) == 2 and late == [JobState.SUCCEEDED]
 
 
+def test_on_finish_works_again_after_the_app_was_closed(capp):
+    """close() stops the listener; the app reconnects on its next use, and so
+    must on_finish (before, its callbacks were kept by the stopped listener)."""
+    states = []
+    first = capp.tasks["noop"].apply_async(delay=60)
+    first.on_finish(lambda j, s: states.append(s))
+    capp.close()
+    job = capp.tasks["noop"].apply_async(delay=60)
+    job.on_finish(lambda j, s: states.append(s))
+    job.cancel()
+    wait_for(lambda: states, what="callback")
+    assert states == [JobState.CANCELLED]
+
+
+def test_on_finish_refused_by_the_server_registers_nothing(own_server, namespace):
+    """An on_finish that raised (here: a server out of memory refuses the
+    watch) leaves no callback behind: called again, the callback fires once."""
+    app = build_control_app(own_server.url, namespace)
+    admin = redis.Redis.from_url(own_server.url)
+    calls = []
+    try:
+        job = app.tasks["noop"].apply_async(delay=60)
+        app.tasks["noop"].apply_async(delay=60).on_finish(lambda j, s: None)  # the listener runs
+        admin.config_set("maxmemory", 1)
+        try:
+            with pytest.raises(BrokerRefused, match="out of memory"):
+                job.on_finish(lambda j, s: calls.append(s))
+        finally:
+            admin.config_set("maxmemory", 0)
+        job.on_finish(lambda j, s: calls.append(s))
+        job.cancel()
+        wait_for(lambda: calls, what="callback")
+        assert calls == [JobState.CANCELLED]  # one registration, one call (a job's callbacks run together)
+    finally:
+        admin.close()
+        app.close()
+
+
 def test_on_finish_of_a_cancelled_job(capp):
     states = []
     job = capp.tasks["noop"].apply_async(delay=60)
@@ -546,3 +586,24 @@ def test_on_finish_of_a_missing_job_raises_instead_of_waiting_forever(capp):
         capp.job("no-such-job").on_finish(lambda job, state: calls.append(state))
     assert "no-such-job" not in capp.events._callbacks
     assert calls == []
+
+
+@pytest.mark.parametrize("operation", ["requeue_failed", "purge_failed"])
+def test_bulk_operations_on_failed_jobs_raise_when_the_server_refuses(own_server, namespace, operation):
+    """Only a job that moved on or vanished meanwhile is skipped: a server
+    that refuses (out of memory, down) is an error, not a count of 0."""
+    app = build_control_app(own_server.url, namespace)
+    admin = redis.Redis.from_url(own_server.url)
+    try:
+        job = in_state(app, "failed")
+        admin.config_set("maxmemory", 1)
+        try:
+            with pytest.raises(BrokerRefused, match="out of memory"):
+                getattr(app.control, operation)()
+        finally:
+            admin.config_set("maxmemory", 0)
+        assert job.state == JobState.FAILED
+        assert getattr(app.control, operation)() == 1
+    finally:
+        admin.close()
+        app.close()

@@ -5,10 +5,13 @@ clear error; the worker keeps serving; nothing is left half-written."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -21,6 +24,7 @@ from taskq import BrokerRefused, BrokerUnavailable, JobState, PayloadTooLarge, T
 from taskq.storage.server import EphemeralServer
 from taskq.worker.child import Consumer
 from taskq.worker.config import WorkerConfig
+from tests.conftest import wait_for
 
 PICKLE_EXPLOIT = b"cos\nsystem\n(S'touch /tmp/taskq-pwned'\ntR."
 
@@ -289,6 +293,46 @@ def test_server_out_of_memory_refuses_enqueue_and_leaves_no_partial_job(own_serv
     app.close()
 
 
+def _refusing_server(refusal: str, tmp_path: Path) -> EphemeralServer:
+    """A server that refuses writes: its snapshots fail (MISCONF), or it has
+    fewer replicas than min-replicas-to-write (NOREPLICAS)."""
+    if refusal == "NOREPLICAS":
+        return EphemeralServer(extra_args=["--min-replicas-to-write", "1"]).start()
+    server = EphemeralServer(extra_args=["--dir", str(tmp_path), "--dbfilename", "blocked.rdb",
+                                         "--save", "3600 1"]).start()
+    (tmp_path / "blocked.rdb").mkdir()  # the snapshot cannot be renamed onto a directory
+    with redis.Redis.from_url(server.url) as r:
+        r.bgsave()
+        wait_for(lambda: r.info("persistence")["rdb_last_bgsave_status"] == "err", 10, what="the snapshot to fail")
+    return server
+
+
+@pytest.mark.parametrize(("refusal", "message"), [("MISCONF", "it cannot persist to disk"),
+                                                  ("NOREPLICAS", "too few replicas in sync")])
+def test_a_server_refusing_writes_is_broker_refused_and_nothing_is_written(tmp_path, refusal, message):
+    server = _refusing_server(refusal, tmp_path)
+    try:
+        app = TaskQ("refuse", server.url, namespace="refuse", enqueue_retry_timeout=0.5)
+        task = app.task(name="t")(lambda *a: None)
+        for call in (task.delay, lambda: task.apply_async(unique_key="once"), lambda: task.map([(1,), (2,)]),
+                     lambda: task.apply_async(delay=30)):
+            with pytest.raises(BrokerRefused, match=f"server refused the write: {message}"):
+                call()
+        assert _namespace_keys(server, "refuse") == []
+        app.close()
+    finally:
+        server.stop()
+
+
+def test_a_database_the_server_does_not_have_is_refused_with_a_clear_message(own_server):
+    app = TaskQ("db", own_server.url.rsplit("/", 1)[0] + "/99", namespace="db", enqueue_retry_timeout=0.5)
+    task = app.task(name="t")(lambda: None)
+    for call in (task.delay, lambda: task.map([(), ()]), lambda: app.job("j1").state, app.stats):
+        with pytest.raises(BrokerRefused, match=r"server at redis://127\.0\.0\.1:\d+/99 has no such database"):
+            call()
+    app.close()
+
+
 def test_read_only_replica_refuses_enqueue_with_a_clear_message(own_server):
     with EphemeralServer(extra_args=["--replicaof", "127.0.0.1", str(own_server.port)]) as replica:
         with redis.Redis.from_url(replica.url) as r:
@@ -300,6 +344,62 @@ def test_read_only_replica_refuses_enqueue_with_a_clear_message(own_server):
         assert _namespace_keys(replica, "ro") == []
         assert _namespace_keys(own_server, "ro") == []
         app.close()
+
+
+# Runs for ARGV[1] ms on the server's clock: past busy-reply-threshold every
+# other client is answered "BUSY ... busy running a script".
+BUSY_SCRIPT = """
+local t0 = redis.call('TIME')
+while true do
+  local t = redis.call('TIME')
+  if (t[1] - t0[1]) * 1000 + (t[2] - t0[2]) / 1000 > tonumber(ARGV[1]) then return 1 end
+end
+"""
+
+
+@contextlib.contextmanager
+def busy_server(server: EphemeralServer, ms: int) -> Iterator[None]:
+    """The server busy running a script for ``ms`` ms (answering BUSY from
+    100 ms on); yields once BUSY is seen, returns once the script ended."""
+    admin = redis.Redis.from_url(server.url)
+    admin.config_set("busy-reply-threshold", 100)
+    runner = threading.Thread(target=lambda: redis.Redis.from_url(server.url).eval(BUSY_SCRIPT, 0, ms), daemon=True)
+    runner.start()
+
+    def busy() -> bool:
+        try:
+            admin.ping()
+        except redis.ResponseError as exc:
+            return str(exc).startswith("BUSY")
+        return False
+
+    try:
+        wait_for(busy, 5, interval=0.01, what="the server to answer BUSY")
+        yield
+    finally:
+        runner.join(30)
+        admin.close()
+
+
+def test_a_server_busy_running_a_script_is_retried_by_enqueue_and_reported_by_the_rest(own_server):
+    app = TaskQ("busy", own_server.url, namespace="busy", enqueue_retry_timeout=30)
+    task = app.task(name="t")(lambda: None)
+    app.backend.ping()
+    with busy_server(own_server, 1500):  # the app's first enqueue, too, meets the busy server
+        jobs = [task.delay(), task.apply_async(unique_key="once"), task.apply_async(job_id="custom"),
+                *task.map([(1,), (2,)]), task.apply_async(delay=60)]
+    assert all(j.created for j in jobs)
+    assert sorted(app.backend.ready_ids("default", 100)) == sorted(j.id for j in jobs[:-1])  # each once
+    assert jobs[-1].state == JobState.SCHEDULED
+    first = jobs[0]
+    with busy_server(own_server, 1500):
+        for call in (lambda: first.result(timeout=1), lambda: first.state, lambda: first.cancel(), app.stats,
+                     lambda: app.control.list_jobs("queued")):
+            with pytest.raises(BrokerUnavailable, match="busy running a script"):
+                call()
+    assert first.cancel() == "cancelled"
+    assert task.delay().created and app.backend.multi  # the busy spell did not turn off MULTI/EXEC enqueues
+    app.close()
 
 
 def test_a_garbled_error_history_does_not_break_result_or_info(app) -> None:

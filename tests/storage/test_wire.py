@@ -4,7 +4,9 @@ stale connections after a server restart, threads and forks."""
 from __future__ import annotations
 
 import os
+import signal
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -12,9 +14,11 @@ import redis
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from taskq import TaskQ
+from taskq import BrokerUnavailable, TaskQ
+from taskq.storage.backend import REPLY_MARGIN
 from taskq.storage.server import EphemeralServer
 from taskq.storage.wire import Wire
+from tests.conftest import wait_for
 
 
 @pytest.fixture
@@ -190,3 +194,44 @@ def test_a_claim_whose_reply_is_lost_is_not_left_leased_to_a_live_worker(make_ap
     finally:
         c.stopping.set()
         t.join(15)
+
+
+@pytest.mark.parametrize("when", ["before the wait", "during the wait"])
+def test_result_from_a_server_that_stops_answering_raises_soon_after_its_timeout(own_server: EphemeralServer,
+                                                                                 when: str) -> None:
+    """A paused server (SIGSTOP: connections stay open, nothing answers) makes
+    result() raise BrokerUnavailable a short margin after its own timeout,
+    not after the connection's 30 s read timeout."""
+    app = TaskQ("slow", own_server.url, namespace="slow")
+    job = app.task(name="t", tombstone=True)(lambda: 1).delay()  # leaves an idle connection
+    admin = redis.Redis.from_url(own_server.url)
+    admin.ping()
+    pid = own_server.pid
+    assert pid is not None
+    outcome: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            job.result(timeout=2)
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=wait, daemon=True)
+    try:
+        if when == "during the wait":
+            waiter.start()
+            wait_for(lambda: any(c.get("cmd") == "blmove" for c in admin.client_list()), 5, what="the wait")
+        os.kill(pid, signal.SIGSTOP)
+        started = time.monotonic()
+        if when == "before the wait":
+            waiter.start()
+        waiter.join(2 + 2 * REPLY_MARGIN + 3)
+        took = time.monotonic() - started
+        assert not waiter.is_alive(), "result() still waiting on a server that does not answer"
+        assert took < 2 + 2 * REPLY_MARGIN + 3, took
+        assert len(outcome) == 1 and isinstance(outcome[0], BrokerUnavailable), outcome
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        waiter.join(40)
+        admin.close()
+        app.close()

@@ -140,6 +140,38 @@ def test_task_flags_naming_no_task_warn_by_name_at_check_settings():
         assert app.check_settings() == ["reports.nightly"]
 
 
+@pytest.mark.parametrize(("url", "message"), [
+    ("http://127.0.0.1:6379/0", "one of the following schemes"),
+    ("redis://127.0.0.1:notaport/0", "Port could not be cast"),
+    ("redis://127.0.0.1:99999/0", "Port out of range"),
+    ("redis://127.0.0.1:6379/zero", "the database .* must be a number"),
+    ("redis://127.0.0.1:6379/0?socket_timeout=abc", "socket_timeout"),
+    ("redis://127.0.0.1:6379/0?sockettimeout=1", "sockettimeout"),
+    ("rediss://127.0.0.1:6379/0?ssl_cert_reqs=bogus", "Certificate Requirements"),
+])
+def test_a_bad_server_url_is_a_configuration_error_at_construction(url, message):
+    with pytest.raises(ConfigurationError, match=message):
+        TaskQ("unit", url)
+    with pytest.raises(ConfigurationError, match=message):
+        TaskQ("unit", settings={"redis_url": url})
+
+
+def test_a_bad_server_url_never_shows_its_password():
+    # an unencoded '#' ends the host part early: the parser reads the password as the port
+    url = "redis://:s3cr3t#x@127.0.0.1:6379/0"
+    with pytest.raises(ConfigurationError) as err:
+        TaskQ("unit", url)
+    assert "s3cr3t" not in str(err.value)
+    assert "redis://:***@127.0.0.1:6379/0" in str(err.value)
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379", "redis://127.0.0.1:6379/", "redis://127.0.0.1:6379/3",
+                                 "rediss://user:pw@127.0.0.1:6380/0?ssl_cert_reqs=none", "unix:///tmp/taskq.sock?db=2",
+                                 "redis://127.0.0.1:6379/0\n", "redis://127.0.0.1:6379/x?db=1"])
+def test_good_server_urls_are_accepted_without_connecting(url):
+    TaskQ("unit", url).close()
+
+
 # ---------------------------------------------------------------- schedules
 
 
