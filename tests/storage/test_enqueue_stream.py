@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from taskq import JobState, PayloadTooLarge, TaskQ
+from taskq import ConfigurationError, JobState, PayloadTooLarge, TaskQ
 from taskq.errors import BrokerUnavailable
 from taskq.app import ENQUEUE_CHUNK
 
@@ -167,3 +167,14 @@ def test_a_fresh_job_created_by_a_send_whose_reply_was_lost_reports_created(bulk
 
     monkeypatch.setattr(backend, "run", script_ran_then_lost)
     assert [created for _, created, _ in backend.enqueue(jobs, fresh=True)] == [True] * 3
+
+
+@pytest.mark.parametrize("flag", ["on_success", "on_failure"])
+def test_hooks_given_per_call_are_refused_not_dropped(bulk_app, flag):
+    """A function cannot be stored with the job, so the worker would never call it."""
+    echo = bulk_app.tasks["echo"]
+    for enqueue in (lambda: echo.apply_async((1,), **{flag: print}), lambda: echo.map([1], **{flag: print}),
+                    lambda: bulk_app.enqueue_many([("echo", (1,), {})], **{flag: print})):
+        with pytest.raises(ConfigurationError, match=flag):
+            enqueue()
+    assert queued_ids(bulk_app) == set()
