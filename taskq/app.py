@@ -175,7 +175,8 @@ class TaskQ:
                                resource=resource)
         durable = builder.options.durable or self.settings.durable
         (jid, created, state), = self.backend.enqueue([fields], durable=durable, fresh=job_id is None)
-        return Job(self, jid, task=task_name, created=created, state=state)
+        return Job(self, jid, task=task_name, created=created, state=state,
+                   result_timeout=builder.options.tombstone_timeout)
 
     def _builder(self, task_name: str) -> JobBuilder:
         builder = self._builders[task_name] = JobBuilder(self.settings, task_name, self.options_for(task_name), {})
@@ -188,7 +189,7 @@ class TaskQ:
         Every per-job rule (unique keys, delays, priorities, ids) applies.
         The next chunk is built while the server runs the previous one.
         """
-        names: dict[str, str] = {}
+        names: dict[str, JobBuilder] = {}
         builders: dict[str, JobBuilder] = {}  # with the call's overrides, once per task
 
         def chunks() -> Iterator[tuple[list[list[Any]], bool]]:
@@ -202,7 +203,7 @@ class TaskQ:
                     builder = builders[task_name] = JobBuilder(
                         self.settings, task_name, self.options_for(task_name).merged(call), call)
                 fields = builder.build(args, kwargs)
-                names[fields[0]] = task_name
+                names[fields[0]] = builder
                 chunk.append(fields)
                 durable = durable or builder.options.durable
                 if len(chunk) >= ENQUEUE_CHUNK:
@@ -227,8 +228,9 @@ class TaskQ:
             if not held:
                 break
             results.append(self.backend.enqueue(held.pop(), durable=True))
-        return [Job(self, jid, task=names.get(jid), created=created, state=state)
-                for result in results for jid, created, state in result]
+        return [Job(self, jid, task=b.task if b else None, created=created, state=state,
+                    result_timeout=b.options.tombstone_timeout if b else None)
+                for result in results for jid, created, state in result for b in (names.get(jid),)]
 
     def job(self, job_id: str) -> Job:
         """A handle on an existing job (no round trip until used)."""

@@ -652,6 +652,12 @@ class Backend:
             raw = self.client.hgetall(self.keys.job(job_id))
         return {k.decode(): v for k, v in raw.items()}
 
+    def job_task(self, job_id: str) -> str | None:
+        """The task name of a job (None if there is no such job)."""
+        with translate_errors(self.url):
+            raw = self.client.hget(self.keys.job(job_id), "t")
+        return raw.decode("utf-8", "replace") if raw is not None else None
+
     def job_hashes(self, job_ids: Sequence[str]) -> list[dict[str, bytes]]:
         with translate_errors(self.url):
             pipe = self.client.pipeline(transaction=False)
