@@ -227,7 +227,7 @@ class TaskQ:
             results.extend(self.backend.enqueue_stream(plain(), fresh=True))  # builders generate every id
             if not held:
                 break
-            results.append(self.backend.enqueue(held.pop(), durable=True))
+            results.append(self.backend.enqueue(held.pop(), durable=True, fresh=True))
         return [Job(self, jid, task=b.task if b else None, created=created, state=state,
                     result_timeout=b.options.tombstone_timeout if b else None)
                 for result in results for jid, created, state in result for b in (names.get(jid),)]

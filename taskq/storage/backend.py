@@ -12,7 +12,7 @@ import itertools
 import logging
 import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import redis
@@ -226,15 +226,21 @@ class Backend:
 
     def run_retrying(self, name: str, *args: Arg) -> Any:
         """Run an idempotent script, retrying a lost connection for ``retry_timeout`` s."""
+        return self.retrying(lambda: self.run(name, *args))
+
+    def retrying(self, send: Callable[[], Any]) -> Any:
+        """Call ``send`` (idempotent) until it does not raise ``BrokerUnavailable``,
+        for ``retry_timeout`` s: the last try comes once that much time has passed."""
         deadline = time.monotonic() + self.retry_timeout
         pause = 0.05
         while True:
             try:
-                return self.run(name, *args)
+                return send()
             except BrokerUnavailable:
-                if time.monotonic() + pause > deadline:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     raise
-                time.sleep(pause)
+                time.sleep(min(pause, left))
                 pause = min(pause * 2, 1.0)
 
     def ping(self) -> bool:
@@ -272,27 +278,15 @@ class Backend:
         (a resend, after a lost reply, checks)."""
         flat: list[Arg] = [now_ms, *enqueue_args(jobs, check=True)]
         if durable:
-            with translate_errors(self.url):
-                for _ in range(2):
-                    pipe = self.client.pipeline(transaction=False)
-                    cmd = self.command("enqueue")
-                    if not self.functions:  # send the source: no NOSCRIPT on this path
-                        cmd = ["EVAL", self.scripts["enqueue"].source, 1, self.prefix]
-                    pipe.execute_command(*cmd, *flat)
-                    pipe.execute_command("WAITAOF", 1, 0, 2000)
-                    reply, aof = pipe.execute(raise_on_error=False)
-                    if not (isinstance(reply, Exception) and self.code_missing(reply)):
-                        break
-                    self.load_code()
-            if isinstance(reply, Exception):
-                with translate_errors(self.url):
-                    raise reply
-            if isinstance(aof, Exception) or int(aof[0]) < 1:
-                raise DurabilityUnavailable(
-                    "durable enqueue needs WAITAOF (Redis >= 7.2 or Valkey) with appendonly on; "
-                    f"the server said: {aof if isinstance(aof, Exception) else 'not confirmed in time'} "
-                    "(the job was enqueued, but its persistence is not confirmed)"
-                )
+            sends = 0
+
+            def send() -> Any:
+                nonlocal sends
+                sends += 1
+                return self._enqueue_durable(flat)
+
+            reply = self.retrying(send)  # every send checks the ids
+            return (enqueued_again if fresh and sends > 1 else enqueued)(jobs, reply)
         elif fresh and len(jobs) == 1 and self.plain(jobs[0]):
             try:
                 return [self.enqueue_plain(jobs[0])]
@@ -308,6 +302,31 @@ class Backend:
         else:
             reply = self.run_retrying("enqueue", *flat)
         return enqueued(jobs, reply)
+
+    def _enqueue_durable(self, flat: list[Arg]) -> Any:
+        """The enqueue script and WAITAOF on one connection; the script's reply."""
+        with translate_errors(self.url):
+            for _ in range(2):
+                pipe = self.client.pipeline(transaction=False)
+                cmd = self.command("enqueue")
+                if not self.functions:  # send the source: no NOSCRIPT on this path
+                    cmd = ["EVAL", self.scripts["enqueue"].source, 1, self.prefix]
+                pipe.execute_command(*cmd, *flat)
+                pipe.execute_command("WAITAOF", 1, 0, 2000)
+                reply, aof = pipe.execute(raise_on_error=False)
+                if not (isinstance(reply, Exception) and self.code_missing(reply)):
+                    break
+                self.load_code()
+        if isinstance(reply, Exception):
+            with translate_errors(self.url):
+                raise reply
+        if isinstance(aof, Exception) or int(aof[0]) < 1:
+            raise DurabilityUnavailable(
+                "durable enqueue needs WAITAOF (Redis >= 7.2 or Valkey) with appendonly on; "
+                f"the server said: {aof if isinstance(aof, Exception) else 'not confirmed in time'} "
+                "(the job was enqueued, but its persistence is not confirmed)"
+            )
+        return reply
 
     def plain(self, job: Sequence[Arg]) -> bool:
         """A job that needs no decision on the server: no delay, no unique
