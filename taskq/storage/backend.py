@@ -20,7 +20,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..errors import BrokerRefused, BrokerUnavailable, DurabilityUnavailable, TaskQError, error_for_code
+from ..errors import (
+    BrokerRefused,
+    BrokerUnavailable,
+    ConfigurationError,
+    DurabilityUnavailable,
+    TaskQError,
+    error_for_code,
+)
 from .keys import Keys
 from .scripts import load_library
 from .wire import Wire, pack, packed
@@ -160,9 +167,16 @@ class Backend:
         self.multi: bool | None = None  # MULTI/EXEC allowed: decided on first use
         self._tails: dict[tuple[str, str, Arg], tuple[bytes, int]] = {}  # see _plain_tail
         self._tails_minute = -1  # the minute the short tails in _tails are for
-        self.client = redis.Redis.from_url(
-            url, socket_connect_timeout=2.0, socket_timeout=30.0, protocol=2, health_check_interval=0
-        )
+        try:
+            self.client = redis.Redis.from_url(
+                url, socket_connect_timeout=2.0, socket_timeout=30.0, protocol=2, health_check_interval=0
+            )
+        except ValueError as exc:  # redis-py's reason may quote part of a password: only without one
+            reason = f": {exc}" if "@" not in url and "password" not in url.lower() else ""
+            raise ConfigurationError(
+                f"cannot parse the server URL{reason} (percent-encode special characters of a user name or "
+                "password: '@' as %40, '/' as %2F)"
+            ) from None
         self.wire = Wire(self.client)  # the hot path: scripts, claims, result waits
 
     def close(self) -> None:
