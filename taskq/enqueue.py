@@ -126,7 +126,10 @@ class JobBuilder:
             jid = job_id
         ukey = unique_key or ""
         if not ukey and options.unique:
-            ukey = f"{task}:{hashlib.sha1(payload).hexdigest()[:24]}"
+            same = payload  # keyword arguments in any order are the same arguments
+            if len(kwargs) > 1 and list(kwargs) != sorted(kwargs, key=str):
+                same = codec.encode_args(args, {k: kwargs[k] for k in sorted(kwargs, key=str)})
+            ukey = f"{task}:{hashlib.sha1(same).hexdigest()[:24]}"
         res = resource
         if res is None and options.resource is not None:
             res = options.resource(*args, **kwargs) if callable(options.resource) else options.resource
