@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
-from typing import Any, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, overload
 
 from .control import JobControl
 from .cron import Periodic
@@ -22,7 +22,8 @@ from .storage.server import ensure_embedded_server
 from .task import Task
 
 log = logging.getLogger("taskq")
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 HOOK_EVENTS = frozenset({"job_started", "job_succeeded", "job_failed", "job_retried"})
 ENQUEUE_CHUNK = 1000
 
@@ -85,9 +86,10 @@ class TaskQ:
     # ------------------------------------------------------------ registry
 
     @overload
-    def task(self, fn: F) -> Task[Any, Any]: ...
+    def task(self, fn: Callable[P, R]) -> Task[P, R]: ...
     @overload
-    def task(self, fn: None = None, *, name: str | None = None, **flags: Any) -> Callable[[F], Task[Any, Any]]: ...
+    def task(self, fn: None = None, *, name: str | None = None,
+             **flags: Any) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(self, fn: Callable[..., Any] | None = None, *, name: str | None = None, **flags: Any) -> Any:
         """Register a task: ``@app.task`` or ``@app.task(retry=3, timeout=60, ...)``."""
@@ -115,7 +117,7 @@ class TaskQ:
         args: tuple[Any, ...] = (),
         kwargs: Mapping[str, Any] | None = None,
         **flags: Any,
-    ) -> Callable[[F], Task[Any, Any]]:
+    ) -> Callable[[Callable[P, R]], Task[P, R]]:
         """Register a task that runs on a schedule: ``@app.periodic("*/5 * * * *")``
         or ``@app.periodic(every=timedelta(seconds=10))``."""
         schedule = Periodic.build(cron=cron, every=every, tz=tz, catch_up=catch_up)
