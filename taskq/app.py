@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
-from typing import Any, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, overload
 
 from .control import JobControl
 from .cron import Periodic
@@ -22,7 +22,8 @@ from .storage.server import ensure_embedded_server
 from .task import Task
 
 log = logging.getLogger("taskq")
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 HOOK_EVENTS = frozenset({"job_started", "job_succeeded", "job_failed", "job_retried"})
 ENQUEUE_CHUNK = 1000
 
@@ -90,9 +91,10 @@ class TaskQ:
     # ------------------------------------------------------------ registry
 
     @overload
-    def task(self, fn: F) -> Task[Any, Any]: ...
+    def task(self, fn: Callable[P, R]) -> Task[P, R]: ...
     @overload
-    def task(self, fn: None = None, *, name: str | None = None, **flags: Any) -> Callable[[F], Task[Any, Any]]: ...
+    def task(self, fn: None = None, *, name: str | None = None,
+             **flags: Any) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(self, fn: Callable[..., Any] | None = None, *, name: str | None = None, **flags: Any) -> Any:
         """Register a task: ``@app.task`` or ``@app.task(retry=3, timeout=60, ...)``."""
@@ -120,7 +122,7 @@ class TaskQ:
         args: tuple[Any, ...] = (),
         kwargs: Mapping[str, Any] | None = None,
         **flags: Any,
-    ) -> Callable[[F], Task[Any, Any]]:
+    ) -> Callable[[Callable[P, R]], Task[P, R]]:
         """Register a task that runs on a schedule: ``@app.periodic("*/5 * * * *")``
         or ``@app.periodic(every=timedelta(seconds=10))``."""
         schedule = Periodic.build(cron=cron, every=every, tz=tz, catch_up=catch_up)
@@ -180,7 +182,8 @@ class TaskQ:
                                resource=resource)
         durable = builder.options.durable or self.settings.durable
         (jid, created, state), = self.backend.enqueue([fields], durable=durable, fresh=job_id is None)
-        return Job(self, jid, task=task_name, created=created, state=state)
+        return Job(self, jid, task=task_name, created=created, state=state,
+                   result_timeout=builder.options.tombstone_timeout)
 
     def _builder(self, task_name: str) -> JobBuilder:
         builder = self._builders[task_name] = JobBuilder(self.settings, task_name, self.options_for(task_name), {})
@@ -193,7 +196,7 @@ class TaskQ:
         Every per-job rule (unique keys, delays, priorities, ids) applies.
         The next chunk is built while the server runs the previous one.
         """
-        names: dict[str, str] = {}
+        names: dict[str, JobBuilder] = {}
         builders: dict[str, JobBuilder] = {}  # with the call's overrides, once per task
 
         def chunks() -> Iterator[tuple[list[list[Any]], bool]]:
@@ -207,7 +210,7 @@ class TaskQ:
                     builder = builders[task_name] = JobBuilder(
                         self.settings, task_name, self.options_for(task_name).merged(call), call)
                 fields = builder.build(args, kwargs)
-                names[fields[0]] = task_name
+                names[fields[0]] = builder
                 chunk.append(fields)
                 durable = durable or builder.options.durable
                 if len(chunk) >= ENQUEUE_CHUNK:
@@ -232,8 +235,9 @@ class TaskQ:
             if not held:
                 break
             results.append(self.backend.enqueue(held.pop(), durable=True, fresh=True))
-        return [Job(self, jid, task=names.get(jid), created=created, state=state)
-                for result in results for jid, created, state in result]
+        return [Job(self, jid, task=b.task if b else None, created=created, state=state,
+                    result_timeout=b.options.tombstone_timeout if b else None)
+                for result in results for jid, created, state in result for b in (names.get(jid),)]
 
     def job(self, job_id: str) -> Job:
         """A handle on an existing job (no round trip until used)."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import codec, signing
 from .errors import ConfigurationError, PayloadTooLarge
-from .options import AppSettings, TaskOptions, check_flag_names, seconds
+from .options import CALL_FLAGS, AppSettings, TaskOptions, check_flag_names, seconds
 
 # Per-call options stored with the job and honoured by the worker.
 EXEC_FLAGS = frozenset({
@@ -81,6 +81,12 @@ class JobBuilder:
 
     def __init__(self, settings: AppSettings, task: str, options: TaskOptions, call: Mapping[str, Any]) -> None:
         check_flag_names(call, "option")
+        not_per_call = sorted(set(call) - CALL_FLAGS)
+        if not_per_call:
+            raise ConfigurationError(
+                f"{', '.join(map(repr, not_per_call))} cannot be given per call (a function is not stored "
+                "with the job): set it on the task or in settings task_flags"
+            )
         stored = {k: v for k, v in call.items() if k in EXEC_FLAGS}
         for k in ("retry_on", "dont_retry_on"):
             if k in stored:
@@ -120,7 +126,10 @@ class JobBuilder:
             jid = job_id
         ukey = unique_key or ""
         if not ukey and options.unique:
-            ukey = f"{task}:{hashlib.sha1(payload).hexdigest()[:24]}"
+            same = payload  # keyword arguments in any order are the same arguments
+            if len(kwargs) > 1 and list(kwargs) != sorted(kwargs, key=str):
+                same = codec.encode_args(args, {k: kwargs[k] for k in sorted(kwargs, key=str)})
+            ukey = f"{task}:{hashlib.sha1(same).hexdigest()[:24]}"
         res = resource
         if res is None and options.resource is not None:
             res = options.resource(*args, **kwargs) if callable(options.resource) else options.resource

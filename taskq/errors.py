@@ -6,6 +6,8 @@ exceptions so callers never see raw Redis replies.
 
 from __future__ import annotations
 
+import datetime as dt
+
 
 class TaskQError(Exception):
     """Base class of every taskq error."""
@@ -94,9 +96,9 @@ class SignatureError(TaskQError):
 
 
 class Retry(Exception):  # noqa: N818 - reads as an instruction inside tasks
-    """Raise inside a task to retry it after ``countdown`` seconds."""
+    """Raise inside a task to retry it after ``countdown`` (seconds or a timedelta)."""
 
-    def __init__(self, countdown: float | None = None, reason: str = "") -> None:
+    def __init__(self, countdown: float | dt.timedelta | None = None, reason: str = "") -> None:
         super().__init__(reason or "retry requested")
         self.countdown = countdown
         self.reason = reason
@@ -105,7 +107,7 @@ class Retry(Exception):  # noqa: N818 - reads as an instruction inside tasks
 class Requeue(Exception):  # noqa: N818
     """Raise inside a task to give the job back to its queue (no attempt counted)."""
 
-    def __init__(self, reason: str = "", countdown: float | None = None) -> None:
+    def __init__(self, reason: str = "", countdown: float | dt.timedelta | None = None) -> None:
         super().__init__(reason or "requeue requested")
         self.reason = reason
         self.countdown = countdown

@@ -166,12 +166,13 @@ class Job:
     """A handle on one job. Cheap to create: it holds only the id."""
 
     def __init__(self, app: TaskQ, job_id: str, *, task: str | None = None, created: bool = True,
-                 state: str | None = None) -> None:
+                 state: str | None = None, result_timeout: float | None = None) -> None:
         self.app = app
         self.id = job_id
         self.task_name = task
         self.created = created  # False when enqueue returned an existing job
         self._initial_state = state
+        self._result_timeout = result_timeout  # the enqueue's effective tombstone_timeout
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.task_name or ''}>"
@@ -199,13 +200,13 @@ class Job:
         """Block until the job finishes and return its value.
 
         Raises ``TaskFailed`` if it failed (or was cancelled/skipped) and
-        ``ResultTimeout`` when ``timeout`` seconds pass (default: the task's
-        ``tombstone_timeout``). A task without ``tombstone=True`` keeps no
-        return value: its result is ``None``.
+        ``ResultTimeout`` when ``timeout`` seconds pass (default: the
+        ``tombstone_timeout`` the job was enqueued with, per call or the
+        task's). A task without ``tombstone=True`` keeps no return value:
+        its result is ``None``.
         """
-        opts = self.app.options_for(self.task_name) if self.task_name else self.app.settings.default_options
         if timeout is None:
-            timeout = opts.tombstone_timeout
+            timeout = self._default_wait()
         deadline = time.monotonic() + timeout
         backend = self.app.backend
         # Always watch first, tombstone or not: it marks the job (wt) so that
@@ -231,6 +232,16 @@ class Job:
         if JobState(state).finished:
             return outcome_value(self.id, state, blob)
         raise ResultTimeout(f"job {self.id} still {state} after {timeout:g}s")
+
+    def _default_wait(self) -> float:
+        """``tombstone_timeout`` of the enqueue that made this handle, else of its task."""
+        if self._result_timeout is not None:
+            return self._result_timeout
+        if self.task_name is None:  # a handle from app.job(id): ask the job
+            self.task_name = self.app.backend.job_task(self.id)
+        if self.task_name is None:
+            return self.app.settings.default_options.tombstone_timeout
+        return self.app.options_for(self.task_name).tombstone_timeout
 
     # -- control (each is one atomic script; see taskq/storage/lua)
 

@@ -32,9 +32,11 @@ TEXT_FORMAT = "%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s"
 
 
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
-    """Configure the root logger for a worker (stderr)."""
+    """Configure the root logger for a worker (stderr); Python warnings go
+    through it too, so every line has the chosen format."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    logging.captureWarnings(True)

@@ -76,7 +76,7 @@ class Task(Generic[P, R]):
     def map(self, iterable: Iterable[Any], **call: Any) -> list[Job]:
         """Enqueue one job per item (a tuple of args, a dict of kwargs, or one arg),
         thousands per round trip."""
-        items = []
+        items: list[tuple[str, tuple[Any, ...], Mapping[str, Any]]] = []
         for item in iterable:
             if isinstance(item, tuple):
                 items.append((self.name, item, {}))

@@ -74,7 +74,7 @@ for _name, _help in (
     ("requeue", "Give a job back to its queue (failed, scheduled, stalled or active)."),
     ("stall", "Hold a queued, scheduled or failed job back."),
     ("unstall", "Put a stalled job back in its queue."),
-    ("retract", "Remove a job that has not run yet."),
+    ("retract", "Remove a job waiting to run (queued, scheduled, waiting or stalled)."),
     ("delete", "Delete a job that is not running, and all its data."),
 ):
     _control(_name, _help)

@@ -13,7 +13,7 @@ import logging
 import re
 import time
 import urllib.parse
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import redis
@@ -63,10 +63,13 @@ def check_url(url: str) -> None:
             raise ValueError("the database (the URL's path) must be a number")  # redis-py ignores it
         pool.connection_class(**pool.connection_kwargs)  # unknown or bad query parameters
     except (ValueError, TypeError, redis.RedisError) as exc:
-        reason = str(exc)
-        if redact_url(url) != url:  # redis-py quotes the part it could not read: it may be the password
+        reason, shown, hint = str(exc), redact_url(url), ""
+        if "@" in url or shown != url:  # redis-py quotes the part it could not read: it may be the password
             reason = re.sub(r"'[^']*'", "'***'", reason)
-        raise ConfigurationError(f"redis_url {redact_url(url)} is not a usable server URL: {reason}") from None
+            hint = " (percent-encode special characters of a user name or password: '@' as %40, '/' as %2F)"
+            if shown == url and "@" in url:  # an unencoded '/' or '?' ended the user info early
+                shown = f"{url.split('://', 1)[0]}://***@{url.rsplit('@', 1)[1]}"
+        raise ConfigurationError(f"redis_url {shown} is not a usable server URL: {reason}{hint}") from None
 
 
 def translated(exc: BaseException, url: str) -> BaseException | None:
@@ -193,6 +196,7 @@ class Backend:
         self.multi: bool | None = None  # MULTI/EXEC allowed: decided on first use
         self._tails: dict[tuple[str, str, Arg], tuple[bytes, int]] = {}  # see _plain_tail
         self._tails_minute = -1  # the minute the short tails in _tails are for
+        check_url(url)
         self.client = redis.Redis.from_url(
             url, socket_connect_timeout=2.0, socket_timeout=30.0, protocol=2, health_check_interval=0
         )
@@ -266,15 +270,21 @@ class Backend:
 
     def run_retrying(self, name: str, *args: Arg) -> Any:
         """Run an idempotent script, retrying a lost connection for ``retry_timeout`` s."""
+        return self.retrying(lambda: self.run(name, *args))
+
+    def retrying(self, send: Callable[[], Any]) -> Any:
+        """Call ``send`` (idempotent) until it does not raise ``BrokerUnavailable``,
+        for ``retry_timeout`` s: the last try comes once that much time has passed."""
         deadline = time.monotonic() + self.retry_timeout
         pause = 0.05
         while True:
             try:
-                return self.run(name, *args)
+                return send()
             except BrokerUnavailable:
-                if time.monotonic() + pause > deadline:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     raise
-                time.sleep(pause)
+                time.sleep(min(pause, left))
                 pause = min(pause * 2, 1.0)
 
     def ping(self) -> bool:
@@ -312,20 +322,16 @@ class Backend:
         skips the check for an existing job; it is never resent as it is
         (a resend, after a lost reply, checks)."""
         flat: list[Arg] = [now_ms, *enqueue_args(jobs, check=True)]
-        if durable:  # retried as run_retrying does: every send checks the ids
-            deadline = time.monotonic() + self.retry_timeout
-            pause, resent = 0.05, False
-            while True:
-                try:
-                    reply = self._enqueue_durable(flat)
-                    break
-                except BrokerUnavailable:
-                    if time.monotonic() + pause > deadline:
-                        raise
-                    time.sleep(pause)
-                    pause, resent = min(pause * 2, 1.0), True
-            if fresh and resent:
-                return enqueued_again(jobs, reply)
+        if durable:
+            sends = 0
+
+            def send() -> Any:
+                nonlocal sends
+                sends += 1
+                return self._enqueue_durable(flat)
+
+            reply = self.retrying(send)  # every send checks the ids
+            return (enqueued_again if fresh and sends > 1 else enqueued)(jobs, reply)
         elif fresh and len(jobs) == 1 and self.plain(jobs[0]):
             try:
                 return [self.enqueue_plain(jobs[0])]
@@ -719,6 +725,12 @@ class Backend:
         with translate_errors(self.url):
             raw = self.client.hgetall(self.keys.job(job_id))
         return {k.decode(): v for k, v in raw.items()}
+
+    def job_task(self, job_id: str) -> str | None:
+        """The task name of a job (None if there is no such job)."""
+        with translate_errors(self.url):
+            raw = self.client.hget(self.keys.job(job_id), "t")
+        return raw.decode("utf-8", "replace") if raw is not None else None
 
     def job_hashes(self, job_ids: Sequence[str]) -> list[dict[str, bytes]]:
         with translate_errors(self.url):

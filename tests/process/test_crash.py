@@ -442,6 +442,25 @@ def test_durable_enqueue_refused_without_appendonly(plain_server, namespace):
         client.close()
 
 
+def test_durable_enqueue_retries_a_server_that_is_briefly_down(aof_server, namespace):
+    """A durable ``.delay()`` retries for ``enqueue_retry_timeout`` like any
+    other, and reports its job as created."""
+    client = build(aof_server.url, namespace, enqueue_retry_timeout=20)
+    back = threading.Timer(0.3, aof_server.start)
+    try:
+        client.backend.ping()
+        aof_server.kill()
+        back.start()
+        job = client.tasks["add"].apply_async((1, 2), durable=True)
+        back.join()
+        assert job.created and job.state == JobState.QUEUED
+    finally:
+        back.join()
+        aof_server.start()
+        client.backend.delete_namespace()
+        client.close()
+
+
 @pytest.mark.parametrize("source", ["decorator", "task_flags"])
 def test_durable_from_the_decorator_or_settings_holds_for_map_and_enqueue_many(plain_server, namespace, source):
     """``.delay()`` of a task made durable by its decorator or by settings

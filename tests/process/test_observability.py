@@ -15,6 +15,7 @@ import pytest
 
 from taskq import JobState
 from taskq.worker.scheduler import Reaper
+from tests.apps.basic import build as build_basic
 from tests.apps.obs import build
 from tests.conftest import ROOT, wait_for
 from tests.unit.test_metrics_format import parse_exposition, value_of
@@ -157,3 +158,20 @@ def test_status_watch_redraws_until_interrupted(obs, worker_env, tmp_path) -> No
     assert "\x1b" not in frames[0]
     assert frames[0].splitlines()[4] == "QUEUE    READY  LATENCY  LEVELS  IN/MIN  OUT/MIN"  # the last minute
     assert frames[1].splitlines()[4] == "QUEUE    READY  LATENCY  LEVELS  IN/MIN  OUT/MIN"  # since the first
+
+
+def test_json_logs_are_one_object_per_line_warnings_included(start_worker, redis_url, namespace) -> None:
+    """``--log-format json``: every line of the worker's output is a JSON
+    object (the start-up warning about settings too); a job's carry its id."""
+    w = start_worker("tests.apps.flagged:app", "--log-format", "json")
+    client = build_basic(redis_url, namespace)
+    try:
+        job = client.tasks["add"].delay(1, 2)
+        assert job.result(timeout=15) == 3
+        wait_for(lambda: job.id in w.log(), 15, what="the job's log line")
+    finally:
+        client.close()
+    w.stop()
+    records = [json.loads(line) for line in w.log().splitlines()]
+    assert any(r["level"] == "warning" and "'no.such.task'" in r["message"] for r in records)
+    assert any(r.get("job_id") == job.id and r.get("task") == "add" for r in records)

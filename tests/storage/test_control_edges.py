@@ -19,6 +19,22 @@ from tests.storage.test_job_control import claimed, settle
 # ---------------------------------------------------------------- result waits
 
 
+def test_result_waits_by_default_for_the_tombstone_timeout_of_the_enqueue(make_app):
+    """``result()`` without a timeout waits the job's ``tombstone_timeout``:
+    a per-call value, ``task_flags`` over the decorator, and the task's own
+    for a handle rebuilt with ``app.job(id)``; never the 10 s default."""
+    app = make_app(task_flags={"flagged": {"tombstone_timeout": 0.2}})
+    app.task(name="flagged", tombstone_timeout=30)(lambda: None)
+    app.task(name="plain", tombstone_timeout=0.2)(lambda: None)
+    jobs = [app.tasks["flagged"].delay(), app.tasks["plain"].apply_async(tombstone_timeout=0.1),
+            app.job(app.tasks["plain"].delay().id), *app.tasks["plain"].map([1])]
+    for job in jobs:
+        started = time.monotonic()
+        with pytest.raises(ResultTimeout):
+            job.result()  # no worker runs: it waits the whole default
+        assert time.monotonic() - started < 3, job
+
+
 def test_result_of_a_tombstone_job_cancelled_before_it_ran_returns_at_once(capp):
     """A tombstone task's result() waits on r:<id> without watch(): a job
     cancelled before it ran (cancel.lua finalizes with keep_ms 0 and no

@@ -8,7 +8,7 @@ import threading
 import pytest
 import redis
 
-from taskq import JobState, PayloadTooLarge, TaskQ
+from taskq import ConfigurationError, JobState, PayloadTooLarge, TaskQ
 from taskq.errors import BrokerUnavailable
 from taskq.app import ENQUEUE_CHUNK
 
@@ -186,3 +186,14 @@ def test_map_retries_a_server_that_is_down_when_it_starts(own_server):
     finally:
         back.join()
         app.close()
+
+
+@pytest.mark.parametrize("flag", ["on_success", "on_failure"])
+def test_hooks_given_per_call_are_refused_not_dropped(bulk_app, flag):
+    """A function cannot be stored with the job, so the worker would never call it."""
+    echo = bulk_app.tasks["echo"]
+    for enqueue in (lambda: echo.apply_async((1,), **{flag: print}), lambda: echo.map([1], **{flag: print}),
+                    lambda: bulk_app.enqueue_many([("echo", (1,), {})], **{flag: print})):
+        with pytest.raises(ConfigurationError, match=flag):
+            enqueue()
+    assert queued_ids(bulk_app) == set()

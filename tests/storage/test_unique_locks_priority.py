@@ -72,6 +72,18 @@ def test_unique_task_returns_the_live_job_instead_of_a_second(capp, uniq, state)
     assert capp.backend.task_counters()["uniq|enqueued"] == 2
 
 
+def test_unique_task_keyword_arguments_in_another_order_are_the_same_arguments(capp):
+    @capp.task(name="uniq_kw", unique=True)
+    def uniq_kw(a: int = 0, b: int = 0, c: int = 0) -> None:
+        return None
+
+    first = uniq_kw.delay(a=1, b=2, c=3)
+    for again in (uniq_kw.delay(c=3, a=1, b=2), uniq_kw.apply_async(kwargs={"b": 2, "c": 3, "a": 1}),
+                  uniq_kw.map([{"c": 3, "b": 2, "a": 1}])[0]):
+        assert (again.id, again.created) == (first.id, False)
+    assert uniq_kw.delay(a=1, b=2, c=4).created  # other arguments, other key
+
+
 def test_unique_key_given_per_call(capp):
     a = capp.tasks["noop"].apply_async((1,), unique_key="report:7")
     b = capp.tasks["echo"].apply_async((2,), unique_key="report:7")  # any task, same key

@@ -41,3 +41,12 @@ def test_storage_never_imports_app_or_worker_and_library_never_imports_cli():
 def test_no_pickle_anywhere():
     for path in [*(ROOT / "taskq").rglob("*.py"), *(ROOT / "taskq_cli").rglob("*.py")]:
         assert not {"pickle", "marshal", "dill", "cloudpickle"} & imports_of(path), path
+
+
+def test_the_package_ships_its_type_hints():
+    """A ``py.typed`` marker, packaged, so type checkers of user code read taskq's hints."""
+    import tomllib
+
+    assert (ROOT / "taskq" / "py.typed").is_file()
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "py.typed" in config["tool"]["setuptools"]["package-data"]["taskq"]

@@ -106,3 +106,21 @@ def test_secrets_are_not_in_repr():
     app = TaskQ("t", "redis://u:pw0rd@localhost:1/0", secret_key="topsecret")
     for text in (repr(app.settings), repr(app)):
         assert "topsecret" not in text and "pw0rd" not in text
+
+
+def test_the_task_decorator_keeps_the_function_signature_for_type_checkers():
+    """``@app.task`` and ``@app.periodic`` give a ``Task[P, R]`` of the
+    function's parameters and return type, so ``.delay()`` arguments and
+    direct calls are type-checked."""
+    import typing
+    from collections.abc import Callable
+
+    from taskq import Task
+    from taskq import app as app_module
+
+    sig = Task[app_module.P, app_module.R]  # type: ignore[attr-defined]
+    decorator = Callable[[Callable[app_module.P, app_module.R]], sig]  # type: ignore[attr-defined]
+    bare, with_flags = typing.get_overloads(TaskQ.task)
+    assert typing.get_type_hints(bare)["return"] == sig
+    assert typing.get_type_hints(with_flags)["return"] == decorator
+    assert typing.get_type_hints(TaskQ.periodic)["return"] == decorator

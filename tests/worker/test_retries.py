@@ -6,6 +6,7 @@ and where each flag comes from (per call > settings > decorator > defaults).
 from __future__ import annotations
 
 import datetime as dt
+import typing
 
 import pytest
 
@@ -201,6 +202,13 @@ def test_raise_retry_and_requeue_with_a_timedelta_countdown(capp, worker):
     after = b.server_time_ms()
     assert before + 7_000 <= due_ms(job) <= after + 7_000
     assert before + 9_000 <= due_ms(job2) <= after + 9_000
+
+
+def test_retry_and_requeue_countdowns_are_typed_as_seconds_or_a_timedelta():
+    """Type checkers accept the timedelta countdown the worker takes."""
+    for cls in (Retry, Requeue):
+        hint = typing.get_type_hints(cls.__init__)["countdown"]
+        assert set(typing.get_args(hint)) == {float, dt.timedelta, type(None)}, cls
 
 
 @pytest.mark.parametrize("countdown", [float("nan"), float("inf"), "soon"])
