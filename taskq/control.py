@@ -111,8 +111,12 @@ class JobControl:
         stalled, failed, and the done index that succeeded, cancelled and
         skipped jobs share) is read on page by page until it ends, so jobs of
         the state behind others (another state, queue or task) are found;
-        other states give one page."""
-        if state in ("queued", "active", "waiting"):
+        the ready lists of queued jobs likewise; other states give one page."""
+        if state == "queued":
+            for q in [queue] if queue else self._b.queue_names():
+                yield from self._b.ready_id_pages(q, batch)
+            return
+        if state in ("active", "waiting"):
             yield self.job_ids(state, queue, batch)
             return
         if state not in LISTABLE:

@@ -683,6 +683,23 @@ class Backend:
                     break
         return out[:limit]
 
+    def ready_id_pages(self, queue: str, batch: int) -> Iterator[list[str]]:
+        """Every ready job id of a queue, in the order they will be taken, in
+        pages of up to ``batch`` (each priority level read on until it ends)."""
+        with translate_errors(self.url):
+            levels = self.client.zrange(self.keys.priorities(queue), 0, -1)
+        for p in levels:
+            key = self.keys.ready(queue, int(p))
+            offset = 0
+            while True:
+                with translate_errors(self.url):
+                    raw = self.client.lrange(key, -(offset + batch), -(offset + 1))
+                if raw:
+                    yield [x.decode() for x in reversed(raw)]
+                if len(raw) < batch:
+                    break
+                offset += len(raw)
+
     def oldest_ready_created_ms(self, queue: str) -> int | None:
         ids = self.ready_ids(queue, 1)
         if not ids:

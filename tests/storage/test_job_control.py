@@ -449,6 +449,18 @@ def test_listing_a_finished_state_finds_jobs_behind_newer_ones_of_another_state(
     assert len(capp.control.list_jobs("cancelled", limit=120)) == 120
 
 
+def test_listing_queued_jobs_of_a_task_finds_them_behind_a_thousand_others(capp):
+    """Filtered listings of queued jobs read each ready list on until it ends."""
+    capp.tasks["noop"].map([(i,) for i in range(1500)])
+    late = capp.tasks["echo"].delay("late")
+    other = capp.tasks["echo"].apply_async(("other",), queue="other")
+    assert [i.id for i in capp.control.list_jobs("queued", task="echo")] == [late.id, other.id]
+    assert [i.id for i in capp.control.list_jobs("queued", queue="default", task="echo")] == [late.id]
+    assert [i.id for i in capp.control.list_jobs("queued", task="echo", limit=1)] == [late.id]
+    assert len(capp.control.list_jobs("queued", task="noop", limit=1200)) == 1200
+    assert len(capp.control.list_jobs("queued", limit=3000)) == 1502
+
+
 def test_task_hooks_run_after_the_outcome_is_recorded(capp):
     c = consumer(capp)
     ok = capp.tasks["hooked_ok"].delay(21)
