@@ -78,10 +78,8 @@ class JobControl:
 
     def _scan_states(self, states: set[str], limit: int) -> list[str]:
         out = []
-        for key in self._b.client.scan_iter(match=self._b.keys.scan_pattern("j:"), count=1000):
-            jid = key.decode().split(":j:", 1)[1]
-            st = self._b.client.hget(key, "s")
-            if st and st.decode() in states:
+        for jid, st in self._b.job_states():
+            if st in states:
                 out.append(jid)
                 if len(out) >= limit:
                     break

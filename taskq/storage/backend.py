@@ -708,6 +708,24 @@ class Backend:
             raw = self.client.hget(self.keys.job(ids[0]), "c")
         return int(raw) if raw else None
 
+    def job_states(self, batch: int = 1000) -> Iterator[tuple[str, str]]:
+        """``(id, state)`` of every job of the namespace, in no order (a SCAN)."""
+        cut = len(self.keys.job("").encode())
+        with translate_errors(self.url):
+            keys: list[bytes] = []
+            for key in itertools.chain(self.client.scan_iter(match=self.keys.scan_pattern("j:"), count=batch), [None]):
+                if key is not None:
+                    keys.append(key)
+                    if len(keys) < batch:
+                        continue
+                pipe = self.client.pipeline(transaction=False)
+                for k in keys:
+                    pipe.hget(k, "s")
+                for k, state in zip(keys, pipe.execute()):
+                    if state:
+                        yield k[cut:].decode(), state.decode()
+                keys = []
+
     def zset_ids(self, key: str, limit: int, newest_first: bool = True, offset: int = 0) -> list[str]:
         with translate_errors(self.url):
             if newest_first:

@@ -126,7 +126,8 @@ def test_an_unknown_log_level_names_the_choices(worker_env, command):
     assert last.startswith("Error: Invalid value for '--loglevel' / '-l': 'bogus' is not one of 'debug'"), proc.stderr
 
 
-@pytest.mark.parametrize("args", [["jobs", "-A", APP], ["job", "show", "J1", "-A", APP], ["recover", APP],
+@pytest.mark.parametrize("args", [["jobs", "-A", APP], ["jobs", "-A", APP, "--state", "waiting"],
+                                  ["job", "show", "J1", "-A", APP], ["recover", APP],
                                   ["worker", APP], ["failed", "list", "-A", APP], ["periodic", "list", APP]])
 def test_commands_against_a_server_that_is_down_print_one_line_without_the_password(worker_env, args):
     env = {**worker_env, "TASKQ_REDIS_URL": f"redis://user:hunter2@127.0.0.1:{_closed_port()}/0",
@@ -138,6 +139,16 @@ def test_commands_against_a_server_that_is_down_print_one_line_without_the_passw
     line = assert_one_clear_line(proc, "BrokerUnavailable: cannot reach the server at redis://user:***@127.0.0.1:")
     assert "hunter2" not in proc.stdout + proc.stderr
     assert line
+
+
+@pytest.mark.parametrize("state", ["queued", "waiting"])
+def test_jobs_against_a_server_that_refuses_the_password_print_one_line(worker_env, own_server, state):
+    with redis.Redis(host="127.0.0.1", port=own_server.port) as r:
+        r.config_set("requirepass", "right-password")
+    env = {**worker_env, "TASKQ_REDIS_URL": f"redis://default:wrong-password@127.0.0.1:{own_server.port}/0"}
+    proc = taskq(env, "jobs", "-A", APP, "--state", state)
+    assert_one_clear_line(proc, "BrokerRefused: server at redis://default:***@127.0.0.1:", "refused the credentials")
+    assert "wrong-password" not in proc.stdout + proc.stderr
 
 
 def test_worker_warns_at_startup_about_task_flags_naming_no_task(start_worker, tmp_path):
