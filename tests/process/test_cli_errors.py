@@ -151,6 +151,16 @@ def test_jobs_against_a_server_that_refuses_the_password_print_one_line(worker_e
     assert "wrong-password" not in proc.stdout + proc.stderr
 
 
+@pytest.mark.parametrize("home", ["file", "file/sub"])
+def test_an_embedded_server_home_that_cannot_be_a_directory_is_one_line(worker_env, tmp_path, home):
+    (tmp_path / "file").write_text("not a directory\n")
+    env = {k: v for k, v in worker_env.items() if k != "TASKQ_REDIS_URL"}
+    env["TASKQ_HOME"] = str(tmp_path / home)
+    proc = taskq(env, "jobs", "-A", APP)
+    assert_one_clear_line(proc, f"ServerStartError: cannot use {tmp_path / home} for the embedded server")
+    assert (tmp_path / "file").read_text() == "not a directory\n"
+
+
 def test_worker_warns_at_startup_about_task_flags_naming_no_task(start_worker, tmp_path):
     (tmp_path / "flagged_app.py").write_text(textwrap.dedent("""
         from taskq import TaskQ
