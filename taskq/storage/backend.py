@@ -193,7 +193,13 @@ class Backend:
         """The command that runs transition ``name``, up to its arguments."""
         if self.functions is None:
             with translate_errors(self.url):
-                self.load_code()
+                try:
+                    self.load_code()
+                except RedisConnectionError:
+                    # A server that wants a password cuts off a client that has
+                    # not given one in the middle of sending the code: ask why.
+                    self.client.ping()
+                    raise
         script = self.scripts[name]
         if self.functions:
             return ["FCALL", script.function, 1, self.prefix]
