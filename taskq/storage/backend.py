@@ -20,7 +20,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..errors import BrokerRefused, BrokerUnavailable, DurabilityUnavailable, TaskQError, error_for_code
+from ..errors import (BrokerRefused, BrokerUnavailable, ConfigurationError, DurabilityUnavailable, TaskQError,
+                      error_for_code)
 from .keys import Keys
 from .scripts import load_library
 from .wire import Wire, pack, packed
@@ -61,6 +62,8 @@ def translated(exc: BaseException, url: str) -> BaseException | None:
             return BrokerRefused(f"server refused the write: out of memory (maxmemory reached): {text}")
         if isinstance(exc, redis.exceptions.ReadOnlyError) or text.startswith("READONLY"):
             return BrokerRefused("server refused the write: it is a read-only replica; point redis_url at the primary")
+        if "DB index is out of range" in text:
+            return BrokerRefused(f"server at {redact_url(url)} has no database of the number in the URL: {text}")
         if "unauthenticated" in text:  # Redis answers a long command from a client that did not AUTH so
             return BrokerRefused(f"server at {redact_url(url)} refused the credentials: authentication required")
         if (isinstance(exc, redis.exceptions.NoPermissionError) or text.startswith(("NOPERM", "NOAUTH", "WRONGPASS"))
@@ -160,9 +163,12 @@ class Backend:
         self.multi: bool | None = None  # MULTI/EXEC allowed: decided on first use
         self._tails: dict[tuple[str, str, Arg], tuple[bytes, int]] = {}  # see _plain_tail
         self._tails_minute = -1  # the minute the short tails in _tails are for
-        self.client = redis.Redis.from_url(
-            url, socket_connect_timeout=2.0, socket_timeout=30.0, protocol=2, health_check_interval=0
-        )
+        try:
+            self.client = redis.Redis.from_url(
+                url, socket_connect_timeout=2.0, socket_timeout=30.0, protocol=2, health_check_interval=0
+            )
+        except ValueError as exc:  # bad scheme, port or query parameter
+            raise ConfigurationError(f"bad redis_url {redact_url(url)}: {exc}") from None
         self.wire = Wire(self.client)  # the hot path: scripts, claims, result waits
 
     def close(self) -> None:

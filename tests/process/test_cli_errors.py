@@ -141,6 +141,26 @@ def test_commands_against_a_server_that_is_down_print_one_line_without_the_passw
     assert line
 
 
+@pytest.mark.parametrize("url, expected", [
+    ("redis://user:hunter2@127.0.0.1:notaport/0",
+     "ConfigurationError: bad redis_url redis://user:***@127.0.0.1:notaport/0: Port could not be cast to integer"),
+    ("redis://127.0.0.1:99999/0", "ConfigurationError: bad redis_url redis://127.0.0.1:99999/0: Port out of range"),
+    ("http://127.0.0.1:1/0", "ConfigurationError: bad redis_url http://127.0.0.1:1/0: Redis URL must specify"),
+    ("redis://user:hunter2@127.0.0.1:1/0?socket_timeout=soon",
+     "ConfigurationError: bad redis_url redis://user:***@127.0.0.1:1/0?socket_timeout=soon"),
+    ("{server}/99", "BrokerRefused: server at {server}/99 has no database of the number in the URL"),
+])
+def test_a_bad_server_url_is_one_line_naming_it(worker_env, url, expected):
+    server = worker_env["TASKQ_REDIS_URL"].rsplit("/", 1)[0]
+    env = {**worker_env, "TASKQ_REDIS_URL": url.format(server=server)}
+    commands = [["jobs", "-A", APP], ["job", "stall", "J1", "-A", APP], ["worker", APP]]
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda cmd: taskq(env, *cmd), commands))
+    for proc in results:
+        assert_one_clear_line(proc, expected.format(server=server))
+        assert "hunter2" not in proc.stdout + proc.stderr
+
+
 @pytest.mark.parametrize("state", ["queued", "waiting"])
 def test_jobs_against_a_server_that_refuses_the_password_print_one_line(worker_env, own_server, state):
     with redis.Redis(host="127.0.0.1", port=own_server.port) as r:
