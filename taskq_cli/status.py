@@ -7,7 +7,7 @@ import time
 
 import click
 
-from taskq.errors import TaskQError
+from taskq.errors import BrokerUnavailable, TaskQError
 from taskq.metrics import serve_metrics
 from taskq.stats import Stats
 from taskq.status_text import render_status
@@ -32,7 +32,7 @@ def status(app: str | None, as_json: bool, watch: bool) -> None:
             try:
                 stats, workers = the_app.stats(), the_app.workers()
             except TaskQError as exc:
-                if not watch:
+                if not watch or not isinstance(exc, BrokerUnavailable):  # only a lost server may come back
                     raise
                 click.echo(f"{'' if as_json else CLEAR}{type(exc).__name__}: {exc} (retrying)", err=as_json)
                 time.sleep(1.0)

@@ -161,6 +161,20 @@ def test_a_bad_server_url_is_one_line_naming_it(worker_env, url, expected):
         assert "hunter2" not in proc.stdout + proc.stderr
 
 
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_status_watch_stops_with_one_line_on_errors_retrying_cannot_mend(worker_env, own_server, json_flag):
+    """--watch rides out a server that is down; a refused password or a bad URL ends it at once."""
+    with redis.Redis(host="127.0.0.1", port=own_server.port) as r:
+        r.config_set("requirepass", "right-password")
+    refused = {**worker_env, "TASKQ_REDIS_URL": f"redis://default:wrong-password@127.0.0.1:{own_server.port}/0"}
+    bad_url = {**worker_env, "TASKQ_REDIS_URL": "http://127.0.0.1:1/0"}
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda env: taskq(env, "status", APP, "--watch", *json_flag, timeout=30),
+                                [refused, bad_url]))
+    assert_one_clear_line(results[0], "BrokerRefused: server at redis://default:***@127.0.0.1:")
+    assert_one_clear_line(results[1], "ConfigurationError: bad redis_url http://127.0.0.1:1/0")
+
+
 @pytest.mark.parametrize("state", ["queued", "waiting"])
 def test_jobs_against_a_server_that_refuses_the_password_print_one_line(worker_env, own_server, state):
     with redis.Redis(host="127.0.0.1", port=own_server.port) as r:
