@@ -84,7 +84,7 @@ def _table(infos: list[JobInfo]) -> None:
     click.echo(f"{'ID':<18} {'STATE':<10} {'TASK':<32} {'QUEUE':<10} {'ATT':>3}  {'CREATED':<19}  ERROR")
     for i in infos:
         err = i.errors[-1] if i.errors else {}
-        msg = f"{err.get('type')}: {err.get('message')}"[:60] if err else ""
+        msg = " ".join(f"{err.get('type')}: {err.get('message')}".split())[:60] if err else ""  # one line
         click.echo(f"{i.id:<18} {i.state.value:<10} {i.task[:32]:<32} {i.queue[:10]:<10} {i.attempts:>3}  "
                    f"{_when(i.created_at):<19}  {msg}")
 

@@ -168,6 +168,15 @@ def test_cli_json_of_jobs_whose_maps_have_keys_that_are_not_strings(client, cli)
     assert row["args"] == [{"2": "x", "y": 1}]
 
 
+def test_cli_jobs_table_keeps_a_multi_line_error_on_the_job_row(client, cli):
+    job = client.tasks["fail"].delay("first line\n  second line\r\nthird")
+    run_all(client, [job])
+    for args in (["jobs", "--state", "failed"], ["failed", "list"]):
+        header, row = cli(*args, "-A", APP).output.splitlines()
+        assert header.startswith("ID ") and row.startswith(job.id)
+        assert row.endswith("ValueError: first line second line third")
+
+
 def test_cli_controls_one_job_through_its_states(client, cli):
     job = client.tasks["noop"].apply_async(delay=600)
     assert "stall ok (scheduled)" in cli("job", "stall", job.id, "-A", APP).output
