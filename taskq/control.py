@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, InvalidJobState, JobNotFound
 from .job import JobInfo, JobState, job_info_from_hash
 
 if TYPE_CHECKING:
@@ -158,7 +158,7 @@ class JobControl:
             try:
                 self.requeue(jid)
                 n += 1
-            except Exception:  # finished meanwhile, or deleted: skip it
+            except (JobNotFound, InvalidJobState):  # changed meanwhile, or deleted: skip it
                 continue
         return n
 
@@ -170,7 +170,7 @@ class JobControl:
             try:
                 self.delete(jid)
                 n += 1
-            except Exception:
+            except (JobNotFound, InvalidJobState):
                 continue
         return n
 

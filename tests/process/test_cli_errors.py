@@ -13,9 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
+from taskq import JobState
 from taskq.storage.server import EphemeralServer
 from tests.apps.basic import build
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT, drain, wait_for
 
 APP = "tests.apps.basic:app"
 
@@ -183,6 +184,27 @@ def test_jobs_against_a_server_that_refuses_the_password_print_one_line(worker_e
     proc = taskq(env, "jobs", "-A", APP, "--state", state)
     assert_one_clear_line(proc, "BrokerRefused: server at redis://default:***@127.0.0.1:", "refused the credentials")
     assert "wrong-password" not in proc.stdout + proc.stderr
+
+
+def test_failed_requeue_and_purge_refused_by_the_server_fail_instead_of_counting_none(worker_env, own_server,
+                                                                                    namespace):
+    app = build(own_server.url, namespace)
+    try:
+        jobs = [app.enqueue("fail", str(i)) for i in range(3)]
+        drain(app, jobs)
+        with redis.Redis(host="127.0.0.1", port=own_server.port) as r:  # may read, may not push or delete
+            r.acl_setuser("reader", enabled=True, passwords=["+reader-pw"], keys=["*"],
+                          commands=["+@all", "-lpush", "-rpush", "-del", "-unlink"])
+        env = {**worker_env, "TASKQ_REDIS_URL": f"redis://reader:reader-pw@127.0.0.1:{own_server.port}/0"}
+        listed = taskq(env, "failed", "list", "-A", APP)
+        assert listed.returncode == 0 and all(j.id in listed.stdout for j in jobs), listed.stderr
+        for args in (["failed", "requeue"], ["failed", "purge", "--yes"]):
+            proc = taskq(env, *args, "-A", APP)
+            assert_one_clear_line(proc, "BrokerRefused: server refused the command (ACL)")
+            assert proc.stdout == ""
+        assert all(j.state == JobState.FAILED for j in jobs)
+    finally:
+        app.close()
 
 
 @pytest.mark.parametrize("home", ["file", "file/sub"])
