@@ -96,6 +96,15 @@ def test_worker_given_an_unknown_task_name_to_serve_says_so(worker_env):
                           "--tasks names unknown task(s): no.such.task")
 
 
+@pytest.mark.parametrize("queues", ["default high", "default,emails:high", "{default}"])
+def test_worker_given_a_queue_name_no_job_can_have_says_so(worker_env, queues):
+    """Such a worker would serve nothing: a space-separated list is one queue named "default high"."""
+    bad = queues.split(",")[-1]
+    assert_one_clear_line(taskq(worker_env, "worker", APP, "-Q", queues),
+                          f"ConfigurationError: queue names have no spaces, ':' or braces, not {bad!r} "
+                          "(separate queues with commas)")
+
+
 def test_no_app_given_is_a_usage_error(worker_env):
     env = {k: v for k, v in worker_env.items() if k != "TASKQ_APP"}
     proc = taskq(env, "jobs")
