@@ -57,7 +57,8 @@ def status(app: str | None, as_json: bool, watch: bool) -> None:
 
 @click.command()
 @app_argument
-@click.option("--port", type=click.IntRange(0, 65535), default=9100, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=9100, show_default=True,
+              help="Port to listen on (0: any free one).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for all).")
 @friendly
 def metrics(app: str | None, port: int, host: str) -> None:

@@ -105,6 +105,21 @@ def test_worker_given_a_queue_name_no_job_can_have_says_so(worker_env, queues):
                           "(separate queues with commas)")
 
 
+def test_every_command_and_option_has_a_help_text():
+    """``taskq --help`` and each group's list show what every command does."""
+    import click
+
+    from taskq_cli.main import main
+
+    def missing(cmd: click.Command, path: str) -> list[str]:
+        if isinstance(cmd, click.Group):
+            return [m for name, sub in cmd.commands.items() for m in missing(sub, f"{path} {name}")]
+        out = [] if cmd.get_short_help_str() else [path]
+        return out + [f"{path} {p.opts[0]}" for p in cmd.params if isinstance(p, click.Option) and not p.help]
+
+    assert missing(main, "taskq") == []
+
+
 def test_no_app_given_is_a_usage_error(worker_env):
     env = {k: v for k, v in worker_env.items() if k != "TASKQ_APP"}
     proc = taskq(env, "jobs")
