@@ -62,14 +62,17 @@ class JobControl:
                 ids += b.ready_ids(q, limit - len(ids))
             return ids[:limit]
         if state == "active":
-            ids = []
-            for (_info, jobs) in b.worker_details([w for w, _ in b.workers()]):
-                ids += [j.decode() for j in jobs]
+            ids = self._active_ids()
             return ids[:limit] if not queue else ids
         if state == "waiting":
             return b.scan_job_ids({"waiting"}, limit)
         key = self._index_key(state)
         return b.zset_ids(key, limit if key != k.done else limit * 4, newest_first=state != "scheduled")
+
+    def _active_ids(self) -> list[str]:
+        """Ids of the jobs every registered worker holds."""
+        b = self._b
+        return [j.decode() for _info, jobs in b.worker_details([w for w, _ in b.workers()]) for j in jobs]
 
     def _index_key(self, state: str) -> str:
         """The sorted set indexing ``state``: succeeded, cancelled and skipped share the done index."""
@@ -100,9 +103,27 @@ class JobControl:
         stalled, failed, and the done index that succeeded, cancelled and
         skipped jobs share) is read on page by page until it ends, so jobs of
         the state behind others (another state, queue or task) are found;
-        other states give one page."""
-        if state in ("queued", "active", "waiting"):
-            yield self.job_ids(state, queue, batch)
+        the ready lists of queued jobs, the leases of active ones and a scan
+        of the job hashes for waiting ones likewise."""
+        if state == "queued":
+            for q in [queue] if queue else self._b.queue_names():
+                yield from self._b.ready_id_pages(q, batch)
+            return
+        if state == "active":
+            ids = self._active_ids()
+            for i in range(0, len(ids), batch):
+                yield ids[i:i + batch]
+            return
+        if state == "waiting":
+            page: list[str] = []
+            for jid, st in self._b.job_states():
+                if st == "waiting":
+                    page.append(jid)
+                    if len(page) >= batch:
+                        yield page
+                        page = []
+            if page:
+                yield page
             return
         if state not in LISTABLE:
             raise ConfigurationError(f"unknown state {state!r}; one of: {', '.join(LISTABLE)}")

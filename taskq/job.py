@@ -107,8 +107,20 @@ class JobInfo:
         return d
 
 
+def _int(raw: bytes | None) -> int:
+    """A count or priority field (a garbled one, not written by taskq, reads as 0)."""
+    try:
+        return int(raw) if raw else 0
+    except ValueError:
+        return 0
+
+
 def _ms(raw: bytes | None) -> float | None:
-    return int(raw) / 1000.0 if raw else None
+    """A time in ms as seconds (a garbled one reads as None)."""
+    try:
+        return int(raw) / 1000.0 if raw else None
+    except ValueError:
+        return None
 
 
 def job_info_from_hash(job_id: str, h: dict[str, bytes]) -> JobInfo:
@@ -140,20 +152,20 @@ def job_info_from_hash(job_id: str, h: dict[str, bytes]) -> JobInfo:
         state=JobState(h["s"].decode()),
         task=text("t") or "",
         queue=text("q") or "",
-        priority=int(h.get("p", b"0")),
+        priority=_int(h.get("p")),
         args=args,
         kwargs=kwargs,
         created_at=_ms(h.get("c")),
         started_at=_ms(h.get("sa")),
         finished_at=_ms(h.get("f")),
         due_at=_ms(h.get("due")),
-        attempts=int(h.get("a", b"0")),
+        attempts=_int(h.get("a")),
         worker=text("w"),
         errors=decode_errors(h.get("err")),
         result=result,
         progress=progress,
-        requeue_count=int(h.get("rq", b"0")),
-        cancel_count=int(h.get("cc", b"0")),
+        requeue_count=_int(h.get("rq")),
+        cancel_count=_int(h.get("cc")),
         cancel_requested="cr" in h,
         unique_key=text("u"),
         resource=text("r"),

@@ -38,8 +38,27 @@ def app_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("-A", "--app", "app", envvar="TASKQ_APP", help=APP_HELP)(fn)
 
 
+def _json_key(key: Any) -> str:
+    """A map key as JSON text: JSON keys are strings (and sorting needs one type)."""
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, (bool, int, float)):
+        return json.dumps(key)
+    return str(key)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with every map key a string: job arguments and results may be
+    keyed by ints, tuples or bytes, or by a mix of types."""
+    if isinstance(value, dict):
+        return {_json_key(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str, sort_keys=True))
+    click.echo(json.dumps(_plain(data), indent=2, default=str, sort_keys=True))
 
 
 def resolve_app(app: str | None) -> TaskQ:

@@ -46,9 +46,10 @@ def job() -> None:
 @job.command("show")
 @app_option
 @click.argument("job_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
 @friendly
 def job_show(app: str | None, job_id: str, as_json: bool) -> None:
+    """Everything stored about a job: state, arguments, times, errors, result."""
     info = resolve_app(app).job(job_id).info()
     emit_json(info.as_dict()) if as_json else _show(info)
 
@@ -84,18 +85,18 @@ def _table(infos: list[JobInfo]) -> None:
     click.echo(f"{'ID':<18} {'STATE':<10} {'TASK':<32} {'QUEUE':<10} {'ATT':>3}  {'CREATED':<19}  ERROR")
     for i in infos:
         err = i.errors[-1] if i.errors else {}
-        msg = f"{err.get('type')}: {err.get('message')}"[:60] if err else ""
+        msg = " ".join(f"{err.get('type')}: {err.get('message')}".split())[:60] if err else ""  # one line
         click.echo(f"{i.id:<18} {i.state.value:<10} {i.task[:32]:<32} {i.queue[:10]:<10} {i.attempts:>3}  "
                    f"{_when(i.created_at):<19}  {msg}")
 
 
 @click.command("jobs")
 @app_option
-@click.option("--state", type=click.Choice(LISTABLE), default="queued", show_default=True)
-@click.option("--queue", "-Q", default=None)
-@click.option("--task", default=None)
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--state", type=click.Choice(LISTABLE), default="queued", show_default=True, help="The state to list.")
+@click.option("--queue", "-Q", default=None, help="Only jobs of this queue.")
+@click.option("--task", default=None, help="Only jobs of this task.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Most jobs to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
 @friendly
 def jobs_cmd(app: str | None, state: str, queue: str | None, task: str | None, limit: int, as_json: bool) -> None:
     """List jobs in a state."""
@@ -112,17 +113,18 @@ def failed() -> None:
 
 
 def _filters(fn: Any) -> Any:
-    fn = click.option("--task", default=None)(fn)
-    fn = click.option("--queue", "-Q", default=None)(fn)
+    fn = click.option("--task", default=None, help="Only jobs of this task.")(fn)
+    fn = click.option("--queue", "-Q", default=None, help="Only jobs of this queue.")(fn)
     fn = click.option("--error-type", default=None, help="Exception type name of the last error.")(fn)
     return app_option(fn)
 
 
 @failed.command("list")
 @_filters
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
 @friendly
 def failed_list(app: str | None, task: str | None, queue: str | None, error_type: str | None, as_json: bool) -> None:
+    """Failed jobs matching the filters (all when none), newest first."""
     infos = resolve_app(app).control.failed_jobs(task=task, queue=queue, error_type=error_type)
     emit_json([i.as_dict() for i in infos]) if as_json else _table(infos)
 
@@ -131,6 +133,7 @@ def failed_list(app: str | None, task: str | None, queue: str | None, error_type
 @_filters
 @friendly
 def failed_requeue(app: str | None, task: str | None, queue: str | None, error_type: str | None) -> None:
+    """Give the matching failed jobs (all when no filter) back to their queues."""
     n = resolve_app(app).control.requeue_failed(task=task, queue=queue, error_type=error_type)
     click.echo(f"requeued {n} failed job(s)")
 
@@ -140,6 +143,7 @@ def failed_requeue(app: str | None, task: str | None, queue: str | None, error_t
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @friendly
 def failed_purge(app: str | None, task: str | None, queue: str | None, error_type: str | None, yes: bool) -> None:
+    """Delete the matching failed jobs (all when no filter)."""
     if not yes:
         click.confirm("Delete the matching failed jobs?", abort=True)
     n = resolve_app(app).control.purge_failed(task=task, queue=queue, error_type=error_type)
@@ -148,7 +152,7 @@ def failed_purge(app: str | None, task: str | None, queue: str | None, error_typ
 
 @click.command("purge")
 @app_option
-@click.option("--queue", "-Q", required=True)
+@click.option("--queue", "-Q", required=True, help="The queue to empty.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @friendly
 def purge(app: str | None, queue: str, yes: bool) -> None:

@@ -46,8 +46,9 @@ def _csv(value: str | None) -> tuple[str, ...]:
 @click.option("--no-scheduler", is_flag=True, help="Do not run a scheduler in this worker.")
 @click.option("--shutdown-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Seconds running jobs get to finish on SIGTERM; then they go back to the queue.")
-@click.option("--loglevel", "-l", default="INFO", show_default=True, type=LOG_LEVELS)
-@click.option("--log-format", default="text", show_default=True, type=click.Choice(["text", "json"]))
+@click.option("--loglevel", "-l", default="INFO", show_default=True, type=LOG_LEVELS, help="Log level.")
+@click.option("--log-format", default="text", show_default=True, type=click.Choice(["text", "json"]),
+              help="Log lines as text, or one JSON object per line.")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
               help="Serve Prometheus metrics of the namespace on this port (/metrics).")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
@@ -77,7 +78,7 @@ def worker(app: str | None, concurrency: int | None, threads: int, queues: str, 
 
 @main.command()
 @app_argument
-@click.option("--loglevel", "-l", default="INFO", show_default=True, type=LOG_LEVELS)
+@click.option("--loglevel", "-l", default="INFO", show_default=True, type=LOG_LEVELS, help="Log level.")
 @friendly
 def scheduler(app: str | None, loglevel: str) -> None:
     """Run a standalone scheduler (delayed jobs, retries, cron, reaper)."""
@@ -109,6 +110,7 @@ def server() -> None:
 @server.command("status")
 @friendly
 def server_status() -> None:
+    """Show the embedded server's URL, pid, version and memory (exit 1 if none runs)."""
     status = embedded_status()
     if status is None:
         click.echo(f"no embedded server running for {embedded_home()}")
@@ -120,6 +122,7 @@ def server_status() -> None:
 @server.command("stop")
 @friendly
 def server_stop() -> None:
+    """Shut the embedded server down (its data stays on disk)."""
     if stop_embedded_server():
         click.echo(f"stopped the embedded server of {embedded_home()}")
     else:

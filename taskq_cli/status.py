@@ -7,7 +7,7 @@ import time
 
 import click
 
-from taskq.errors import TaskQError
+from taskq.errors import BrokerUnavailable, TaskQError
 from taskq.metrics import serve_metrics
 from taskq.stats import Stats
 from taskq.status_text import render_status
@@ -32,7 +32,7 @@ def status(app: str | None, as_json: bool, watch: bool) -> None:
             try:
                 stats, workers = the_app.stats(), the_app.workers()
             except TaskQError as exc:
-                if not watch:
+                if not watch or not isinstance(exc, BrokerUnavailable):  # only a lost server may come back
                     raise
                 click.echo(f"{'' if as_json else CLEAR}{type(exc).__name__}: {exc} (retrying)", err=as_json)
                 time.sleep(1.0)
@@ -57,7 +57,8 @@ def status(app: str | None, as_json: bool, watch: bool) -> None:
 
 @click.command()
 @app_argument
-@click.option("--port", type=click.IntRange(0, 65535), default=9100, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=9100, show_default=True,
+              help="Port to listen on (0: any free one).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for all).")
 @friendly
 def metrics(app: str | None, port: int, host: str) -> None:

@@ -234,7 +234,13 @@ class Backend:
         """The command that runs transition ``name``, up to its arguments."""
         if self.functions is None:
             with translate_errors(self.url):
-                self.load_code(timeout=timeout)
+                try:
+                    self.load_code(timeout=timeout)
+                except RedisConnectionError:
+                    # A server that wants a password cuts off a client that has
+                    # not given one in the middle of sending the code: ask why.
+                    self.client.ping()
+                    raise
         script = self.scripts[name]
         if self.functions:
             return ["FCALL", script.function, 1, self.prefix]
@@ -743,14 +749,11 @@ class Backend:
         """Ids of up to ``limit`` jobs in one of ``states``, found by scanning
         the job hashes (for states no index holds)."""
         out = []
-        with translate_errors(self.url):
-            for key in self.client.scan_iter(match=self.keys.scan_pattern("j:"), count=1000):
-                jid = key.decode().split(":j:", 1)[1]
-                st = self.client.hget(key, "s")
-                if st and st.decode() in states:
-                    out.append(jid)
-                    if len(out) >= limit:
-                        break
+        for jid, st in self.job_states():
+            if st in states:
+                out.append(jid)
+                if len(out) >= limit:
+                    break
         return out
 
     def queue_names(self) -> list[str]:
@@ -777,6 +780,23 @@ class Backend:
                     break
         return out[:limit]
 
+    def ready_id_pages(self, queue: str, batch: int) -> Iterator[list[str]]:
+        """Every ready job id of a queue, in the order they will be taken, in
+        pages of up to ``batch`` (each priority level read on until it ends)."""
+        with translate_errors(self.url):
+            levels = self.client.zrange(self.keys.priorities(queue), 0, -1)
+        for p in levels:
+            key = self.keys.ready(queue, int(p))
+            offset = 0
+            while True:
+                with translate_errors(self.url):
+                    raw = self.client.lrange(key, -(offset + batch), -(offset + 1))
+                if raw:
+                    yield [x.decode() for x in reversed(raw)]
+                if len(raw) < batch:
+                    break
+                offset += len(raw)
+
     def oldest_ready_created_ms(self, queue: str) -> int | None:
         ids = self.ready_ids(queue, 1)
         if not ids:
@@ -784,6 +804,24 @@ class Backend:
         with translate_errors(self.url):
             raw = self.client.hget(self.keys.job(ids[0]), "c")
         return int(raw) if raw else None
+
+    def job_states(self, batch: int = 1000) -> Iterator[tuple[str, str]]:
+        """``(id, state)`` of every job of the namespace, in no order (a SCAN)."""
+        cut = len(self.keys.job("").encode())
+        with translate_errors(self.url):
+            keys: list[bytes] = []
+            for key in itertools.chain(self.client.scan_iter(match=self.keys.scan_pattern("j:"), count=batch), [None]):
+                if key is not None:
+                    keys.append(key)
+                    if len(keys) < batch:
+                        continue
+                pipe = self.client.pipeline(transaction=False)
+                for k in keys:
+                    pipe.hget(k, "s")
+                for k, state in zip(keys, pipe.execute()):
+                    if state:
+                        yield k[cut:].decode(), state.decode()
+                keys = []
 
     def zset_ids(self, key: str, limit: int, newest_first: bool = True, offset: int = 0) -> list[str]:
         with translate_errors(self.url):

@@ -151,7 +151,11 @@ def ensure_embedded_server(home: PathArg = None) -> str:
     even when several processes race.
     """
     home = embedded_home(home)
-    home.mkdir(parents=True, exist_ok=True)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(home / "server.lock", os.O_RDWR | os.O_CREAT, 0o600))
+    except OSError as exc:  # a file, or a directory this user cannot write
+        raise ServerStartError(f"cannot use {home} for the embedded server: {exc.strerror or exc}") from None
     sock = _socket_path(home)
     url = f"unix://{sock}"
     with _locked(home), _client(unix_socket_path=str(sock)) as client:

@@ -30,5 +30,9 @@ class WorkerConfig:
             raise ConfigurationError("prefetch must be >= 1")
         if not self.queues or any(not q for q in self.queues):
             raise ConfigurationError("at least one queue name is needed")
+        for q in self.queues:  # no job can be in such a queue (see TaskOptions)
+            if any(c in q for c in " :{}"):
+                raise ConfigurationError(f"queue names have no spaces, ':' or braces, not {q!r} "
+                                         "(separate queues with commas)")
         if self.shutdown_timeout < 0:
             raise ConfigurationError("shutdown_timeout must be >= 0")

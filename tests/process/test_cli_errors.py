@@ -13,9 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
+from taskq import JobState
 from taskq.storage.server import EphemeralServer
 from tests.apps.basic import build
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT, drain, wait_for
 
 APP = "tests.apps.basic:app"
 
@@ -95,6 +96,30 @@ def test_worker_given_an_unknown_task_name_to_serve_says_so(worker_env):
                           "--tasks names unknown task(s): no.such.task")
 
 
+@pytest.mark.parametrize("queues", ["default high", "default,emails:high", "{default}"])
+def test_worker_given_a_queue_name_no_job_can_have_says_so(worker_env, queues):
+    """Such a worker would serve nothing: a space-separated list is one queue named "default high"."""
+    bad = queues.split(",")[-1]
+    assert_one_clear_line(taskq(worker_env, "worker", APP, "-Q", queues),
+                          f"ConfigurationError: queue names have no spaces, ':' or braces, not {bad!r} "
+                          "(separate queues with commas)")
+
+
+def test_every_command_and_option_has_a_help_text():
+    """``taskq --help`` and each group's list show what every command does."""
+    import click
+
+    from taskq_cli.main import main
+
+    def missing(cmd: click.Command, path: str) -> list[str]:
+        if isinstance(cmd, click.Group):
+            return [m for name, sub in cmd.commands.items() for m in missing(sub, f"{path} {name}")]
+        out = [] if cmd.get_short_help_str() else [path]
+        return out + [f"{path} {p.opts[0]}" for p in cmd.params if isinstance(p, click.Option) and not p.help]
+
+    assert missing(main, "taskq") == []
+
+
 def test_no_app_given_is_a_usage_error(worker_env):
     env = {k: v for k, v in worker_env.items() if k != "TASKQ_APP"}
     proc = taskq(env, "jobs")
@@ -139,6 +164,81 @@ def test_commands_against_a_server_that_is_down_print_one_line_without_the_passw
     line = assert_one_clear_line(proc, "BrokerUnavailable: cannot reach the server at redis://user:***@127.0.0.1:")
     assert "hunter2" not in proc.stdout + proc.stderr
     assert line
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("redis://user:hunter2@127.0.0.1:notaport/0",
+     "ConfigurationError: bad redis_url redis://user:***@127.0.0.1:notaport/0: Port could not be cast to integer"),
+    ("redis://127.0.0.1:99999/0", "ConfigurationError: bad redis_url redis://127.0.0.1:99999/0: Port out of range"),
+    ("http://127.0.0.1:1/0", "ConfigurationError: bad redis_url http://127.0.0.1:1/0: Redis URL must specify"),
+    ("redis://user:hunter2@127.0.0.1:1/0?socket_timeout=soon",
+     "ConfigurationError: bad redis_url redis://user:***@127.0.0.1:1/0?socket_timeout=soon"),
+    ("{server}/99", "BrokerRefused: server at {server}/99 has no database of the number in the URL"),
+])
+def test_a_bad_server_url_is_one_line_naming_it(worker_env, url, expected):
+    server = worker_env["TASKQ_REDIS_URL"].rsplit("/", 1)[0]
+    env = {**worker_env, "TASKQ_REDIS_URL": url.format(server=server)}
+    commands = [["jobs", "-A", APP], ["job", "stall", "J1", "-A", APP], ["worker", APP]]
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda cmd: taskq(env, *cmd), commands))
+    for proc in results:
+        assert_one_clear_line(proc, expected.format(server=server))
+        assert "hunter2" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_status_watch_stops_with_one_line_on_errors_retrying_cannot_mend(worker_env, own_server, json_flag):
+    """--watch rides out a server that is down; a refused password or a bad URL ends it at once."""
+    with redis.Redis(host="127.0.0.1", port=own_server.port) as r:
+        r.config_set("requirepass", "right-password")
+    refused = {**worker_env, "TASKQ_REDIS_URL": f"redis://default:wrong-password@127.0.0.1:{own_server.port}/0"}
+    bad_url = {**worker_env, "TASKQ_REDIS_URL": "http://127.0.0.1:1/0"}
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda env: taskq(env, "status", APP, "--watch", *json_flag, timeout=30),
+                                [refused, bad_url]))
+    assert_one_clear_line(results[0], "BrokerRefused: server at redis://default:***@127.0.0.1:")
+    assert_one_clear_line(results[1], "ConfigurationError: bad redis_url http://127.0.0.1:1/0")
+
+
+@pytest.mark.parametrize("state", ["queued", "waiting"])
+def test_jobs_against_a_server_that_refuses_the_password_print_one_line(worker_env, own_server, state):
+    with redis.Redis(host="127.0.0.1", port=own_server.port) as r:
+        r.config_set("requirepass", "right-password")
+    env = {**worker_env, "TASKQ_REDIS_URL": f"redis://default:wrong-password@127.0.0.1:{own_server.port}/0"}
+    proc = taskq(env, "jobs", "-A", APP, "--state", state)
+    assert_one_clear_line(proc, "BrokerRefused: server at redis://default:***@127.0.0.1:", "refused the credentials")
+    assert "wrong-password" not in proc.stdout + proc.stderr
+
+
+def test_failed_requeue_and_purge_refused_by_the_server_fail_instead_of_counting_none(worker_env, own_server,
+                                                                                    namespace):
+    app = build(own_server.url, namespace)
+    try:
+        jobs = [app.enqueue("fail", str(i)) for i in range(3)]
+        drain(app, jobs)
+        with redis.Redis(host="127.0.0.1", port=own_server.port) as r:  # may read, may not push or delete
+            r.acl_setuser("reader", enabled=True, passwords=["+reader-pw"], keys=["*"],
+                          commands=["+@all", "-lpush", "-rpush", "-del", "-unlink"])
+        env = {**worker_env, "TASKQ_REDIS_URL": f"redis://reader:reader-pw@127.0.0.1:{own_server.port}/0"}
+        listed = taskq(env, "failed", "list", "-A", APP)
+        assert listed.returncode == 0 and all(j.id in listed.stdout for j in jobs), listed.stderr
+        for args in (["failed", "requeue"], ["failed", "purge", "--yes"]):
+            proc = taskq(env, *args, "-A", APP)
+            assert_one_clear_line(proc, "BrokerRefused: server refused the command (ACL)")
+            assert proc.stdout == ""
+        assert all(j.state == JobState.FAILED for j in jobs)
+    finally:
+        app.close()
+
+
+@pytest.mark.parametrize("home", ["file", "file/sub"])
+def test_an_embedded_server_home_that_cannot_be_a_directory_is_one_line(worker_env, tmp_path, home):
+    (tmp_path / "file").write_text("not a directory\n")
+    env = {k: v for k, v in worker_env.items() if k != "TASKQ_REDIS_URL"}
+    env["TASKQ_HOME"] = str(tmp_path / home)
+    proc = taskq(env, "jobs", "-A", APP)
+    assert_one_clear_line(proc, f"ServerStartError: cannot use {tmp_path / home} for the embedded server")
+    assert (tmp_path / "file").read_text() == "not a directory\n"
 
 
 def test_worker_warns_at_startup_about_task_flags_naming_no_task(start_worker, tmp_path):

@@ -187,6 +187,33 @@ def test_cli_job_show_and_json(client, cli):
     assert missing.exit_code == 1 and "JobNotFound" in missing.output
 
 
+def test_cli_json_of_jobs_whose_maps_have_keys_that_are_not_strings(client, cli):
+    """Arguments and results may be maps keyed by ints, tuples, or a mix of
+    types: the JSON output gives their keys as strings."""
+    mixed = client.tasks["echo"].delay({1: "a", "b": 2})
+    tupled = client.tasks["echo"].delay({(1, 2): "t", None: [{b"k": 1.5}]})
+    run_all(client, [mixed, tupled])
+    data = json.loads(cli("job", "show", mixed.id, "-A", APP, "--json").output)
+    assert data["args"] == [{"1": "a", "b": 2}] and data["result"] == {"1": "a", "b": 2}
+    data = json.loads(cli("job", "show", tupled.id, "-A", APP, "--json").output)
+    assert data["result"] == {"(1, 2)": "t", "null": [{"b'k'": 1.5}]}
+    rows = json.loads(cli("jobs", "--state", "succeeded", "--json", "-A", APP).output)
+    assert {r["id"] for r in rows} == {mixed.id, tupled.id}
+    failed = client.tasks["fail"].delay({2: "x", "y": 1})
+    run_all(client, [failed])
+    (row,) = json.loads(cli("failed", "list", "--json", "-A", APP).output)
+    assert row["args"] == [{"2": "x", "y": 1}]
+
+
+def test_cli_jobs_table_keeps_a_multi_line_error_on_the_job_row(client, cli):
+    job = client.tasks["fail"].delay("first line\n  second line\r\nthird")
+    run_all(client, [job])
+    for args in (["jobs", "--state", "failed"], ["failed", "list"]):
+        header, row = cli(*args, "-A", APP).output.splitlines()
+        assert header.startswith("ID ") and row.startswith(job.id)
+        assert row.endswith("ValueError: first line second line third")
+
+
 def test_cli_controls_one_job_through_its_states(client, cli):
     job = client.tasks["noop"].apply_async(delay=600)
     assert "stall ok (scheduled)" in cli("job", "stall", job.id, "-A", APP).output

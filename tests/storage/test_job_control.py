@@ -489,6 +489,41 @@ def test_listing_a_finished_state_finds_jobs_behind_newer_ones_of_another_state(
     assert len(capp.control.list_jobs("cancelled", limit=120)) == 120
 
 
+def test_listing_queued_jobs_of_a_task_finds_them_behind_a_thousand_others(capp):
+    """Filtered listings of queued jobs read each ready list on until it ends."""
+    capp.tasks["noop"].map([(i,) for i in range(1500)])
+    late = capp.tasks["echo"].delay("late")
+    other = capp.tasks["echo"].apply_async(("other",), queue="other")
+    assert [i.id for i in capp.control.list_jobs("queued", task="echo")] == [late.id, other.id]
+    assert [i.id for i in capp.control.list_jobs("queued", queue="default", task="echo")] == [late.id]
+    assert [i.id for i in capp.control.list_jobs("queued", task="echo", limit=1)] == [late.id]
+    assert len(capp.control.list_jobs("queued", task="noop", limit=1200)) == 1200
+    assert len(capp.control.list_jobs("queued", limit=3000)) == 1502
+
+
+def test_listing_active_and_waiting_jobs_of_a_task_finds_them_behind_a_thousand_others(capp):
+    """Filtered listings of active and waiting jobs read every lease and every
+    waiting job, not the first 1,000 found."""
+    claimed(capp, "locked_wait")  # an active job holds the printer
+    capp.tasks["locked_wait"].map([() for _ in range(1100)], queue="crowd")
+    late = [capp.tasks["echo"].apply_async((i,), queue="crowd", resource="printer", on_locked="wait")
+            for i in range(100)]
+    settle(capp, "w-crowd", count=2000, queues=["crowd"])  # each finds the printer busy: waiting
+    assert {j.state for j in late} == {JobState.WAITING}
+    assert {i.id for i in capp.control.list_jobs("waiting", task="echo", limit=100)} == {j.id for j in late}
+    assert len(capp.control.list_jobs("waiting", task="locked_wait", limit=2000)) == 1100
+
+    capp.tasks["noop"].map([() for _ in range(1100)], queue="busy")
+    for worker in ("w-busy", "w-busy-2"):  # registered: listings read the leases of the registry's workers
+        capp.backend.heartbeat(worker, 60_000)
+    settle(capp, "w-busy", count=1100, queues=["busy"])
+    active = capp.tasks["echo"].apply_async(("active",), queue="busy")
+    settle(capp, "w-busy-2", count=1, queues=["busy"])
+    assert active.state == JobState.ACTIVE
+    assert [i.id for i in capp.control.list_jobs("active", task="echo")] == [active.id]
+    assert len(capp.control.list_jobs("active", task="noop", limit=2000)) == 1100
+
+
 def test_task_hooks_run_after_the_outcome_is_recorded(capp):
     c = consumer(capp)
     ok = capp.tasks["hooked_ok"].delay(21)

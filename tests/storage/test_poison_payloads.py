@@ -193,6 +193,21 @@ def test_garbled_error_history_does_not_break_failing_the_job(app, consumer):
     assert err["type"] == "ValueError"
 
 
+def test_garbled_numbers_in_a_job_hash_do_not_break_listings(app):
+    """A count, priority or time that is not a number (not written by taskq)
+    reads as 0 or no time: ``taskq jobs`` and ``taskq job show`` still answer."""
+    put_job(app, "garbled-numbers", fields("echo", codec.encode_args((), {}), p=b"high", a=b"x", c=b"yesterday",
+                                           sa=b"\xff", rq=b"1.5", cc=b"-"))
+    put_job(app, "fine", fields("echo", codec.encode_args((1,), {})))
+    listed = {i.id: i for i in app.control.list_jobs("queued")}
+    assert set(listed) == {"garbled-numbers", "fine"}
+    info = listed["garbled-numbers"]
+    assert (info.priority, info.attempts, info.requeue_count, info.cancel_count) == (0, 0, 0, 0)
+    assert info.created_at is None and info.started_at is None
+    assert app.job("garbled-numbers").info() == info
+    assert listed["fine"].args == [1]
+
+
 def test_unknown_task_in_a_hand_written_job_fails_by_name(app, consumer):
     put_job(app, "who", fields("no.such.task", codec.encode_args((), {})))
     drain(consumer)

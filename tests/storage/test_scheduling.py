@@ -214,6 +214,10 @@ def test_a_worker_dying_before_it_sends_the_outcome_gets_the_job_back_with_the_a
     # the next claim is attempt 2
     _, rows = claim(capp, worker="w2")
     assert int(rows[0][2]) == 2
+    # the entry records the attempt the job was on (the reaper's own entry says 0)
+    assert b.reap_worker("w2", expected_hb=None, caps=(100, 10, 1000), lost_blob=lost) == {job.id: "queued"}
+    assert [(e["type"], e["attempt"], e["message"]) for e in job.info().errors] == [
+        ("WorkerLost", 1, "worker lost"), ("WorkerLost", 2, "worker lost")]
 
 
 def test_reaper_returns_the_jobs_of_a_worker_whose_heartbeat_stopped(capp):

@@ -29,6 +29,7 @@ from taskq.worker.config import WorkerConfig
 from taskq.worker.scheduler import Reaper, Scheduler
 from taskq.worker.supervisor import Supervisor
 from tests.conftest import wait_for
+from tests.storage.test_server import _binaries
 
 ROOT = Path(__file__).resolve().parents[2]
 SECURITY_DOC = ROOT / "docs" / "security.md"
@@ -256,6 +257,22 @@ def test_missing_or_wrong_password_is_refused_without_leaking_it(auth_server, pa
     assert "refused the credentials" in text or "Authentication required" in text
     assert PASSWORD not in text and "wrong-password" not in text
     app.close()
+
+
+@pytest.mark.parametrize("binary", _binaries())
+def test_job_control_without_the_password_is_refused_not_reported_unreachable(binary, namespace):
+    """Redis cuts off a client without a password in the middle of sending the
+    code library (a broken pipe): that is a refusal, not a server that is down."""
+    with EphemeralServer(binary=binary) as server:
+        with redis.Redis(host="127.0.0.1", port=server.port) as r:
+            r.config_set("requirepass", PASSWORD)
+        for _ in range(5):  # each fresh app sends the code again
+            app = TaskQ("auth", f"redis://127.0.0.1:{server.port}/0", namespace=namespace)
+            try:
+                with pytest.raises(BrokerRefused, match="refused the credentials"):
+                    app.control.stall("J1")
+            finally:
+                app.close()
 
 
 def doc_acl(user: str, namespace: str, password: str) -> list[str]:

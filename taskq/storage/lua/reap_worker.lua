@@ -18,6 +18,15 @@
 -- Invariants: every job in P wj:<worker> leaves it in one step, either back
 -- in its queue, in P sched, or failed; locks are freed with the lease; the
 -- fencing token is bumped so a late outcome from the worker is discarded.
+-- The error entries come without the attempt (one entry serves every job):
+-- each job's copy gets the attempt it was on.
+local function with_attempt(blob, attempt)
+  local ok, e = pcall(cmsgpack.unpack, blob)
+  if not ok or type(e) ~= 'table' then return blob end
+  e.attempt = tonumber(attempt or '0')
+  return cmsgpack.pack(e)
+end
+
 local wid, expected = ARGV[2], ARGV[3]
 if expected ~= '' then
   local hb = redis.call('ZSCORE', P .. 'workers', wid)
@@ -45,6 +54,7 @@ for _, id in ipairs(redis.call('SMEMBERS', wj)) do
     else
       local blob = lost_blob
       if id == running then blob = rblob end
+      if blob ~= '' then blob = with_attempt(blob, j[8]) end
       if rkind == 'timeout' and id == running then count(task, queue, 'timed_out') end
       append_error(jk, blob, CAPS.errors)
       if tonumber(j[8] or '0') >= max_attempts(jk, task) or (id == running and rdue < 0) then
