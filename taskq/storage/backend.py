@@ -65,10 +65,11 @@ def check_url(url: str) -> None:
     except (ValueError, TypeError, redis.RedisError) as exc:
         reason, shown, hint = str(exc), redact_url(url), ""
         if "@" in url or shown != url:  # redis-py quotes the part it could not read: it may be the password
-            reason = re.sub(r"'[^']*'", "'***'", reason)
-            hint = " (percent-encode special characters of a user name or password: '@' as %40, '/' as %2F)"
-            if shown == url and "@" in url:  # an unencoded '/' or '?' ended the user info early
+            if shown == url or "Port" in reason:  # the user info may have ended early ('/', '#', '?')
+                hint = " (percent-encode special characters of a user name or password: '@' as %40, '/' as %2F)"
+            if shown == url and "@" in url:
                 shown = f"{url.split('://', 1)[0]}://***@{url.rsplit('@', 1)[1]}"
+            reason = re.sub(r"'[^']*'", "'***'", reason)
         raise ConfigurationError(f"redis_url {shown} is not a usable server URL: {reason}{hint}") from None
 
 

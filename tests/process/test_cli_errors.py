@@ -168,12 +168,13 @@ def test_commands_against_a_server_that_is_down_print_one_line_without_the_passw
 
 @pytest.mark.parametrize("url, expected", [
     ("redis://user:hunter2@127.0.0.1:notaport/0",
-     "ConfigurationError: bad redis_url redis://user:***@127.0.0.1:notaport/0: Port could not be cast to integer"),
-    ("redis://127.0.0.1:99999/0", "ConfigurationError: bad redis_url redis://127.0.0.1:99999/0: Port out of range"),
-    ("http://127.0.0.1:1/0", "ConfigurationError: bad redis_url http://127.0.0.1:1/0: Redis URL must specify"),
+     "ConfigurationError: redis_url redis://user:***@127.0.0.1:notaport/0 is not a usable server URL: Port could "
+     "not be cast to integer"),
+    ("redis://127.0.0.1:99999/0", "ConfigurationError: redis_url redis://127.0.0.1:99999/0 is not a usable server URL: Port out of range"),
+    ("http://127.0.0.1:1/0", "ConfigurationError: redis_url http://127.0.0.1:1/0 is not a usable server URL: Redis URL must specify"),
     ("redis://user:hunter2@127.0.0.1:1/0?socket_timeout=soon",
-     "ConfigurationError: bad redis_url redis://user:***@127.0.0.1:1/0?socket_timeout=soon"),
-    ("{server}/99", "BrokerRefused: server at {server}/99 has no database of the number in the URL"),
+     "ConfigurationError: redis_url redis://user:***@127.0.0.1:1/0?socket_timeout=soon is not a usable server URL"),
+    ("{server}/99", "BrokerRefused: server at {server}/99 has no such database"),
 ])
 def test_a_bad_server_url_is_one_line_naming_it(worker_env, url, expected):
     server = worker_env["TASKQ_REDIS_URL"].rsplit("/", 1)[0]
@@ -197,7 +198,7 @@ def test_status_watch_stops_with_one_line_on_errors_retrying_cannot_mend(worker_
         results = list(pool.map(lambda env: taskq(env, "status", APP, "--watch", *json_flag, timeout=30),
                                 [refused, bad_url]))
     assert_one_clear_line(results[0], "BrokerRefused: server at redis://default:***@127.0.0.1:")
-    assert_one_clear_line(results[1], "ConfigurationError: bad redis_url http://127.0.0.1:1/0")
+    assert_one_clear_line(results[1], "ConfigurationError: redis_url http://127.0.0.1:1/0 is not a usable server URL")
 
 
 @pytest.mark.parametrize("state", ["queued", "waiting"])
