@@ -35,6 +35,12 @@ SCRIPT_NAMES = (
     "progress",
 )
 
+# Transitions that only free memory: allowed to run on a server out of memory
+# (`maxmemory` reached), so an operator can make room by deleting jobs.
+# (Standalone scripts need no flag: the server refuses only their commands
+# that may grow memory, and these use none but for a few bytes of counters.)
+FREES_MEMORY = frozenset({"remove", "purge_queue", "trim_finished"})
+
 
 @dataclass(frozen=True)
 class Script:
@@ -67,8 +73,10 @@ def load_library() -> Library:
         source = f"local _KEYS, _ARGV = KEYS, ARGV\n{lib}\nbegin(_KEYS, _ARGV)\n{body}"
         function = f"{lib_name}_{name}"
         scripts[name] = Script(name, source, hashlib.sha1(source.encode()).hexdigest(), function)
+        flags = ", flags = {'allow-oom'}" if name in FREES_MEMORY else ""
         registrations.append(
-            f"redis.register_function('{function}', function(keys, args)\nbegin(keys, args)\n{body}\nend)\n"
+            f"redis.register_function{{function_name = '{function}', callback = function(keys, args)\n"
+            f"begin(keys, args)\n{body}\nend{flags}}}\n"
         )
     source = f"#!lua name={lib_name}\n{lib}\n" + "\n".join(registrations)
     return Library(lib_name, source, scripts)
