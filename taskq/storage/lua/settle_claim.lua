@@ -183,7 +183,7 @@ local function take(id)
   end
   local attempt = (tonumber(j[7]) or 0) + 1
   local token = (tonumber(j[8]) or 0) + 1
-  redis.call('HSET', jk, 's', 'active', 'w', wid, 'sa', NOWS, 'a', fmt(attempt), 'k', fmt(token))
+  redis.call('HSET', jk, 's', 'active', 'w', wid, 'sa', NOWS, 'a', attempt, 'k', token)
   leased[#leased + 1] = id
   count(task, queue, 'started')
   local c = #claimed
