@@ -36,6 +36,18 @@ APP = "tests.apps.crashy:app"
 NAMESPACE = "chaos"
 
 
+def registered_children(app: TaskQ, supervisors: set[int]) -> list[tuple[str, int]]:
+    """(worker id, pid) of every registered worker whose parent is one of ``supervisors``."""
+    b = app.backend
+    ids = [w for w, _ in b.workers()]
+    out = []
+    for wid, (info, _) in zip(ids, b.worker_details(ids)):
+        pid, ppid = info.get(b"pid"), info.get(b"ppid")
+        if pid and ppid and int(ppid) in supervisors:
+            out.append((wid, int(pid)))
+    return out
+
+
 @dataclass
 class Kill:
     at: float
@@ -161,15 +173,7 @@ class Chaos:
     def children(self) -> list[tuple[str, int]]:
         """(worker id, pid) of every registered child of our supervisors."""
         assert self.monitor is not None
-        b = self.monitor.backend
-        sups = {p.pid for p in self.procs}
-        ids = [w for w, _ in b.workers()]
-        out = []
-        for wid, (info, _) in zip(ids, b.worker_details(ids)):
-            pid, ppid = info.get(b"pid"), info.get(b"ppid")
-            if pid and ppid and int(ppid) in sups:
-                out.append((wid, int(pid)))
-        return out
+        return registered_children(self.monitor, {p.pid for p in self.procs})
 
     def kill_one(self) -> None:
         assert self.monitor is not None

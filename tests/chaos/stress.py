@@ -35,6 +35,7 @@ from taskq import TaskQ
 from taskq.errors import TaskQError
 from taskq.storage.server import EphemeralServer
 from tests.apps import stress as stressapp
+from tests.chaos.chaos import registered_children
 from tests.storage.invariants import LIVE, jobs_of, snapshot, violations
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -205,15 +206,7 @@ class Run:
         return rng.choice(ids).decode() if ids else None
 
     def children(self, app):
-        b = app.backend
-        sups = {p.pid for p in self.procs}
-        ids = [w for w, _ in b.workers()]
-        out = []
-        for wid, (info, _) in zip(ids, b.worker_details(ids)):
-            pid, ppid = info.get(b"pid"), info.get(b"ppid")
-            if pid and ppid and int(ppid) in sups:
-                out.append(int(pid))
-        return out
+        return [pid for _, pid in registered_children(app, {p.pid for p in self.procs})]
 
     def killer(self):
         rng = random.Random(self.a.seed * 13)
