@@ -51,23 +51,9 @@ class JobControl:
     # ---------------------------------------------------------------- listings
 
     def job_ids(self, state: str, queue: str | None = None, limit: int = 100) -> list[str]:
-        """Ids of jobs in ``state`` (newest first for finished ones)."""
-        if state not in LISTABLE:
-            raise ConfigurationError(f"unknown state {state!r}; one of: {', '.join(LISTABLE)}")
-        b, k = self._b, self._b.keys
-        if state == "queued":
-            queues = [queue] if queue else b.queue_names()
-            ids: list[str] = []
-            for q in queues:
-                ids += b.ready_ids(q, limit - len(ids))
-            return ids[:limit]
-        if state == "active":
-            ids = self._active_ids()
-            return ids[:limit] if not queue else ids
-        if state == "waiting":
-            return b.scan_job_ids({"waiting"}, limit)
-        key = self._index_key(state)
-        return b.zset_ids(key, limit if key != k.done else limit * 4, newest_first=state != "scheduled")
+        """Ids of up to ``limit`` jobs in ``state`` (of ``queue``), as listed by
+        :meth:`list_jobs` (newest first for finished ones)."""
+        return [info.id for info in self.list_jobs(state, queue=queue, limit=limit)]
 
     def _active_ids(self) -> list[str]:
         """Ids of the jobs every registered worker holds."""

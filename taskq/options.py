@@ -224,10 +224,10 @@ class AppSettings:
             s(self, name, value)
         if isinstance(self.durable, str):
             s(self, "durable", self.durable.lower() in ("1", "true", "yes", "on"))
-        if isinstance(self.old_secret_keys, str):
-            s(self, "old_secret_keys", tuple(k for k in self.old_secret_keys.split(",") if k))
+        if isinstance(self.old_secret_keys, str):  # "a, b" as from an environment variable
+            s(self, "old_secret_keys", tuple(k.strip() for k in self.old_secret_keys.split(",") if k.strip()))
         if isinstance(self.include, str):
-            s(self, "include", tuple(m for m in self.include.split(",") if m))
+            s(self, "include", tuple(m.strip() for m in self.include.split(",") if m.strip()))
         s(self, "old_secret_keys", tuple(self.old_secret_keys))
         s(self, "include", tuple(self.include))
         if not isinstance(self.task_flags, Mapping):

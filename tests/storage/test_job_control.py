@@ -669,3 +669,22 @@ def test_jobs_can_be_deleted_and_purged_on_a_server_out_of_memory(own_server, na
     finally:
         admin.close()
         app.close()
+
+
+def test_job_ids_are_exactly_the_jobs_of_the_state_and_queue_asked_for(capp):
+    """The finished index holds succeeded, cancelled and skipped jobs together,
+    and the leases every active job: the ids of one state and queue only,
+    up to the limit (before, other states and queues came along, and the
+    active ones of a queue ignored the limit)."""
+    done = [in_state(capp, "succeeded") for _ in range(2)]
+    in_state(capp, "cancelled")
+    noop = capp.tasks["noop"]
+    active = [noop.apply_async(queue="a") for _ in range(3)]
+    noop.apply_async(queue="z")
+    for worker, queue, count in (("w-a", "a", 3), ("w-z", "z", 1)):
+        capp.backend.heartbeat(worker, 60_000)  # listings find active jobs in registered workers' leases
+        settle(capp, worker, count=count, queues=[queue])
+    assert sorted(capp.control.job_ids("succeeded")) == sorted(j.id for j in done)
+    assert sorted(capp.control.job_ids("active", queue="a")) == sorted(j.id for j in active)
+    assert len(capp.control.job_ids("active", queue="a", limit=2)) == 2
+    assert capp.control.job_ids("active", queue="b") == []

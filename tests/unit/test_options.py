@@ -76,6 +76,14 @@ def test_settings_module_and_environment(monkeypatch):
     assert app.options_for("t.x").timeout == 3
 
 
+def test_comma_lists_from_the_environment_ignore_spaces_around_commas(monkeypatch):
+    monkeypatch.setenv("TASKQ_INCLUDE", "app.tasks, app.reports ,")
+    monkeypatch.setenv("TASKQ_OLD_SECRET_KEYS", "old-one, old-two")
+    settings = offline_app().settings
+    assert settings.include == ("app.tasks", "app.reports")
+    assert settings.old_secret_keys == ("old-one", "old-two")
+
+
 def test_unknown_task_in_settings_warns_by_name():
     app = offline_app(settings={"task_flags": {"nope.task": {"retry": 1}}})
     with pytest.warns(UserWarning, match="nope.task"):
