@@ -746,17 +746,6 @@ class Backend:
                 pipe.hgetall(self.keys.job(jid))
             return [{k.decode(): v for k, v in raw.items()} for raw in pipe.execute()]
 
-    def scan_job_ids(self, states: set[str], limit: int) -> list[str]:
-        """Ids of up to ``limit`` jobs in one of ``states``, found by scanning
-        the job hashes (for states no index holds)."""
-        out = []
-        for jid, st in self.job_states():
-            if st in states:
-                out.append(jid)
-                if len(out) >= limit:
-                    break
-        return out
-
     def queue_names(self) -> list[str]:
         with translate_errors(self.url):
             return sorted(q.decode() for q in self.client.smembers(self.keys.queues))

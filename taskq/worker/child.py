@@ -49,10 +49,9 @@ class Consumer:
         self.parent_pid = os.getppid()  # the supervisor; if it dies, this process stops too
         self.stopping = stopping or threading.Event()  # shared by the consumers of one child
         self.avg_run = 0.0  # EWMA of run time (s), sizes the next claim
-        # tasks every run of which so far took at most flush_interval: the
-        # outcomes waiting for a batch are sent before any other task starts
-        self.quick_tasks: set[str] = set()
-        self.slow_tasks: set[str] = set()
+        # task -> whether every run of it so far took at most flush_interval:
+        # the outcomes waiting for a batch are sent before any other task starts
+        self.quick: dict[str, bool] = {}
         self.executor = Executor(app, self.backend, self._on_start)
         self.running: ClaimedJob | None = None
         self._lock = threading.Lock()  # guards settle calls (main thread vs forced cancel)
@@ -136,7 +135,7 @@ class Consumer:
     def step(self) -> None:
         """One iteration: run a held job, or settle and claim more."""
         if self.held and not self.stopping.is_set():
-            if self.pending and self.held[0].task not in self.quick_tasks:
+            if self.pending and not self.quick.get(self.held[0].task):
                 # a run that may be long: the finished jobs' outcomes go first, or
                 # they would show as active (results late, resource locks and
                 # unique keys held) for all of it, and run again after a crash
@@ -149,10 +148,9 @@ class Consumer:
             self.avg_run = out.duration_ms / 1000 if not self.avg_run else 0.8 * self.avg_run + 0.2 * out.duration_ms / 1000
             self._log(job, out)
             if out.duration_ms / 1000 > self.config.flush_interval:
-                self.slow_tasks.add(job.task)
-                self.quick_tasks.discard(job.task)
-            elif job.task not in self.slow_tasks:
-                self.quick_tasks.add(job.task)
+                self.quick[job.task] = False
+            else:
+                self.quick.setdefault(job.task, True)
             if not self.pending:
                 self.pending_since = time.monotonic()
             self.pending.append(out)
