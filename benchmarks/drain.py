@@ -15,6 +15,12 @@ Its ratio to the raw consumer is the most any queue could reach on the
 one-call figure (claim and ack free): printed next to taskq's, so the
 distance between the two is the whole cost of taskq's claim, ack and
 execution.
+
+Two bounds split that distance (``benchmarks/raw.py`` scripts, stateless):
+taskq's own claim/ack script driving the call in a bare loop, with no
+executor around it (the most a Python worker keeping taskq's per-job state
+could reach), and a queue that keeps no per-job state at all (one
+RPOP+SADD / SREM script call per batch) in the same bare loop.
 """
 
 from __future__ import annotations
@@ -63,12 +69,17 @@ def taskq_rate(ctx: Context, task: str, procs: int, n: int) -> float:
     return n / max((end - start) / 1000, 0.001)
 
 
+def fill(ctx: Context, key: str, n: int) -> None:
+    """Push ``n`` raw job ids onto the list ``key``."""
+    for start in range(0, n, FILL_BATCH):
+        ctx.redis.lpush(key, *(f"{i:016d}" for i in range(start, min(n, start + FILL_BATCH))))
+
+
 def raw_rate(ctx: Context, task: str, procs: int, n: int) -> float:
     ns = ctx.namespace()
     r = ctx.redis
     stage, src, processing, ready = (f"raw:{ns}:{k}" for k in ("stage", "src", "processing", "ready"))
-    for start in range(0, n, FILL_BATCH):
-        r.lpush(stage, *(f"{i:016d}" for i in range(start, min(n, start + FILL_BATCH))))
+    fill(ctx, stage, n)
     consumers = [ctx.raw("consume", src, processing, ready, task, ns) for _ in range(procs)]
     wait_until(lambda: int(r.get(ready) or 0) >= procs, 60, "raw consumers", interval=0.01)
     r.rename(stage, src)
@@ -89,17 +100,45 @@ def ceiling_rate(ctx: Context, n: int) -> float:
     return n / max(result["last"] - result["first"], 0.001)
 
 
+def bound_rate(ctx: Context, mode: str, n: int) -> float:
+    """A bare-loop bound (see the module docstring) on ``n`` one-call jobs."""
+    ns = ctx.namespace()
+    if mode == "scripts":
+        app = build(ctx.url, ns)
+        app.tasks["incr"].map([()] * n)
+        app.close()
+        proc = ctx.raw("scripts", n, ns)
+    else:
+        src = f"raw:{ns}:src"
+        fill(ctx, src, n)
+        proc = ctx.raw("stateless", src, f"raw:{ns}:processing", ns)
+    (result,) = ctx.raw_results([proc], 60 + n / 100)
+    ctx.procs.remove(proc)
+    if result["n"] != n:
+        raise RuntimeError(f"the {mode} bound took {result['n']} jobs of {n}")
+    return n / max(result["last"] - result["first"], 0.001)
+
+
+BOUNDS = {
+    "scripts": "bound: taskq's claim/ack script alone, bare loop",
+    "stateless": "bound: a queue with no per-job state, bare loop",
+}
+
+
 def run(ctx: Context) -> list[Row]:
     n = ctx.sizes.drain
     ours: dict[tuple[str, int], list[float]] = {(t, p): [] for t in TASKS for p in PROCS}
     raw: dict[tuple[str, int], list[float]] = {(t, p): [] for t in TASKS for p in PROCS}
     ceiling: list[float] = []
+    bounds: dict[str, list[float]] = {mode: [] for mode in BOUNDS}
     for _ in range(ctx.runs):
         for key in ours:
             ours[key].append(taskq_rate(ctx, *key, n))
             raw[key].append(raw_rate(ctx, *key, n))
             if key == ("incr", 1):
                 ceiling.append(ceiling_rate(ctx, n))
+                for mode, values in bounds.items():
+                    values.append(bound_rate(ctx, mode, n))
         ctx.flush()
     ctx.reap()  # the stopped workers (each idles in a namespace of its own until it exits)
     targets = {("noop", 1): Target(">=", 10_000, "jobs/s"), ("incr", 1): Target("ratio>=", 2.5)}
@@ -111,6 +150,8 @@ def run(ctx: Context) -> list[Row]:
             if (task, procs) == ("incr", 1):
                 rows.append(Row(TITLE, f"ceiling: the incr call alone, no queue, x{n:,}", "calls/s", ceiling,
                                 raw[task, procs]))
+                for mode, label in BOUNDS.items():
+                    rows.append(Row(TITLE, f"{label}, x{n:,}", "jobs/s", bounds[mode], raw[task, procs]))
 
     def speedup(values: dict[tuple[str, int], list[float]]) -> list[float]:
         return [two / one for one, two in zip(values["incr", 1], values["incr", 2])]

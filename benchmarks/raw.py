@@ -8,6 +8,15 @@ calls N NAMESPACE
     The one-call task's call alone, N times, with no queue at all: the
     rate a queue whose claim and ack cost nothing could drain at (the
     ceiling of the one-call drain); reports its first start and last finish.
+scripts N NAMESPACE
+    taskq's own claim/ack script (``settle_claim``, batches of 100) driving
+    the one-call task's call on N jobs taskq enqueued in NAMESPACE, with no
+    executor, logging or timeouts around the call: the most a Python worker
+    built on taskq's per-job state could reach. Imports taskq (before timing).
+stateless SRC PROCESSING NAMESPACE
+    A queue that keeps no per-job state: one script call per batch of 100
+    claims (``RPOP`` + ``SADD`` to PROCESSING) and acks the previous batch
+    (``SREM``), with the one-call task's call per job, until SRC is empty.
 echo REQUESTS READY
     ``BLPOP`` a reply key from REQUESTS and ``LPUSH`` an answer to it,
     until the reply key is ``stop``.
@@ -93,7 +102,76 @@ def delayed(url: str, sched: str, ready: str, count: str) -> None:
     print(json.dumps({"late": late}))
 
 
-MODES = {"consume": consume, "calls": calls, "echo": echo, "delayed": delayed}
+BATCH = 100  # jobs per claim of the two bounds below, as a taskq worker's default prefetch
+
+
+def scripts(url: str, count: str, namespace: str) -> None:
+    from taskq.worker.outcome import bucket_name
+
+    from .tasks import build
+
+    app = build(url, namespace)
+    backend, s = app.backend, app.settings
+    caps = (s.failed_max, s.done_max, s.error_history, int(s.succeeded_ttl * 1000))
+    ttl = caps[3]
+    worker = "bound-" + namespace
+    one_call(url, namespace)
+    backend.settle_claim(worker, 0, [], ["default"], [], caps)  # the code loaded, the connection made
+    n = int(count)
+    done = 0
+    outcomes: list[list[object]] = []
+    first = time.time()
+    while True:
+        _, jobs = backend.settle_claim(worker, BATCH, outcomes, ["default"], [], caps)
+        outcomes = []
+        if not jobs:
+            break
+        for job in jobs:
+            t = time.perf_counter()
+            one_call(url, namespace)
+            ms = (time.perf_counter() - t) * 1000
+            outcomes.append([job[0], job[1], "ok", b"", 0, ttl, 0, int(ms), bucket_name(ms), ""])
+        done += len(jobs)
+    last = time.time()
+    backend.settle_claim(worker, 0, outcomes, ["default"], [], caps)
+    if done != n:
+        raise SystemExit(f"claimed {done} jobs of {n}")
+    print(json.dumps({"first": first, "last": last, "n": done}))
+
+
+STATELESS = """
+if #ARGV > 1 then redis.call('SREM', KEYS[2], unpack(ARGV, 2)) end
+if ARGV[1] == '0' then return {} end
+local ids = redis.call('RPOP', KEYS[1], ARGV[1])
+if not ids then return {} end
+redis.call('SADD', KEYS[2], unpack(ids))
+return ids
+"""
+
+
+def stateless(url: str, src: str, processing: str, namespace: str) -> None:
+    r = client(url)
+    claim_ack = r.register_script(STATELESS)
+    one_call(url, namespace)
+    claim_ack(keys=[src, processing], args=[0])  # the script loaded
+    done = 0
+    acks: list[bytes] = []
+    first = time.time()
+    while True:
+        ids = claim_ack(keys=[src, processing], args=[BATCH, *acks])
+        if not ids:
+            break
+        for _ in ids:
+            one_call(url, namespace)
+        acks = ids
+        done += len(ids)
+    last = time.time()
+    claim_ack(keys=[src, processing], args=[0, *acks])
+    print(json.dumps({"first": first, "last": last, "n": done}))
+
+
+MODES = {"consume": consume, "calls": calls, "scripts": scripts, "stateless": stateless, "echo": echo,
+         "delayed": delayed}
 
 if __name__ == "__main__":
     MODES[sys.argv[1]](*sys.argv[2:])
