@@ -12,7 +12,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 from .control import JobControl
 from .cron import Periodic
 from .enqueue import JobBuilder
-from .errors import ConfigurationError, UnknownTask
+from .errors import ConfigurationError, DurabilityUnavailable, UnknownTask
 from .events import EventListener
 from .job import Job
 from .options import AppSettings, TaskOptions, load_settings, warn_unknown_task_flags
@@ -195,6 +195,9 @@ class TaskQ:
 
         Every per-job rule (unique keys, delays, priorities, ids) applies.
         The next chunk is built while the server runs the previous one.
+        An error midway (a bad item, a server gone or refusing) is raised
+        with ``enqueued``: the handles of the jobs enqueued before it, in
+        order, as a successful call returns them.
         """
         names: dict[str, JobBuilder] = {}
         builders: dict[str, JobBuilder] = {}  # with the call's overrides, once per task
@@ -230,14 +233,24 @@ class TaskQ:
                 yield chunk
 
         results: list[list[tuple[str, bool, str]]] = []
-        while True:
-            results.extend(self.backend.enqueue_stream(plain(), fresh=True))  # builders generate every id
-            if not held:
-                break
-            results.append(self.backend.enqueue(held.pop(), durable=True, fresh=True))
-        return [Job(self, jid, task=b.task if b else None, created=created, state=state,
-                    result_timeout=b.options.tombstone_timeout if b else None)
-                for result in results for jid, created, state in result for b in (names.get(jid),)]
+
+        def handles() -> list[Job]:
+            return [Job(self, jid, task=b.task if b else None, created=created, state=state,
+                        result_timeout=b.options.tombstone_timeout if b else None)
+                    for result in results for jid, created, state in result for b in (names.get(jid),)]
+
+        try:
+            while True:
+                results.extend(self.backend.enqueue_stream(plain(), fresh=True))  # builders generate every id
+                if not held:
+                    break
+                results.append(self.backend.enqueue(held.pop(), durable=True, fresh=True))
+        except Exception as exc:
+            if isinstance(exc, DurabilityUnavailable):  # enqueued, only not confirmed on disk
+                results.append(getattr(exc, "results", []))
+            exc.enqueued = handles()  # type: ignore[attr-defined]
+            raise
+        return handles()
 
     def job(self, job_id: str) -> Job:
         """A handle on an existing job (no round trip until used)."""

@@ -25,6 +25,11 @@ class BrokerUnavailable(TaskQError, ConnectionError):
     """The Redis server could not be reached (after retrying)."""
 
 
+class ServerLoading(BrokerUnavailable):
+    """The server is up but still loading its data set into memory (it was
+    just restarted); it answers once loading ends."""
+
+
 class BrokerRefused(TaskQError):
     """The server is up but refused the write (out of memory, read-only replica...)."""
 
@@ -39,6 +44,10 @@ class ServerNotFound(TaskQError):
 
 class ServerStartError(TaskQError):
     """The embedded server did not start."""
+
+
+class ServerStopError(TaskQError, TimeoutError):
+    """The embedded server did not answer, refused to shut down, or did not exit in time."""
 
 
 class PayloadTooLarge(TaskQError, ValueError):

@@ -8,9 +8,11 @@ for the whole namespace: scrape one of them, not all.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import socket
 import threading
 import weakref
 from collections.abc import Sequence
@@ -144,14 +146,42 @@ def _close_in_child(ref: weakref.ReferenceType[ThreadingHTTPServer]) -> None:
         server.socket.close()
 
 
+class _MetricsServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class _MetricsServerV6(_MetricsServer):
+    address_family = socket.AF_INET6
+
+    def server_bind(self) -> None:
+        with contextlib.suppress(OSError):  # "::" takes IPv4 clients too, where the system allows it
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
+def _server_class(host: str) -> type[_MetricsServer]:
+    """IPv6 for a host with IPv6 addresses only (``::``, ``::1``, ...), else IPv4."""
+    try:
+        families = {info[0] for info in socket.getaddrinfo(host or None, 0, type=socket.SOCK_STREAM,
+                                                            flags=socket.AI_PASSIVE)}
+    except socket.gaierror:
+        return _MetricsServer  # binding reports the unknown host
+    return _MetricsServerV6 if families == {socket.AF_INET6} else _MetricsServer
+
+
+def metrics_url(host: str, port: int) -> str:
+    """``http://HOST:PORT/metrics``, an IPv6 address in brackets."""
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/metrics"
+
+
 def serve_metrics(app: TaskQ, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
-    """Serve ``/metrics`` on ``host:port`` from a daemon thread; returns the
-    server (``server.server_address`` has the port when ``port`` is 0; stop it
-    with ``server.shutdown()``). Forked processes close their copy of the socket."""
-    server = ThreadingHTTPServer((host, port), _handler(app))
-    server.daemon_threads = True
+    """Serve ``/metrics`` on ``host:port`` (IPv4, or IPv6 for a host such as
+    ``::`` or ``::1``) from a daemon thread; returns the server
+    (``server.server_address`` has the port when ``port`` is 0; stop it with
+    ``server.shutdown()``). Forked processes close their copy of the socket."""
+    server = _server_class(host)((host, port), _handler(app))
     ref = weakref.ref(server)
     os.register_at_fork(after_in_child=lambda: _close_in_child(ref))
     threading.Thread(target=server.serve_forever, name="taskq-metrics", daemon=True).start()
-    log.info("serving metrics on http://%s:%d/metrics", host, server.server_address[1])
+    log.info("serving metrics on %s", metrics_url(host, server.server_address[1]))
     return server

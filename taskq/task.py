@@ -75,7 +75,8 @@ class Task(Generic[P, R]):
 
     def map(self, iterable: Iterable[Any], **call: Any) -> list[Job]:
         """Enqueue one job per item (a tuple of args, a dict of kwargs, or one arg),
-        thousands per round trip."""
+        thousands per round trip. An error midway carries ``enqueued``, the
+        handles of the jobs enqueued before it (see ``TaskQ.enqueue_many``)."""
         items: list[tuple[str, tuple[Any, ...], Mapping[str, Any]]] = []
         for item in iterable:
             if isinstance(item, tuple):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -48,17 +49,25 @@ def _json_key(key: Any) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """``value`` with every map key a string: job arguments and results may be
-    keyed by ints, tuples or bytes, or by a mix of types."""
+    """``value`` with every map key a string (job arguments and results may be
+    keyed by ints, tuples or bytes, or by a mix of types), and NaN and the
+    infinities, which JSON has no numbers for, as None."""
     if isinstance(value, dict):
         return {_json_key(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return value
 
 
+def json_text(data: Any, indent: int | None = 2) -> str:
+    """``data`` as valid JSON (NaN and infinities as null; values of other types as their ``str``)."""
+    return json.dumps(_plain(data), indent=indent, default=str, sort_keys=True, allow_nan=False)
+
+
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(_plain(data), indent=2, default=str, sort_keys=True))
+    click.echo(json_text(data))
 
 
 def resolve_app(app: str | None) -> TaskQ:

@@ -51,7 +51,8 @@ def _csv(value: str | None) -> tuple[str, ...]:
               help="Log lines as text, or one JSON object per line.")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
               help="Serve Prometheus metrics of the namespace on this port (/metrics).")
-@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="Address for --metrics-port, IPv4 or IPv6.")
 @friendly
 def worker(app: str | None, concurrency: int | None, threads: int, queues: str, tasks: str, include: tuple[str, ...],
            prefetch: int, no_scheduler: bool, shutdown_timeout: float, loglevel: str, log_format: str,
@@ -110,7 +111,7 @@ def server() -> None:
 @server.command("status")
 @friendly
 def server_status() -> None:
-    """Show the embedded server's URL, pid, version and memory (exit 1 if none runs)."""
+    """Show the embedded server's URL, state, pid, version and memory (exit 1 if none runs)."""
     status = embedded_status()
     if status is None:
         click.echo(f"no embedded server running for {embedded_home()}")
@@ -120,10 +121,12 @@ def server_status() -> None:
 
 
 @server.command("stop")
+@click.option("--timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="Seconds to wait for the server to exit.")
 @friendly
-def server_stop() -> None:
+def server_stop(timeout: float) -> None:
     """Shut the embedded server down (its data stays on disk)."""
-    if stop_embedded_server():
+    if stop_embedded_server(timeout=timeout):
         click.echo(f"stopped the embedded server of {embedded_home()}")
     else:
         click.echo(f"no embedded server running for {embedded_home()}")

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import click
 
 from taskq.errors import BrokerUnavailable, TaskQError
-from taskq.metrics import serve_metrics
+from taskq.metrics import metrics_url, serve_metrics
 from taskq.stats import Stats
 from taskq.status_text import render_status
 
-from .common import app_argument, emit_json, friendly
+from .common import app_argument, emit_json, friendly, json_text
 from .loader import load_app
 
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear screen
@@ -40,7 +39,7 @@ def status(app: str | None, as_json: bool, watch: bool) -> None:
             if as_json:
                 data = {**stats.as_dict(), "workers": [w.as_dict() for w in workers]}
                 if watch:
-                    click.echo(json.dumps(data, sort_keys=True))  # one document per line
+                    click.echo(json_text(data, indent=None))  # one document per line
                 else:
                     emit_json(data)
             elif watch:
@@ -59,7 +58,8 @@ def status(app: str | None, as_json: bool, watch: bool) -> None:
 @app_argument
 @click.option("--port", type=click.IntRange(0, 65535), default=9100, show_default=True,
               help="Port to listen on (0: any free one).")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for all).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on, IPv4 or IPv6 (0.0.0.0: all IPv4 addresses; '::': all addresses).")
 @friendly
 def metrics(app: str | None, port: int, host: str) -> None:
     """Serve Prometheus metrics of APP at http://HOST:PORT/metrics until Ctrl-C."""
@@ -68,8 +68,9 @@ def metrics(app: str | None, port: int, host: str) -> None:
     try:
         server = serve_metrics(the_app, port, host)
     except OSError as exc:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None
-    click.echo(f"serving metrics on http://{host}:{server.server_address[1]}/metrics (Ctrl-C to stop)")
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise click.ClickException(f"cannot listen on {where}: {exc}") from None
+    click.echo(f"serving metrics on {metrics_url(host, server.server_address[1])} (Ctrl-C to stop)")
     try:
         while True:
             time.sleep(3600)

@@ -7,9 +7,11 @@ own namespaces), else a throwaway server on a free loopback port.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -186,6 +188,26 @@ def start_worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Callabl
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+needs_ipv6 = pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine: ::1 cannot be bound")
+
+
+def strict_loads(text: str) -> Any:
+    """``json.loads`` that refuses ``NaN`` and ``Infinity``, which are not JSON."""
+    def refuse(name: str) -> None:
+        raise ValueError(f"not JSON: {name}")
+
+    return json.loads(text, parse_constant=refuse)
 
 
 def lines(path: Path) -> list[str]:

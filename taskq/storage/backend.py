@@ -21,8 +21,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..errors import (BrokerRefused, BrokerUnavailable, ConfigurationError, DurabilityUnavailable, TaskQError,
-                      error_for_code)
+from ..errors import (BrokerRefused, BrokerUnavailable, ConfigurationError, DurabilityUnavailable, ServerLoading,
+                      TaskQError, error_for_code)
 from .keys import Keys
 from .scripts import load_library
 from .wire import Wire, pack, packed
@@ -80,6 +80,8 @@ def translated(exc: BaseException, url: str) -> BaseException | None:
         return None
     if isinstance(exc, redis.AuthenticationError):  # a ConnectionError to redis-py; retrying cannot help
         return BrokerRefused(f"server at {redact_url(url)} refused the credentials: {exc}")
+    if isinstance(exc, redis.BusyLoadingError):  # a ConnectionError too: it answers once loaded
+        return ServerLoading(f"server at {redact_url(url)} is still loading its data set: {exc}")
     if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
         return BrokerUnavailable(f"cannot reach the server at {redact_url(url)}: {exc}")
     if isinstance(exc, ResponseError):
@@ -325,6 +327,9 @@ class Backend:
         ``durable``: return only once the server's AOF holds the write (WAITAOF
         on the same connection); a lost connection is retried for
         ``retry_timeout`` s, every send checking the ids.
+        A write the AOF does not confirm raises ``DurabilityUnavailable``
+        whose ``results`` are what this call would have returned: the jobs
+        are enqueued all the same.
         ``fresh``: every id was generated for this call, so the first send
         skips the check for an existing job; it is never resent as it is
         (a resend, after a lost reply, checks)."""
@@ -332,13 +337,17 @@ class Backend:
         if durable:
             sends = 0
 
-            def send() -> Any:
+            def send() -> tuple[Any, DurabilityUnavailable | None]:
                 nonlocal sends
                 sends += 1
                 return self._enqueue_durable(flat)
 
-            reply = self.retrying(send)  # every send checks the ids
-            return (enqueued_again if fresh and sends > 1 else enqueued)(jobs, reply)
+            reply, unconfirmed = self.retrying(send)  # every send checks the ids
+            result = (enqueued_again if fresh and sends > 1 else enqueued)(jobs, reply)
+            if unconfirmed is not None:
+                unconfirmed.results = result  # type: ignore[attr-defined]
+                raise unconfirmed
+            return result
         elif fresh and len(jobs) == 1 and self.plain(jobs[0]):
             try:
                 return [self.enqueue_plain(jobs[0])]
@@ -355,8 +364,9 @@ class Backend:
             reply = self.run_retrying("enqueue", *flat)
         return enqueued(jobs, reply)
 
-    def _enqueue_durable(self, flat: list[Arg]) -> Any:
-        """Run the enqueue script and WAITAOF on one connection; the script's reply."""
+    def _enqueue_durable(self, flat: list[Arg]) -> tuple[Any, DurabilityUnavailable | None]:
+        """Run the enqueue script and WAITAOF on one connection: the script's
+        reply, and the error to raise if the AOF did not confirm the write."""
         with translate_errors(self.url):
             for _ in range(2):
                 pipe = self.client.pipeline(transaction=False)
@@ -373,12 +383,12 @@ class Backend:
             with translate_errors(self.url):
                 raise reply
         if isinstance(aof, Exception) or int(aof[0]) < 1:
-            raise DurabilityUnavailable(
+            return reply, DurabilityUnavailable(
                 "durable enqueue needs WAITAOF (Redis >= 7.2 or Valkey) with appendonly on; "
                 f"the server said: {aof if isinstance(aof, Exception) else 'not confirmed in time'} "
                 "(the job was enqueued, but its persistence is not confirmed)"
             )
-        return reply
+        return reply, None
 
     def plain(self, job: Sequence[Arg]) -> bool:
         """A job that needs no decision on the server: no delay, no unique
@@ -506,7 +516,12 @@ class Backend:
         script cache flushed) that chunk and every later one go through
         :meth:`enqueue`, in order; it retries, and enqueue is idempotent by
         job id. ``fresh``: as for :meth:`enqueue` (only a chunk's first send
-        skips the id check)."""
+        skips the id check).
+
+        On an error (from ``chunks``, or a chunk the server refused or could
+        not be sent), the replies of the chunks still in flight are read and
+        those that went through are yielded before the error is raised: what
+        was yielded is every job the server confirmed."""
         pool = self.client.connection_pool
         conn: Any = None
         enqueue_cmd: list[Arg] = []
@@ -559,6 +574,20 @@ class Backend:
                     yield result()
             while sent:
                 yield result()
+        except Exception:
+            while sent and conn is not None:  # sent before the error: they may have gone through
+                jobs, _, on_conn = sent.pop(0)
+                if not on_conn:
+                    continue
+                try:
+                    reply = conn.read_response()
+                except ResponseError:
+                    continue  # refused (out of memory, code missing): nothing of it was written
+                except (*TRANSIENT, redis.RedisError):
+                    conn.disconnect()  # unanswered: whether it and the rest went through is unknown
+                    break
+                yield enqueued(jobs, reply)
+            raise
         finally:
             if conn is not None:
                 if any(on_conn for _, _, on_conn in sent):

@@ -25,7 +25,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ..errors import ServerNotFound, ServerStartError
+from ..errors import ServerNotFound, ServerStartError, ServerStopError
 
 log = logging.getLogger("taskq.server")
 START_TIMEOUT = 10.0
@@ -180,28 +180,58 @@ def ensure_embedded_server(home: PathArg = None) -> str:
         return url
 
 
+def _pidfile_pid(home: Path) -> int | None:
+    """The pid the embedded server wrote to ``home/server.pid`` (None if unreadable)."""
+    try:
+        return int((home / "server.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def embedded_status(home: PathArg = None) -> dict[str, Any] | None:
-    """Return url, pid, version, uptime_seconds, used_memory_human, home; None if not running."""
+    """Return url, state, pid, version, uptime_seconds, used_memory_human, home; None if not running.
+
+    ``state`` is "ready", "loading" (reading its data at start, then
+    ``loaded_percent`` says how far) or "not answering" (then only url,
+    state, error, pid from ``server.pid`` and home).
+    """
     home = embedded_home(home)
     sock = _socket_path(home)
+    url = f"unix://{sock}"
     with _client(unix_socket_path=str(sock)) as client:
-        if not _probe(client):
+        if _probe(client) is None:
             return None
-        info, mem = client.info("server"), client.info("memory")
+        try:
+            info = client.info()  # answered while loading, unlike PING
+        except redis.RedisError as exc:  # hung, or busy with a script
+            return {"url": url, "state": "not answering", "error": f"{type(exc).__name__}: {exc}",
+                    "pid": _pidfile_pid(home), "home": str(home)}
+    status: dict[str, Any] = {"url": url, "state": "loading" if info.get("loading") else "ready"}
+    if info.get("loading"):
+        status["loaded_percent"] = float(info.get("loading_loaded_perc", 0))
     return {
-        "url": f"unix://{sock}",
+        **status,
         "pid": int(info["process_id"]),
         "version": str(info.get("valkey_version") or info.get("redis_version")),
         "uptime_seconds": int(info["uptime_in_seconds"]),
-        "used_memory_human": mem.get("used_memory_human"),
+        "used_memory_human": info.get("used_memory_human"),
         "home": str(home),
     }
+
+
+def _stop_error(home: Path, pid: int | None, what: str) -> ServerStopError:
+    kill = f"`kill -9 {pid}`" if pid else "`kill -9` on its process"
+    return ServerStopError(f"the embedded server of {home}{f' (pid {pid})' if pid else ''} {what}; "
+                           f"see {home / 'server.log'}, or end it at once with {kill}")
 
 
 def stop_embedded_server(home: PathArg = None, timeout: float = 10.0) -> bool:
     """SHUTDOWN the embedded server (fsyncing the AOF) and wait for its pid to exit.
 
-    Returns False if none was running; raises TimeoutError if it does not exit in time.
+    Returns False if none was running. Raises :class:`ServerStopError` (a
+    ``TimeoutError``) naming the pid if the server does not answer, refuses to
+    shut down, or does not exit within ``timeout`` seconds (it may be waiting
+    for a replica, up to its ``shutdown-timeout``).
     """
     home = embedded_home(home)
     if not home.is_dir():
@@ -209,12 +239,20 @@ def stop_embedded_server(home: PathArg = None, timeout: float = 10.0) -> bool:
     with _locked(home), _client(unix_socket_path=str(_socket_path(home))) as client:
         if _probe(client) is None:
             return False
-        pid = int(client.info("server")["process_id"])
-        client.shutdown()
+        try:
+            pid = int(client.info("server")["process_id"])
+        except redis.RedisError as exc:  # hung, or busy with a script
+            raise _stop_error(home, _pidfile_pid(home), f"does not answer ({type(exc).__name__}: {exc})") from None
         deadline = time.monotonic() + timeout
+        try:
+            client.shutdown()
+        except redis.TimeoutError:
+            pass  # no reply yet: still shutting down
+        except redis.RedisError as exc:
+            raise _stop_error(home, pid, f"refused to shut down ({exc})") from None
         while _pid_alive(pid):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"server pid {pid} did not exit within {timeout}s")
+                raise _stop_error(home, pid, f"did not exit within {timeout:g}s of SHUTDOWN")
             time.sleep(POLL_INTERVAL)
     return True
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import codec
-from ..errors import TaskQError, TaskTimeout
+from ..errors import ServerLoading, TaskQError, TaskTimeout
 from ..options import TaskOptions
 from ..storage.backend import redact_url
 from .child import child_main
@@ -79,9 +79,24 @@ class Supervisor:
     # ---------------------------------------------------------------- startup
 
     def preflight(self) -> None:
-        """Check the server: reachable, and not evicting keys."""
+        """Check the server: reachable, and not evicting keys. A server still
+        loading its data set (just restarted) is waited for, with backoff,
+        until it answers or a signal asks this worker to stop."""
         b = self.app.backend
-        b.ping()
+        pause = 0.1
+        while True:
+            try:
+                b.ping()
+                break
+            except ServerLoading as exc:
+                if pause == 0.1:
+                    log.warning("waiting to start: %s; retrying with backoff", exc)
+                deadline = time.monotonic() + pause
+                while time.monotonic() < deadline:
+                    if self.stop_requested:
+                        return
+                    time.sleep(0.05)
+                pause = min(pause * 2, 2.0)
         info = b.info("server")
         version = info.get("valkey_version") or info.get("redis_version")
         log.info("taskq worker: server %s (%s %s), namespace %r, queues %s, concurrency %d x %d thread(s)",
@@ -233,6 +248,9 @@ class Supervisor:
         """Serve until SIGTERM/SIGINT; returns the exit code."""
         self.install_signals()
         self.preflight()
+        if self.stop_requested:  # while waiting for the server
+            log.info("worker stopped")
+            return 0
         if self.config.scheduler:
             self.scheduler = Scheduler(self.app)
             self._scheduler_thread = threading.Thread(target=self.scheduler.run, name="taskq-scheduler", daemon=True)

@@ -4,6 +4,8 @@ Each prints one clear line and exits non-zero -- never a traceback."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import pytest
 import redis
 
 from taskq import JobState
+from taskq.storage import server as srv
 from taskq.storage.server import EphemeralServer
 from tests.apps.basic import build
 from tests.conftest import ROOT, drain, wait_for
@@ -240,6 +243,35 @@ def test_an_embedded_server_home_that_cannot_be_a_directory_is_one_line(worker_e
     proc = taskq(env, "jobs", "-A", APP)
     assert_one_clear_line(proc, f"ServerStartError: cannot use {tmp_path / home} for the embedded server")
     assert (tmp_path / "file").read_text() == "not a directory\n"
+
+
+def test_server_stop_that_times_out_is_one_line_naming_the_pid_to_kill(worker_env, tmp_path):
+    """A server with a replica that lags waits for it (up to its shutdown-timeout) before it exits."""
+    home = tmp_path / "home"
+    env = {**{k: v for k, v in worker_env.items() if k != "TASKQ_REDIS_URL"}, "TASKQ_HOME": str(home)}
+    url = srv.ensure_embedded_server(home)
+    with redis.Redis.from_url(url) as r:
+        pid = int(r.info("server")["process_id"])
+    replica = socket.socket(socket.AF_UNIX)
+    try:
+        with redis.Redis.from_url(url) as r:
+            replica.connect(url.removeprefix("unix://"))
+            replica.sendall(b"SYNC\r\n")  # and never acknowledges anything
+            wait_for(lambda: r.info("replication")["connected_slaves"] == 1, what="the replica")
+            r.set("k", "v")  # the replica lags behind this write
+        proc = taskq(env, "server", "stop", "--timeout", "0.2")
+        line = assert_one_clear_line(
+            proc, f"ServerStopError: the embedded server of {home} (pid {pid}) did not exit within 0.2s of SHUTDOWN",
+            f"see {home / 'server.log'}, or end it at once with `kill -9 {pid}`")
+        assert line.endswith(f"`kill -9 {pid}`") and srv._pid_alive(pid)
+        os.kill(pid, signal.SIGKILL)  # as the message says
+        wait_for(lambda: not srv._pid_alive(pid), what="the server to exit")
+        gone = taskq(env, "server", "status")
+        assert gone.returncode == 1 and gone.stdout.strip() == f"no embedded server running for {home}"
+    finally:
+        replica.close()
+        if srv._pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_worker_warns_at_startup_about_task_flags_naming_no_task(start_worker, tmp_path):

@@ -474,10 +474,14 @@ def test_durable_from_the_decorator_or_settings_holds_for_map_and_enqueue_many(p
         assert safe.options.durable
         with pytest.raises(DurabilityUnavailable):
             safe.delay(1)
-        with pytest.raises(DurabilityUnavailable):
+        with pytest.raises(DurabilityUnavailable) as raised:
             safe.map([(2,), (3,)])
-        with pytest.raises(DurabilityUnavailable):
+        with pytest.raises(DurabilityUnavailable) as raised_many:
             client.enqueue_many([("safe", (4,), {})])
+        # enqueued all the same, only not confirmed on disk: the errors hold their handles
+        enqueued = raised.value.enqueued + raised_many.value.enqueued
+        assert len(enqueued) == 3 and all(j.created for j in enqueued)
+        assert {j.id for j in enqueued} < set(client.control.job_ids("queued"))
     finally:
         client.backend.delete_namespace()
         client.close()

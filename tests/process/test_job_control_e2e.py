@@ -7,6 +7,7 @@ commands.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -20,7 +21,7 @@ from taskq import JobState
 from taskq.enqueue import new_job_id
 from taskq_cli.main import main
 from tests.apps.control import build, consumer, run_until, scratch_key, stop
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT, strict_loads, wait_for
 
 APP = "tests.apps.control:app"
 FAST = {"TASKQ_HEARTBEAT_TIMEOUT": "1"}  # heartbeats every 0.2 s
@@ -203,6 +204,22 @@ def test_cli_json_of_jobs_whose_maps_have_keys_that_are_not_strings(client, cli)
     run_all(client, [failed])
     (row,) = json.loads(cli("failed", "list", "--json", "-A", APP).output)
     assert row["args"] == [{"2": "x", "y": 1}]
+
+
+def test_cli_json_of_jobs_whose_arguments_or_result_are_nan_or_infinite_is_valid_json(client, cli):
+    """JSON has no NaN or infinity: they are written as null."""
+    odd = [math.nan, {"hi": math.inf, "lo": -math.inf}, 1.5]
+    job = client.tasks["echo"].delay(odd)
+    failed = client.tasks["fail"].delay(math.nan)
+    run_all(client, [job, failed])
+    expected = [None, {"hi": None, "lo": None}, 1.5]
+    data = strict_loads(cli("job", "show", job.id, "-A", APP, "--json").output)
+    assert data["args"] == [expected] and data["result"] == expected
+    (row,) = strict_loads(cli("jobs", "--state", "succeeded", "--json", "-A", APP).output)
+    assert row["id"] == job.id and row["result"] == expected
+    for args in (["failed", "list"], ["jobs", "--state", "failed"]):
+        (row,) = strict_loads(cli(*args, "--json", "-A", APP).output)
+        assert row["id"] == failed.id and row["args"] == [None]
 
 
 def test_cli_jobs_table_keeps_a_multi_line_error_on_the_job_row(client, cli):

@@ -17,7 +17,7 @@ from taskq import JobState
 from taskq.worker.scheduler import Reaper
 from tests.apps.basic import build as build_basic
 from tests.apps.obs import build
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT, needs_ipv6, strict_loads, wait_for
 from tests.unit.test_metrics_format import parse_exposition, value_of
 
 APP = "tests.apps.obs:app"
@@ -36,15 +36,15 @@ def taskq(worker_env, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+def free_port(family: socket.AddressFamily = socket.AF_INET) -> int:
+    with socket.socket(family) as s:
+        s.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def scrape(port: int) -> str | None:
+def scrape(port: int, host: str = "127.0.0.1") -> str | None:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as resp:
             assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
             return resp.read().decode()
     except OSError:
@@ -143,6 +143,33 @@ def test_metrics_command_serves_until_interrupted(obs, worker_env, tmp_path) -> 
     assert f"serving metrics on http://127.0.0.1:{port}/metrics" in out.read_text()
 
 
+@needs_ipv6
+def test_metrics_command_serves_on_an_ipv6_address(obs, worker_env, tmp_path) -> None:
+    obs.tasks["ok"].delay(1)
+    port = free_port(socket.AF_INET6)
+    proc, out = _popen(worker_env, tmp_path, "metrics", APP, "--port", str(port), "--host", "::1")
+    try:
+        body = wait_for(lambda: scrape(port, "[::1]") or proc.poll() is not None, 20, what="the metrics endpoint")
+        assert proc.poll() is None, out.read_text()
+        assert value_of(parse_exposition(body), "taskq_queue_depth", queue="default") == 1
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0, out.read_text()
+    assert f"serving metrics on http://[::1]:{port}/metrics" in out.read_text()
+
+
+@needs_ipv6
+def test_metrics_command_names_a_taken_ipv6_address_in_brackets(obs, worker_env) -> None:
+    with socket.socket(socket.AF_INET6) as taken:
+        taken.bind(("::1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = taskq(worker_env, "metrics", APP, "--port", str(port), "--host", "::1")
+    assert out.returncode == 1
+    assert f"cannot listen on [::1]:{port}:" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
 def test_status_watch_redraws_until_interrupted(obs, worker_env, tmp_path) -> None:
     obs.tasks["ok"].delay(1)
     header = f"taskq  namespace {obs.settings.namespace}  "
@@ -158,6 +185,25 @@ def test_status_watch_redraws_until_interrupted(obs, worker_env, tmp_path) -> No
     assert "\x1b" not in frames[0]
     assert frames[0].splitlines()[4] == "QUEUE    READY  LATENCY  LEVELS  IN/MIN  OUT/MIN"  # the last minute
     assert frames[1].splitlines()[4] == "QUEUE    READY  LATENCY  LEVELS  IN/MIN  OUT/MIN"  # since the first
+
+
+def test_status_json_stays_valid_json_when_a_worker_hash_reads_as_nan(obs, worker_env, tmp_path) -> None:
+    """A worker hash not written by taskq may hold "nan" or "inf" where a time belongs, which float() reads."""
+    b = obs.backend
+    b.client.zadd(b.keys.workers, {"elsewhere:1:1": b.server_time_ms()})
+    b.client.hset(b.keys.worker("elsewhere:1:1"), mapping={"started": "nan", "pid": "1", "queues": "default"})
+    (worker,) = strict_loads(taskq(worker_env, "status", APP, "--json").stdout)["workers"]
+    assert worker["id"] == "elsewhere:1:1" and worker["started_at"] is None
+    b.client.hset(b.keys.worker("elsewhere:1:1"), "started", "inf")
+    proc, out = _popen(worker_env, tmp_path, "status", APP, "--json", "--watch")
+    try:
+        wait_for(lambda: out.read_text().count("\n") >= 1 or proc.poll() is not None, 30, what="one document")
+        assert proc.poll() is None, out.read_text()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0, out.read_text()
+    (worker,) = strict_loads(out.read_text().splitlines()[0])["workers"]  # one document per line
+    assert worker["id"] == "elsewhere:1:1" and worker["started_at"] is None
 
 
 def test_json_logs_are_one_object_per_line_warnings_included(start_worker, redis_url, namespace) -> None:

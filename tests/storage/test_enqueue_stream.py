@@ -3,14 +3,19 @@ results stay in order and nothing is lost when a reply is."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-from taskq import ConfigurationError, JobState, PayloadTooLarge, TaskQ
+from taskq import BrokerRefused, ConfigurationError, JobState, PayloadTooLarge, TaskQ
 from taskq.errors import BrokerUnavailable
 from taskq.app import ENQUEUE_CHUNK
+from taskq.storage.server import EphemeralServer
+from tests.conftest import wait_for
 
 
 @pytest.fixture
@@ -51,9 +56,13 @@ def test_map_after_the_script_cache_was_flushed_still_creates_every_job(bulk_app
 
 def test_a_bad_item_in_a_later_chunk_raises_and_leaves_the_connection_usable(bulk_app):
     items = [1] * (ENQUEUE_CHUNK + 5) + ["x" * 2000]
-    with pytest.raises(PayloadTooLarge):
+    with pytest.raises(PayloadTooLarge) as raised:
         bulk_app.tasks["echo"].map(items)
     assert len(queued_ids(bulk_app)) == ENQUEUE_CHUNK  # the first chunk was enqueued
+    # its reply was still awaited when the bad item came: the error has its handles
+    enqueued = raised.value.enqueued
+    assert [j.id for j in enqueued] == bulk_app.backend.ready_ids("default", 10_000)
+    assert all(j.created and j.task_name == "echo" for j in enqueued)
     job = bulk_app.tasks["echo"].delay(7)
     assert job.created and job.state == JobState.QUEUED
     assert bulk_app.backend.ping()
@@ -79,6 +88,67 @@ def test_a_connection_lost_mid_stream_sends_the_unanswered_chunks_again(bulk_app
         admin.close()
     assert len(jobs) == n and len({j.id for j in jobs}) == n
     assert backend.ready_ids("default", n + 1) == [j.id for j in jobs]  # each once, in order
+
+
+def test_a_server_refusing_writes_midway_raises_with_the_handles_of_the_jobs_it_took(bulk_app):
+    backend = bulk_app.backend
+    admin = redis.Redis.from_url(backend.url.split("?")[0])
+    n = 5 * ENQUEUE_CHUNK
+
+    def items():
+        for i in range(n):
+            if i == 2 * ENQUEUE_CHUNK:  # chunk 1 is in flight: once it ran, the server is out of memory
+                wait_for(lambda: len(queued_ids(bulk_app)) == 2 * ENQUEUE_CHUNK, what="chunk 1 to run")
+                admin.config_set("maxmemory", 1)
+            yield ("echo", (i,), {})
+
+    try:
+        with pytest.raises(BrokerRefused, match="out of memory") as raised:
+            bulk_app.enqueue_many(items())
+    finally:
+        admin.config_set("maxmemory", 0)
+        admin.close()
+    enqueued = raised.value.enqueued
+    assert len(enqueued) == 2 * ENQUEUE_CHUNK
+    assert all(j.created and j.task_name == "echo" for j in enqueued)
+    assert [j.id for j in enqueued] == backend.ready_ids("default", n)  # every job in the server, in order
+
+
+def test_a_server_gone_midway_raises_with_the_handles_of_the_jobs_it_confirmed():
+    with EphemeralServer(appendonly=True) as server:  # SHUTDOWN keeps what it ran
+        app = TaskQ("test", server.url, namespace="bulkgone", enqueue_retry_timeout=0.3)
+        app.task(name="echo")(lambda x: x)
+        admin = redis.Redis(port=server.port, retry=Retry(NoBackoff(), 0))
+
+        def items():
+            for i in range(4 * ENQUEUE_CHUNK):
+                if i == 2 * ENQUEUE_CHUNK:  # chunk 0 confirmed, chunk 1 in flight: once it ran, the server goes
+                    wait_for(lambda: len(queued_ids(app)) == 2 * ENQUEUE_CHUNK, what="chunk 1 to run")
+                    with contextlib.suppress(redis.ConnectionError):
+                        admin.shutdown()
+                    wait_for(lambda: server.pid is None, what="the server to stop")
+                yield ("echo", (i,), {})
+
+        try:
+            with pytest.raises(BrokerUnavailable) as raised:
+                app.enqueue_many(items())
+            server.start()
+            in_server = app.backend.ready_ids("default", 10_000)
+        finally:
+            admin.close()
+            app.close()
+    enqueued = [j.id for j in raised.value.enqueued]
+    assert len(in_server) == 2 * ENQUEUE_CHUNK
+    # chunk 1's reply may be lost with the server: then only chunk 0 is confirmed
+    assert len(enqueued) in (ENQUEUE_CHUNK, 2 * ENQUEUE_CHUNK)
+    assert enqueued == in_server[:len(enqueued)]
+
+
+def test_an_error_before_any_chunk_went_through_carries_no_handles(bulk_app):
+    with pytest.raises(PayloadTooLarge) as raised:
+        bulk_app.tasks["echo"].map([1, "x" * 2000])
+    assert raised.value.enqueued == []
+    assert queued_ids(bulk_app) == set()
 
 
 def drop_connections(app: TaskQ, namespace: str) -> None:

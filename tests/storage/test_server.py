@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import redis
 
-from taskq.errors import ServerNotFound, ServerStartError
+from taskq.errors import ServerNotFound, ServerStartError, ServerStopError
 from taskq.storage import server as srv
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -140,7 +142,7 @@ def test_embedded_status_lifecycle_and_persistence(home, caplog):
     assert any("started" in r.getMessage() for r in caplog.records)
     status = srv.embedded_status()
     assert status is not None
-    assert status["url"] == url and status["home"] == str(home.resolve())
+    assert status["url"] == url and status["home"] == str(home.resolve()) and status["state"] == "ready"
     assert status["pid"] == int((home / "server.pid").read_text())
     assert status["version"][0].isdigit() and status["uptime_seconds"] >= 0
     assert status["used_memory_human"]
@@ -160,6 +162,87 @@ def test_embedded_status_lifecycle_and_persistence(home, caplog):
     url = srv.ensure_embedded_server()  # data survives a restart via the AOF
     with redis.Redis.from_url(url) as r:
         assert r.get("k") == b"v"
+
+
+def test_a_server_that_does_not_answer_is_said_so_and_stopping_it_names_its_pid(tmp_path):
+    home = tmp_path / "home"
+    srv.ensure_embedded_server(home)
+    pid = srv.embedded_status(home)["pid"]
+    os.kill(pid, signal.SIGSTOP)  # hung
+    try:
+        with ThreadPoolExecutor(2) as pool:  # each waits for replies that do not come
+            status = pool.submit(srv.embedded_status, home)
+            stop = pool.submit(srv.stop_embedded_server, home, 1)
+        assert status.result() == {"url": f"unix://{home / 'redis.sock'}", "state": "not answering",
+                                   "error": "TimeoutError: Timeout reading from socket", "pid": pid,
+                                   "home": str(home)}
+        with pytest.raises(ServerStopError, match=rf"the embedded server of {re.escape(str(home))} \(pid {pid}\) "
+                                                  rf"does not answer \(TimeoutError: .*\); .* end it at once with "
+                                                  rf"`kill -9 {pid}`"):
+            stop.result()
+        os.kill(pid, signal.SIGCONT)
+        assert srv.stop_embedded_server(home) is True and not srv._pid_alive(pid)
+    finally:
+        if srv._pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_status_of_a_server_still_loading_its_data_says_so(tmp_path):
+    """While it reads its data at start a server answers LOADING to PING;
+    ``key-load-delay`` (microseconds per key) makes that last long enough."""
+    home = tmp_path / "home"
+    url = srv.ensure_embedded_server(home)
+    with redis.Redis.from_url(url) as r:
+        if not r.config_get("key-load-delay"):
+            srv.stop_embedded_server(home)
+            pytest.skip("this server has no key-load-delay setting")
+        r.eval("for i = 1, tonumber(ARGV[1]) do redis.call('SET', 'k' .. i, 'v') end", 0, 20_000)
+        r.bgrewriteaof()  # the AOF's base becomes a snapshot, whose loading key-load-delay slows
+        _wait_until(lambda: not any(r.info("persistence")[k] for k in ("aof_rewrite_in_progress",
+                                                                          "aof_rewrite_scheduled")),
+                    what="the AOF rewrite")
+    assert srv.stop_embedded_server(home) is True
+    proc = subprocess.Popen(  # the embedded server, restarted with a slow load
+        [srv.find_server_binary()[0], "--port", "0", "--unixsocket", url.removeprefix("unix://"), "--dir", str(home),
+         "--appendonly", "yes", "--save", "", "--logfile", str(home / "server.log"),
+         "--key-load-delay", "1000", "--loading-process-events-interval-bytes", "1024"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_until(lambda: (srv.embedded_status(home) or {}).get("state") == "loading", what="the server to load")
+        out = subprocess.run([sys.executable, "-m", "taskq_cli.main", "server", "status"], cwd=REPO_ROOT,
+                             env={**os.environ, "TASKQ_HOME": str(home)}, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        assert lines[:2] == [f"url: {url}", "state: loading"], out.stdout
+        assert 0 <= float(lines[2].removeprefix("loaded_percent: ")) < 100 and f"pid: {proc.pid}" in lines
+        assert srv.stop_embedded_server(home) is True  # SHUTDOWN is answered while loading
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_stopping_a_server_that_refuses_to_shut_down_names_its_pid(tmp_path):
+    home = tmp_path / "home"
+    url = srv.ensure_embedded_server(home)
+    with redis.Redis.from_url(url) as r:
+        pid = int(r.info("server")["process_id"])
+        r.config_set("save", "3600 1")  # SHUTDOWN saves a snapshot first...
+        r.set("k", "v")
+    (home / f"temp-{pid}.rdb").mkdir()  # ... and cannot write it
+    try:
+        with pytest.raises(ServerStopError, match=rf"the embedded server of {re.escape(str(home))} \(pid {pid}\) "
+                                                  rf"refused to shut down \(Errors trying to SHUTDOWN\. .*\); see "
+                                                  rf"{re.escape(str(home / 'server.log'))}, or end it at once with "
+                                                  rf"`kill -9 {pid}`"):
+            srv.stop_embedded_server(home)
+        assert srv._pid_alive(pid)
+        (home / f"temp-{pid}.rdb").rmdir()
+        assert srv.stop_embedded_server(home) is True and not srv._pid_alive(pid)
+    finally:
+        if srv._pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_long_home_path_uses_temp_socket(tmp_path, server_bin):

@@ -21,7 +21,7 @@ from taskq.worker.config import WorkerConfig
 from taskq.worker.executor import ClaimedJob
 from taskq.worker.outcome import Outcome
 from tests.apps.obs import build
-from tests.conftest import wait_for
+from tests.conftest import needs_ipv6, wait_for
 from tests.unit.test_metrics_format import parse_exposition, value_of
 
 
@@ -217,6 +217,20 @@ def test_metrics_endpoint_serves_the_exposition_and_404_elsewhere(obs, consumers
         assert value_of(fam, "taskq_workers") == 1
         assert _get(base + "/")[0] == 404
         assert _get(base + "/metricsx")[0] == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@needs_ipv6
+@pytest.mark.parametrize("host, clients", [("::1", ["[::1]"]), ("::", ["[::1]", "127.0.0.1"])])
+def test_metrics_endpoint_on_ipv6(obs, host, clients) -> None:
+    obs.tasks["ok"].delay(1)
+    server = serve_metrics(obs, 0, host)
+    try:
+        for client in clients:
+            code, _, body = _get(f"http://{client}:{server.server_address[1]}/metrics")
+            assert code == 200 and value_of(parse_exposition(body), "taskq_queue_depth", queue="default") == 1
     finally:
         server.shutdown()
         server.server_close()
