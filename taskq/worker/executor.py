@@ -71,7 +71,8 @@ class _SoftTimeout:
             self._old = signal.signal(signal.SIGALRM, self._fire)
             signal.setitimer(signal.ITIMER_REAL, self.seconds)
         else:
-            self.token = watchdog.arm(self.seconds)
+            self.token = watchdog.token()  # held first: close() can then always disarm it
+            watchdog.arm(self.token, self.seconds)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

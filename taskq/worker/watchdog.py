@@ -54,19 +54,23 @@ class Watchdog:
         self._tokens = itertools.count(1)
         self._thread: threading.Thread | None = None
 
-    def arm(self, seconds: float) -> int:
+    def token(self) -> int:
+        """A fresh token for ``arm``. Hold it before arming: the exception may
+        land as soon as ``arm`` registers it, before ``arm`` returns."""
+        return next(self._tokens)
+
+    def arm(self, token: int, seconds: float) -> None:
         """Raise ``SoftTimeoutExpired`` in the calling thread in ``seconds``
-        unless ``disarm`` comes first; returns the token for ``disarm``."""
+        unless ``disarm(token)`` comes first."""
         with self._lock:
-            token = next(self._tokens)
-            self._armed[token] = threading.get_ident()
-            heapq.heappush(self._heap, (time.monotonic() + seconds, token))
             start = self._thread is None
             if start:
                 self._thread = threading.Thread(target=self._run, name="taskq-watchdog", daemon=True)
-        if start:
+        if start:  # before anything is armed: nothing can interrupt the start
             self._thread.start()  # type: ignore[union-attr]
-        return token
+        with self._lock:
+            self._armed[token] = threading.get_ident()
+            heapq.heappush(self._heap, (time.monotonic() + seconds, token))
 
     def disarm(self, token: int) -> None:
         """Cancel ``token`` (idempotent); an exception fired but not delivered

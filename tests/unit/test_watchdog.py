@@ -78,7 +78,8 @@ def test_only_the_thread_that_armed_it_is_interrupted():
     other_started.wait(10)
 
     def armed() -> str:
-        token = dog.arm(0.05)
+        token = dog.token()
+        dog.arm(token, 0.05)
         try:
             return busy(10)
         finally:
@@ -95,7 +96,8 @@ def test_many_armed_threads_each_get_their_own_deadline():
     results: dict[int, Any] = {}
 
     def task(i: int) -> None:
-        token = dog.arm(0.05 if i % 2 else 30)
+        token = dog.token()
+        dog.arm(token, 0.05 if i % 2 else 30)
         try:
             results[i] = busy(0.5 if i % 2 == 0 else 10)
         except TaskTimeout:
@@ -117,38 +119,61 @@ def test_threads_must_be_positive():
 
 
 def test_deadlines_racing_the_end_of_tasks_never_hang_leak_or_escape():
-    """Many threads whose work ends right at their deadline: the exception
+    """Many threads whose work ends around their deadline: the exception
     lands anywhere, also inside the watchdog's own calls; none may escape
-    the executor's handling, none may arrive late, nothing may hang."""
+    the executor's handling, none may arrive late, nothing may hang. Between
+    the races, a task far past its deadline must time out and one far
+    inside it must complete, in every thread, however the CPU is shared."""
     from taskq.worker.watchdog import watchdog
 
     escaped: list[BaseException] = []
-    counts = {"timeouts": 0, "completed": 0}
+    wrong: list[str] = []
+    counts = {"raced": 0, "timeouts": 0, "completed": 0}
 
-    def worker() -> None:
+    def spin(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pass
+
+    def run(deadline: float, work: float) -> bool:
+        """True if the work timed out, as the executor handles it."""
+        soft = _SoftTimeout(deadline)
+        try:
+            with soft:
+                spin(work)
+        except TaskTimeout:
+            soft.close()  # as the executor does
+            return True
+        return False
+
+    def worker(seed: int) -> None:
         try:
             stop = time.monotonic() + 1.5
+            i = seed
             while time.monotonic() < stop:
-                soft = _SoftTimeout(0.002)
-                try:
-                    with soft:
-                        end = time.monotonic() + 0.002
-                        while time.monotonic() < end:
-                            pass
-                except TaskTimeout:
-                    soft.close()  # as the executor does
-                    counts["timeouts"] += 1
-                else:
-                    counts["completed"] += 1
+                i += 1
+                # ends within a watchdog tick of its deadline, either side
+                run(0.002, 0.0005 * (i % 12))
+                counts["raced"] += 1
+                if i % 4 == 0:
+                    if run(0.002, 10):
+                        counts["timeouts"] += 1
+                    else:
+                        wrong.append("10 s of work outlived a 2 ms deadline")
+                    if run(10, 0):
+                        wrong.append("no work timed out against a 10 s deadline")
+                    else:
+                        counts["completed"] += 1
         except BaseException as exc:  # noqa: BLE001 - an escape is the failure
             escaped.append(exc)
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(30)
+        t.join(60)
     assert not any(t.is_alive() for t in threads), "a thread hung"
     assert escaped == []
-    assert counts["timeouts"] > 0 and counts["completed"] > 0
+    assert wrong == []
+    assert counts["raced"] > 0 and counts["timeouts"] > 0 and counts["completed"] > 0
     assert watchdog._armed == {} and watchdog._fired == set()
