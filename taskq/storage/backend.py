@@ -348,12 +348,14 @@ class Backend:
                 unconfirmed.results = result  # type: ignore[attr-defined]
                 raise unconfirmed
             return result
-        elif fresh and len(jobs) == 1 and self.plain(jobs[0]):
+        if fresh and len(jobs) == 1 and self.plain(jobs[0]):
             try:
-                return [self.enqueue_plain(jobs[0])]
+                plain = self.enqueue_plain(jobs[0])
             except BrokerUnavailable:  # it may have run: the resend checks the id
                 return enqueued_again(jobs, self.run_retrying("enqueue", *flat))
-        elif fresh:
+            if plain is not None:
+                return [plain]
+        if fresh:
             flat[1] = "0"
             try:
                 reply = self.run("enqueue", *flat, resend=False)
@@ -411,7 +413,7 @@ class Backend:
             self.multi = not errors
         return self.multi
 
-    def enqueue_plain(self, job: Sequence[Arg]) -> tuple[str, bool, str]:
+    def enqueue_plain(self, job: Sequence[Arg]) -> tuple[str, bool, str] | None:
         """Create one fresh plain job (see :meth:`plain`) with MULTI/EXEC
         instead of a script: the same keys and fields as enqueue.lua writes,
         as one atomic step, without the script's per-command overhead.
@@ -422,23 +424,38 @@ class Backend:
         Differences: the created time is this process's clock (the script
         reads the server's), and a sleeper is woken on every push. The id is
         fresh, so nothing is checked; sent once (``resend=False``): after a
-        lost reply the caller resends through the script, which checks."""
+        lost reply the caller resends through the script, which checks.
+        The state is set with ``HSETNX``: this send, run late after that
+        resend created the job (a paused server, a retransmitted packet),
+        rewrites only the fields that never change and leaves a second
+        entry in the ready list, which a claim skips (the job is no longer
+        ``queued`` when it meets it, or it is and the entry serves as well).
+        None: nothing was created and the script must do it (an ACL that
+        denies ``HSETNX``)."""
         jid, task, queue, prio, payload, opts, _, _, _, _, front, _, _, maxa, sig = job
         k = self.keys
         now_ms = int(time.time() * 1000)
-        fields: list[Arg] = ["t", task, "q", queue, "p", prio, "d", payload, "c", now_ms, "s", "queued"]
+        fields: list[Arg] = ["t", task, "q", queue, "p", prio, "d", payload, "c", now_ms]
         for name, value in (("o", opts), ("m", maxa), ("g", sig)):
             if value != "":
                 fields += [name, value]
         minute = now_ms // 60000
         tail, tail_replies, full = self._plain_tail(str(task), str(queue), prio, minute)
-        data = [pack(("MULTI",)), pack(("HSET", k.job(str(jid)), *fields)),
+        jk = k.job(str(jid))
+        data = [pack(("MULTI",)), pack(("HSET", jk, *fields)), pack(("HSETNX", jk, "s", "queued")),
                 pack(("RPUSH" if front else "LPUSH", k.ready(str(queue), prio), jid)), tail]
         with translate_errors(self.url):
-            replies = self.wire.pipeline(((),) * (3 + tail_replies), resend=False, data=[b"".join(data)])
+            replies = self.wire.pipeline(((),) * (4 + tail_replies), resend=False, data=[b"".join(data)])
             result = replies[-1]
             if isinstance(result, ResponseError):  # EXECABORT: one was queued with an error, none ran
-                raise next(r for r in replies if isinstance(r, ResponseError))
+                refused = next(r for r in replies if isinstance(r, ResponseError))
+                if isinstance(refused, redis.exceptions.NoPermissionError) and "'hsetnx'" in str(refused):
+                    # an ACL written for an earlier taskq: the script needs no HSETNX
+                    log.warning("the server's ACL denies HSETNX: plain jobs are enqueued by the script "
+                                "(grant +hsetnx for the faster path, see docs/security.md)")
+                    self.multi = False
+                    return None
+                raise refused
             for reply in result:
                 if isinstance(reply, ResponseError):
                     raise reply  # a command that failed inside EXEC (a key of the wrong type)

@@ -4,6 +4,7 @@ results stay in order and nothing is lost when a reply is."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import threading
 
 import pytest
@@ -15,6 +16,7 @@ from taskq import BrokerRefused, ConfigurationError, JobState, PayloadTooLarge, 
 from taskq.errors import BrokerUnavailable
 from taskq.app import ENQUEUE_CHUNK
 from taskq.storage.server import EphemeralServer
+from taskq.worker.outcome import Outcome
 from tests.conftest import wait_for
 
 
@@ -239,6 +241,52 @@ def test_a_fresh_job_created_by_a_send_whose_reply_was_lost_reports_created(bulk
 
     monkeypatch.setattr(backend, "run", script_ran_then_lost)
     assert [created for _, created, _ in backend.enqueue(jobs, fresh=True)] == [True] * 3
+
+
+@pytest.mark.parametrize("path", ["plain", "script", "delayed script"])
+def test_a_first_send_run_late_leaves_the_job_its_resend_created_and_a_worker_leased(bulk_app, path):
+    """A fresh job's first send is never resent as it is; its lost reply
+    sends it again through the script, which checks the id. But the first
+    send itself may still run later (a paused server working through its
+    backlog, a retransmitted packet): the very same bytes, run after the
+    resend created the job and a worker leased it, must change nothing a
+    claim or a settle relies on."""
+    backend = bulk_app.backend
+    s = bulk_app.settings
+    caps = (s.failed_max, s.done_max, s.error_history, int(s.succeeded_ttl * 1000))
+    eta = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=0.05) if path == "delayed script" else None
+    job = bulk_app._builder("echo").build((1,), {}, eta=eta)
+    jid = str(job[0])
+    if path == "plain":
+        assert backend.plain(job)
+        first = lambda: backend.enqueue_plain(job)  # noqa: E731
+    else:
+        from taskq.storage.backend import enqueue_args
+
+        flat = ["", *enqueue_args([job], check=False)]
+        first = lambda: backend.run("enqueue", *flat, resend=False)  # noqa: E731
+    # the resend (checked) creates the job; a worker leases it
+    assert backend.enqueue([job])[0] == (jid, True, "scheduled" if path == "delayed script" else "queued")
+    if path == "delayed script":
+        wait_for(lambda: backend.promote(100)[0] or backend.job_hash(jid)["s"] == b"queued", what="due")
+    _, rows = backend.settle_claim("w1", 10, [], ["default"], [], caps)
+    assert [r[0].decode() for r in rows] == [jid]
+    token = int(rows[0][1])
+    before = backend.job_hash(jid)
+
+    first()  # the first send, run late
+
+    after = backend.job_hash(jid)
+    assert after["s"] == b"active" and after["k"] == before["k"] and after["w"] == b"w1"
+    assert backend.client.zscore(backend.keys.schedule, jid) is None
+    _, rows = backend.settle_claim("w2", 10, [], ["default"], [], caps)
+    assert rows == []  # nobody else leases it
+    flags, _ = backend.settle_claim("w1", 0, [Outcome(jid, token, "ok", ttl_ms=60_000).fields()], [], [], caps)
+    assert flags == [1]  # its worker's outcome still counts
+    assert bulk_app.job(jid).state == JobState.SUCCEEDED
+    _, rows = backend.settle_claim("w2", 10, [], ["default"], [], caps)
+    assert rows == []  # and it does not run again
+    assert backend.job_hash(jid)["s"] == b"succeeded"
 
 
 def test_map_retries_a_server_that_is_down_when_it_starts(own_server):

@@ -431,6 +431,26 @@ def test_a_producer_acl_without_multi_enqueues_through_the_script(auth_server, a
         admin.execute_command("ACL", "DELUSER", "taskq-producer")
 
 
+def test_a_producer_acl_without_hsetnx_enqueues_through_the_script(auth_server, admin, namespace, has_waitaof,
+                                                                  caplog):
+    """The producer ACL of earlier releases lacks HSETNX, which the plain
+    .delay() path now needs: the script (which does not) creates the job,
+    once refused the fast path is left alone, and the log says what to grant."""
+    line = [x for x in doc_acl("taskq-producer", namespace, "pw") if x != "+hsetnx"]
+    admin.execute_command(*[x for x in line if has_waitaof or x != "+waitaof"])
+    try:
+        app = TaskQ("p", url_for(auth_server, "taskq-producer", "pw"), namespace=namespace)
+        with caplog.at_level(logging.WARNING, logger="taskq"):
+            jobs = [app.enqueue("add", i, 2) for i in range(3)]
+        assert all(j.created for j in jobs) and app.backend.multi is False
+        assert [r.getMessage() for r in caplog.records if "+hsetnx" in r.getMessage()] != []
+        app.close()
+        assert admin.lrange("{%s}:q:default:0" % namespace, 0, -1) == [j.id.encode() for j in reversed(jobs)]
+        assert {admin.hget("{%s}:j:%s" % (namespace, j.id), "s") for j in jobs} == {b"queued"}
+    finally:
+        admin.execute_command("ACL", "DELUSER", "taskq-producer")
+
+
 def test_a_plain_delay_refused_inside_multi_creates_nothing_and_names_the_command(auth_server, admin, namespace,
                                                                                  has_waitaof):
     """MULTI/EXEC allowed but a queued command denied: EXEC runs none of them

@@ -334,16 +334,20 @@ end
 -- ---------------------------------------------------------------- enqueue
 -- Creates one job. Returns id, created (true|false), state. A job id that
 -- exists and a unique key held by an unfinished job both return that job
--- instead. `check` false skips the id check: only for ids the caller has
--- just generated and never sent before (a resend always checks). Its push
--- onto the ready list is deferred to flush() (push_ready_later).
+-- instead. `check` false skips clearing an outcome an earlier job of the id
+-- left behind: only for ids the caller has just generated and never sent
+-- before (a resend always checks). Its push onto the ready list is deferred
+-- to flush() (push_ready_later).
 
 local function enqueue_one(check, later, id, task, queue, prio, data, opts, delay_ms, eta_ms,
                            ukey, uttl_ms, front, res, on_locked, maxa, sig)
   local jk = P .. 'j:' .. id
+  -- Every send looks for the id, a fresh one too: its first send, run late
+  -- (a paused server, a retransmitted packet) after its resend created the
+  -- job and a worker leased it, must not reset the job or push it again.
+  local st = redis.call('HGET', jk, 's')
+  if st then return id, false, st end
   if check then
-    local st = redis.call('HGET', jk, 's')
-    if st then return id, false, st end
     -- an outcome an earlier job of this id left behind (its hash expired
     -- before its kept result): it would answer the new job's result().
     -- Emptied with LTRIM, which producers may run (DEL they may not).

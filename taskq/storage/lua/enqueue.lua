@@ -1,8 +1,9 @@
 -- enqueue: create jobs (1 for .delay(), up to thousands for enqueue_many).
 -- KEYS[1] namespace prefix
 -- ARGV[1] now_ms or ""
--- ARGV[2] '1' to check each job id for an existing job, '0' when every id
---   was generated for this call and never sent before (a resend sends '1')
+-- ARGV[2] '1' to clear what an earlier job of each id left behind, '0' when
+--   every id was generated for this call and never sent before (a resend
+--   sends '1'); an existing job of the id is looked for either way
 -- then groups until the end: n, cols, the 15 fields of a template job, and
 --   n x #cols values: each job is the template with the fields numbered in
 --   `cols` (space-separated, 1-based) replaced by its own values, in order.
