@@ -45,6 +45,10 @@ class Consumer:
         self.held: collections.deque[ClaimedJob] = collections.deque()
         self.pending: list[Outcome] = []
         self.pending_since = 0.0
+        # outcomes the flusher sent while a job ran: their hooks run on this
+        # consumer's thread once that job returns (see _flush_loop)
+        self.deferred: list[Outcome] = []
+        self.flusher_stop = threading.Event()
         self.cancels: dict[str, int] = {}
         self.parent_pid = os.getppid()  # the supervisor; if it dies, this process stops too
         self.stopping = stopping or threading.Event()  # shared by the consumers of one child
@@ -115,7 +119,8 @@ class Consumer:
             return 1
         return max(1, min(self.config.prefetch, int(self.config.batch_budget / self.avg_run)))
 
-    def _settle(self, outcomes: list[Outcome], count: int, block: bool = False) -> list[ClaimedJob]:
+    def _settle(self, outcomes: list[Outcome], count: int, block: bool = False,
+                hooks_now: bool = True) -> list[ClaimedJob]:
         b = self.backend
         if block and not outcomes:
             _, rows = b.block_then_claim(self.worker_id, count, self.config.queues, self.config.tasks,
@@ -125,8 +130,10 @@ class Consumer:
             settled, rows = b.settle_claim(self.worker_id, count, [o.fields() for o in outcomes],
                                            self.config.queues, self.config.tasks, self.caps)
         for out, ok in zip(outcomes, settled):
-            if ok:
+            if ok and hooks_now:
                 self.executor.after_recorded(out)
+            elif ok:
+                self.deferred.append(out)
             else:
                 log.warning("outcome %s of job %s discarded: this worker no longer holds its lease "
                             "(the job was reclaimed or cancelled)", out.kind, out.id)
@@ -151,9 +158,13 @@ class Consumer:
                 self.quick[job.task] = False
             else:
                 self.quick.setdefault(job.task, True)
-            if not self.pending:
-                self.pending_since = time.monotonic()
-            self.pending.append(out)
+            with self._lock:  # the flusher may be sending what is pending
+                if not self.pending:
+                    self.pending_since = time.monotonic()
+                self.pending.append(out)
+                deferred, self.deferred = self.deferred, []
+            for done in deferred:
+                self.executor.after_recorded(done)
             # A job slower than the batch budget: the jobs prefetched behind it go
             # back to the head of the queue, so idle workers are not starved.
             slow = out.duration_ms / 1000 > self.config.batch_budget
@@ -171,6 +182,33 @@ class Consumer:
         with self._lock:
             outs, self.pending = self.pending, []
             self.held.extend(self._settle_or_keep(outs, self.batch_size(), block=not outs))
+
+    def _flush_loop(self) -> None:
+        """Keep the promise of ``flush_interval`` while a job runs: a job of a
+        task that has always been quick runs with the outcomes before it still
+        waiting for their batch; if it turns out slow (a hung call), they are
+        sent from this thread instead of waiting for it (results late, locks
+        and unique keys held, and run again if a hard timeout kills the
+        process). Their hooks run on the consumer's thread when the job
+        returns; a process killed before that loses them, the jobs stay done."""
+        interval = self.config.flush_interval
+        tick = min(max(interval, 0.02), 0.1)
+        while not self.flusher_stop.wait(tick):
+            if self.running is None or not self.pending or time.monotonic() - self.pending_since < interval:
+                continue
+            with self._lock:
+                if self.running is None or not self.pending:
+                    continue  # the job returned meanwhile: the consumer sends them
+                outs, self.pending = self.pending, []
+                try:
+                    self._settle(outs, 0, hooks_now=False)
+                except TaskQError as exc:
+                    self.pending[:0] = outs  # the consumer sends them when the job returns
+                    log.debug("could not send outcomes while job %s runs: %s", self.running.id
+                              if self.running else "-", exc)
+                except Exception:
+                    self.pending[:0] = outs
+                    log.exception("outcome flusher error")
 
     def _settle_or_keep(self, outcomes: list[Outcome], count: int, block: bool = False) -> list[ClaimedJob]:
         """``_settle``; if the call fails the outcomes stay pending and are sent
@@ -216,6 +254,7 @@ class Consumer:
         """Serve until asked to stop; then hand back unstarted jobs and leave."""
         self.register()
         self.heartbeat.start()
+        threading.Thread(target=self._flush_loop, name="taskq-flusher", daemon=True).start()
         pause = 0.1
         down = False
         while not self.stopping.is_set() or self.pending:
@@ -246,6 +285,7 @@ class Consumer:
     def shutdown(self) -> None:
         """Give back prefetched jobs (no attempt counted) and unregister."""
         aio.close()
+        self.flusher_stop.set()
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline:
             try:

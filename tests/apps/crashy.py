@@ -81,6 +81,21 @@ def build(redis_url: str | None = None, namespace: str | None = None, **settings
             os._exit(0)
         return os.getpid()
 
+    @app.task(name="hang_at", timeout=1, timeout_grace=0.5, retry=1, retry_interval=0)
+    def hang_at(trace: str, n: int, hang: int) -> int:
+        """Records ``<n> <attempt>``; job ``hang``'s first attempt then ignores
+        its soft timeout until the hard one kills the process."""
+        job = current_job()
+        append_line(trace, f"{n} {job.attempt}")
+        if n == hang and job.attempt == 1:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    time.sleep(0.05)
+                except TaskTimeout:
+                    pass
+        return n
+
     barriers: dict[int, threading.Barrier] = {}
 
     @app.task(name="together", tombstone=True, retry=0)

@@ -4,6 +4,7 @@ shutdown deadlines, server restarts, durability and eviction warnings."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import signal
@@ -240,6 +241,23 @@ def test_hard_timeout_kills_only_that_child(client, start_worker, tmp_path):
     assert bystander.info().attempts == 1
     assert not bystander.info().errors
     assert "over its hard timeout" in w.log()
+
+
+def test_jobs_done_before_a_quick_task_hung_are_not_run_again_when_it_is_killed(client, start_worker, tmp_path):
+    """Outcomes wait to be sent together while the next job of a task that
+    has always been quick runs. When that job hangs until its hard timeout
+    kills the process, the jobs done before it were recorded meanwhile: only
+    the hung job runs again."""
+    w = start_worker(APP)
+    trace = tmp_path / "trace"
+    jobs = client.tasks["hang_at"].map([(str(trace), n, 19) for n in range(20)])
+    wait_for(lambda: jobs[19].state == JobState.ACTIVE, 15, what="the last job to start")
+    victim = child_pid_running(client, jobs[19].id)
+    wait_for(lambda: victim not in w.child_pids(), 20, what="the hard timeout to kill the child")
+    wait_for(lambda: jobs[19].state == JobState.SUCCEEDED, 20, what="the hung job's retry")
+    runs = collections.Counter(int(line.split()[0]) for line in lines(trace))
+    assert runs == {**{n: 1 for n in range(19)}, 19: 2}
+    assert all(j.state == JobState.SUCCEEDED and j.info().attempts == 1 for j in jobs[:19])
 
 
 @pytest.mark.parametrize(("flags", "attempts"), [({"retry": 1}, 2), ({"retry": 2, "dont_retry_on": ["TaskTimeout"]}, 1)])

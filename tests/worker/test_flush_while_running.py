@@ -1,0 +1,48 @@
+"""Outcomes batched behind a job of a quick task are sent on time even when
+that job hangs: ``flush_interval`` bounds how long they wait, whatever runs."""
+
+from __future__ import annotations
+
+import threading
+
+from taskq import JobState
+from tests.apps.control import consumer
+from tests.conftest import wait_for
+
+
+def test_outcomes_before_a_quick_task_that_hangs_are_sent_while_it_runs(make_app):
+    app = make_app()
+    release = threading.Event()
+    hooks: list[tuple[str, str]] = []
+
+    @app.task(name="step")
+    def step(n: int) -> int:
+        if n == 9:
+            release.wait(60)  # a task that was always quick hangs
+        return n
+
+    app.on("job_succeeded", lambda data: hooks.append((data.id, threading.current_thread().name)))
+    jobs = [step.delay(n) for n in range(10)]
+    # one batch holds all ten (after a first claim of one); the first nine
+    # are done in well under the interval, so they wait as one batch
+    c = consumer(app, prefetch=100, flush_interval=0.5, batch_budget=10.0)
+    runner = threading.Thread(target=c.run, name="consumer")
+    runner.start()
+    try:
+        wait_for(lambda: jobs[9].state == JobState.ACTIVE, what="the last job running")
+        # sent while the last one still runs: recorded, results kept, no lease held
+        wait_for(lambda: all(j.state == JobState.SUCCEEDED for j in jobs[:9]), timeout=10,
+                 what="the finished jobs recorded while the hung job runs")
+        assert release.is_set() is False and jobs[9].state == JobState.ACTIVE
+        leased = {m.decode() for m in app.backend.client.smembers(app.backend.keys.worker_jobs(c.worker_id))}
+        assert leased == {jobs[9].id}  # a crash now would rerun only the hung job
+        ran_on = {name for _, name in hooks}
+        assert ran_on <= {"consumer"}  # hooks never run on the flusher's thread
+    finally:
+        release.set()
+        wait_for(lambda: jobs[9].state == JobState.SUCCEEDED, what="the last job done")
+        c.stopping.set()
+        runner.join(20)
+    assert not runner.is_alive()
+    # every hook ran once, on the consumer's thread, in job order
+    assert [i for i, _ in hooks] == [j.id for j in jobs] and {n for _, n in hooks} == {"consumer"}
