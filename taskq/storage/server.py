@@ -114,12 +114,30 @@ def _probe(client: redis.Redis) -> bool | None:
 
 
 def _wait_ready(client: redis.Redis, timeout: float, alive: Callable[[], bool] | None = None) -> bool:
+    """Wait until the server answers PING. ``timeout`` bounds the wait for a
+    server that does not answer at all; one that answers ``LOADING`` (reading
+    a large data set at start) is waited for as long as it loads."""
     deadline = time.monotonic() + timeout
-    while not _probe(client):
+    told = False
+    while True:
+        try:
+            if client.ping():
+                return True
+        except redis.BusyLoadingError:
+            if not told:
+                log.warning("the server at %s is loading its data set; waiting for it", _where(client))
+                told = True
+            deadline = time.monotonic() + timeout  # alive, and loading ends by itself
+        except (redis.RedisError, OSError):
+            pass
         if time.monotonic() > deadline or (alive is not None and not alive()):
             return False
         time.sleep(POLL_INTERVAL)
-    return True
+
+
+def _where(client: redis.Redis) -> str:
+    kw = client.connection_pool.connection_kwargs
+    return kw.get("path") or f"{kw.get('host')}:{kw.get('port')}"
 
 
 def embedded_home(home: PathArg = None) -> Path:

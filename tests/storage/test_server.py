@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -187,10 +188,11 @@ def test_a_server_that_does_not_answer_is_said_so_and_stopping_it_names_its_pid(
             os.kill(pid, signal.SIGKILL)
 
 
-def test_status_of_a_server_still_loading_its_data_says_so(tmp_path):
-    """While it reads its data at start a server answers LOADING to PING;
-    ``key-load-delay`` (microseconds per key) makes that last long enough."""
-    home = tmp_path / "home"
+def start_slow_loading(home: Path) -> tuple[str, subprocess.Popen]:
+    """The embedded server of ``home``, with data, restarted to load it slowly:
+    while it reads its data at start a server answers LOADING to PING, and
+    ``key-load-delay`` (microseconds per key; ``CONFIG SET`` to 0 ends it)
+    makes that last. Skips where the server has no such setting."""
     url = srv.ensure_embedded_server(home)
     with redis.Redis.from_url(url) as r:
         if not r.config_get("key-load-delay"):
@@ -209,6 +211,17 @@ def test_status_of_a_server_still_loading_its_data_says_so(tmp_path):
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_until(lambda: (srv.embedded_status(home) or {}).get("state") == "loading", what="the server to load")
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return url, proc
+
+
+def test_status_of_a_server_still_loading_its_data_says_so(tmp_path):
+    home = tmp_path / "home"
+    url, proc = start_slow_loading(home)
+    try:
         out = subprocess.run([sys.executable, "-m", "taskq_cli.main", "server", "status"], cwd=REPO_ROOT,
                              env={**os.environ, "TASKQ_HOME": str(home)}, capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
@@ -217,6 +230,33 @@ def test_status_of_a_server_still_loading_its_data_says_so(tmp_path):
         assert 0 <= float(lines[2].removeprefix("loaded_percent: ")) < 100 and f"pid: {proc.pid}" in lines
         assert srv.stop_embedded_server(home) is True  # SHUTDOWN is answered while loading
         assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_an_app_on_a_server_loading_longer_than_the_start_timeout_waits_for_it(tmp_path, monkeypatch, caplog):
+    """A large AOF takes as long as it takes to load: the server answers
+    meanwhile, so an app starting on it waits, however long, and says why."""
+    home = tmp_path / "home"
+    url, proc = start_slow_loading(home)
+    monkeypatch.setattr(srv, "START_TIMEOUT", 0.3)  # the wait for a server that does not answer
+    box: list[object] = []
+    try:
+        with caplog.at_level(logging.WARNING, logger="taskq.server"):
+            waiting = threading.Thread(target=lambda: box.append(srv.ensure_embedded_server(home)))
+            started = time.monotonic()
+            waiting.start()
+            _wait_until(lambda: time.monotonic() - started > 1.5 or not waiting.is_alive(),
+                        what="five start timeouts to pass")
+            assert waiting.is_alive() and box == []  # still waiting, not failed
+            with redis.Redis.from_url(url) as r:
+                r.config_set("key-load-delay", 0)
+            waiting.join(30)
+        assert box == [url]
+        assert [r.getMessage() for r in caplog.records] == [
+            f"the server at {url.removeprefix('unix://')} is loading its data set; waiting for it"]
     finally:
         if proc.poll() is None:
             proc.kill()
