@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
 import re
 import time
 import urllib.parse
@@ -153,21 +154,31 @@ def enqueue_args(jobs: Sequence[Sequence[Arg]], check: bool) -> list[Arg]:
     """The enqueue script's arguments after now_ms (see enqueue.lua): the
     check flag and one group, the first job as the template and, per job,
     only the fields that are not the same in every job (for ``map()``:
-    the id and the payload)."""
+    the id and the payload). A call whose ids are not all fresh sends a
+    mark of the call instead of '1' (see :func:`call_mark`)."""
     n = len(jobs)
+    flag = call_mark() if check else "0"
     if n == 1:
-        return ["1" if check else "0", 1, "", *jobs[0]]
+        return [flag, 1, "", *jobs[0]]
     columns = list(zip(*jobs))
     cols = [c for c in ENQUEUE_COLUMNS if columns[c].count(columns[c][0]) != n]
     template = list(jobs[0])
     for c in cols:
         template[c] = ""
-    args: list[Arg] = ["1" if check else "0", n, " ".join([str(c + 1) for c in cols]), *template]
+    args: list[Arg] = [flag, n, " ".join([str(c + 1) for c in cols]), *template]
     if len(cols) == 1:
         args.extend(columns[cols[0]])
     else:
         args.extend(itertools.chain.from_iterable(zip(*[columns[c] for c in cols])))
     return args
+
+
+def call_mark() -> str:
+    """A mark of one enqueue call, stored with each job it creates: every
+    send of the call carries it, so a resend after a lost reply that finds
+    a job of its id with this mark knows this call created it (``created``)
+    rather than an earlier call."""
+    return os.urandom(6).hex()
 
 
 def enqueued(jobs: Sequence[Sequence[Arg]], reply: list[Any]) -> list[tuple[str, bool, str]]:
@@ -334,6 +345,8 @@ class Backend:
         skips the check for an existing job; it is never resent as it is
         (a resend, after a lost reply, checks)."""
         flat: list[Arg] = [now_ms, *enqueue_args(jobs, check=True)]
+        if fresh:
+            flat[1] = "1"  # no mark needed: a job found under a fresh id is this call's
         if durable:
             sends = 0
 
@@ -567,7 +580,8 @@ class Backend:
                     pool.release(conn)
                     conn = None
             if reply is None:
-                flat[1] = "1"  # it may have run
+                if fresh:
+                    flat[1] = "1"  # it may have run (a call of ids not all fresh sends its mark)
                 reply = self.run_retrying("enqueue", *flat)
                 if fresh:
                     return enqueued_again(jobs, reply)

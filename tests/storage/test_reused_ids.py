@@ -30,3 +30,36 @@ def test_a_reused_id_does_not_answer_result_with_the_outcome_of_its_expired_pred
         again.result(timeout=0.3)  # it has not run: nothing to answer yet
     drain(app, [again])
     assert again.result(timeout=5) == "second run"
+
+
+def lose_first_enqueue_reply(app, monkeypatch) -> list[int]:
+    """The next enqueue script call runs on the server, then its reply is
+    lost (as when the connection drops right after the server ran it)."""
+    from taskq.errors import BrokerUnavailable
+
+    real = app.backend.run
+    lost: list[int] = []
+
+    def run(name, *args, **kwargs):
+        reply = real(name, *args, **kwargs)
+        if name == "enqueue" and not lost:
+            lost.append(1)
+            raise BrokerUnavailable("connection lost before the reply (test)")
+        return reply
+
+    monkeypatch.setattr(app.backend, "run", run)
+    return lost
+
+
+def test_a_custom_id_created_by_a_send_whose_reply_was_lost_reports_created(make_app, monkeypatch):
+    """The resend finds the job its own first send created: ``created`` is
+    True; an enqueue of that id by any later call is still False."""
+    app = make_app()
+    task = app.task(name="noop")(lambda *a: None)
+    lost = lose_first_enqueue_reply(app, monkeypatch)
+    job = task.apply_async((1,), job_id="order-7")
+    assert lost == [1] and job.created and job.state == JobState.QUEUED
+    again = task.apply_async((1,), job_id="order-7")
+    assert not again.created and again.id == "order-7"
+    assert app.backend.ready_ids("default", 10) == ["order-7"]
+

@@ -334,19 +334,24 @@ end
 -- ---------------------------------------------------------------- enqueue
 -- Creates one job. Returns id, created (true|false), state. A job id that
 -- exists and a unique key held by an unfinished job both return that job
--- instead. `check` false skips clearing an outcome an earlier job of the id
+-- instead; one that carries `mark` (the calling enqueue's, see enqueue.lua)
+-- was created by an earlier send of this call, and counts as created. `check` false skips clearing an outcome an earlier job of the id
 -- left behind: only for ids the caller has just generated and never sent
 -- before (a resend always checks). Its push onto the ready list is deferred
 -- to flush() (push_ready_later).
 
 local function enqueue_one(check, later, id, task, queue, prio, data, opts, delay_ms, eta_ms,
-                           ukey, uttl_ms, front, res, on_locked, maxa, sig)
+                           ukey, uttl_ms, front, res, on_locked, maxa, sig, mark)
   local jk = P .. 'j:' .. id
   -- Every send looks for the id, a fresh one too: its first send, run late
   -- (a paused server, a retransmitted packet) after its resend created the
   -- job and a worker leased it, must not reset the job or push it again.
   local st = redis.call('HGET', jk, 's')
-  if st then return id, false, st end
+  if st then
+    -- created by an earlier send of this same call (its reply was lost)
+    if mark and redis.call('HGET', jk, 'n') == mark then return id, true, st end
+    return id, false, st
+  end
   if check then
     -- an outcome an earlier job of this id left behind (its hash expired
     -- before its kept result): it would answer the new job's result().
@@ -383,6 +388,7 @@ local function enqueue_one(check, later, id, task, queue, prio, data, opts, dela
   end
   if maxa ~= '' then f[n + 1] = 'm'; f[n + 2] = maxa; n = n + 2 end
   if sig ~= '' then f[n + 1] = 'g'; f[n + 2] = sig; n = n + 2 end
+  if mark then f[n + 1] = 'n'; f[n + 2] = mark; n = n + 2 end
   if state == 'scheduled' then f[n + 1] = 'due'; f[n + 2] = fmt(due) end
   redis.call('HSET', jk, unpack(f))
   if state == 'scheduled' then

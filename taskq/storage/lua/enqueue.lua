@@ -3,19 +3,24 @@
 -- ARGV[1] now_ms or ""
 -- ARGV[2] '1' to clear what an earlier job of each id left behind, '0' when
 --   every id was generated for this call and never sent before (a resend
---   sends '1'); an existing job of the id is looked for either way
+--   sends '1'); an existing job of the id is looked for either way. Longer:
+--   '1' plus a mark of the call, stored with the jobs it creates, so that a
+--   resend finding a job with its own mark reports it as created.
 -- then groups until the end: n, cols, the 15 fields of a template job, and
 --   n x #cols values: each job is the template with the fields numbered in
 --   `cols` (space-separated, 1-based) replaced by its own values, in order.
 -- The 15 fields: id task queue prio payload opts delay_ms eta_ms unique_key
 --   unique_ttl_ms front(0|1) resource on_locked max_attempts sig
 --   (empty string = not set; delay_ms/eta_ms 0 = none)
--- Returns: one entry per job: its state (a string) if it was created, or
+-- Returns: one entry per job: its state (a string) if it was created (by
+--   this send, or by an earlier send of this call: the mark), or
 --   {existing job id, its state} if an existing job stands in for it.
 -- Invariants: a job exists iff its hash exists; a new job is in exactly one
 -- of (its ready list, P sched) when the call returns; an existing id or a
 -- unique key held by an unfinished job creates nothing and returns that job.
-local check = ARGV[2] == '1'
+local check = ARGV[2] ~= '0'
+local mark = nil
+if #ARGV[2] > 1 then mark = ARGV[2] end
 local later = #ARGV > 19  -- more than one job: one push per list, at the end
 local out = {}
 local a = 3
@@ -33,7 +38,7 @@ while a <= #ARGV do
   for _ = 1, n do
     for i = 1, nc do f[cols[i]] = ARGV[a]; a = a + 1 end
     local id, created, st = enqueue_one(check, later, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8],
-      f[9], f[10], f[11], f[12], f[13], f[14], f[15])
+      f[9], f[10], f[11], f[12], f[13], f[14], f[15], mark)
     if created then out[#out + 1] = st else out[#out + 1] = {id, st} end
   end
 end
