@@ -341,12 +341,12 @@ class Backend:
         A write the AOF does not confirm raises ``DurabilityUnavailable``
         whose ``results`` are what this call would have returned: the jobs
         are enqueued all the same.
-        ``fresh``: every id was generated for this call, so the first send
-        skips the check for an existing job; it is never resent as it is
-        (a resend, after a lost reply, checks)."""
-        flat: list[Arg] = [now_ms, *enqueue_args(jobs, check=True)]
-        if fresh:
-            flat[1] = "1"  # no mark needed: a job found under a fresh id is this call's
+        ``fresh``: every id was generated for this call, so no earlier job of
+        them left anything behind, and a job a resend finds under one was
+        created by this call (a call of other ids marks its jobs for that,
+        see :func:`call_mark`). Every send looks for the ids: one that runs
+        late must not touch the job its resend created."""
+        flat: list[Arg] = [now_ms, *enqueue_args(jobs, check=not fresh)]
         if durable:
             sends = 0
 

@@ -204,8 +204,7 @@ class Consumer:
                     self._settle(outs, 0, hooks_now=False)
                 except TaskQError as exc:
                     self.pending[:0] = outs  # the consumer sends them when the job returns
-                    log.debug("could not send outcomes while job %s runs: %s", self.running.id
-                              if self.running else "-", exc)
+                    log.debug("could not send outcomes while a job runs: %s", exc)
                 except Exception:
                     self.pending[:0] = outs
                     log.exception("outcome flusher error")

@@ -335,10 +335,11 @@ end
 -- Creates one job. Returns id, created (true|false), state. A job id that
 -- exists and a unique key held by an unfinished job both return that job
 -- instead; one that carries `mark` (the calling enqueue's, see enqueue.lua)
--- was created by an earlier send of this call, and counts as created. `check` false skips clearing an outcome an earlier job of the id
--- left behind: only for ids the caller has just generated and never sent
--- before (a resend always checks). Its push onto the ready list is deferred
--- to flush() (push_ready_later).
+-- was created by an earlier send of this call, and counts as created.
+-- `check` false skips clearing an outcome an earlier job of the id left
+-- behind: only for ids the caller has just generated and never sent before
+-- (a resend always checks). Its push onto the ready list is deferred to
+-- flush() (push_ready_later).
 
 local function enqueue_one(check, later, id, task, queue, prio, data, opts, delay_ms, eta_ms,
                            ukey, uttl_ms, front, res, on_locked, maxa, sig, mark)
