@@ -113,10 +113,12 @@ def _probe(client: redis.Redis) -> bool | None:
         return False
 
 
-def _wait_ready(client: redis.Redis, timeout: float, alive: Callable[[], bool] | None = None) -> bool:
+def _wait_ready(client: redis.Redis, timeout: float, alive: Callable[[], bool] | None = None, *,
+                loading_ok: bool = False, stop: Callable[[], bool] | None = None) -> bool:
     """Wait until the server answers PING. ``timeout`` bounds the wait for a
     server that does not answer at all; one that answers ``LOADING`` (reading
-    a large data set at start) is waited for as long as it loads."""
+    a large data set at start) is waited for as long as it loads, or, with
+    ``loading_ok``, counts as answering. False once ``stop()`` is true."""
     deadline = time.monotonic() + timeout
     told = False
     while True:
@@ -124,13 +126,15 @@ def _wait_ready(client: redis.Redis, timeout: float, alive: Callable[[], bool] |
             if client.ping():
                 return True
         except redis.BusyLoadingError:
+            if loading_ok:
+                return True
             if not told:
                 log.warning("the server at %s is loading its data set; waiting for it", _where(client))
                 told = True
             deadline = time.monotonic() + timeout  # alive, and loading ends by itself
         except (redis.RedisError, OSError):
             pass
-        if time.monotonic() > deadline or (alive is not None and not alive()):
+        if time.monotonic() > deadline or (alive is not None and not alive()) or (stop is not None and stop()):
             return False
         time.sleep(POLL_INTERVAL)
 
@@ -162,11 +166,15 @@ def _locked(home: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def ensure_embedded_server(home: PathArg = None) -> str:
+def ensure_embedded_server(home: PathArg = None, stop: Callable[[], bool] | None = None) -> str:
     """Return the ``unix://`` URL of the server for ``home``, starting it if needed.
 
     An exclusive flock on ``home/server.lock`` ensures it is started at most once,
-    even when several processes race.
+    even when several processes race. The lock is held until the server
+    answers; a server still loading its data set is then waited for without
+    it (``taskq server stop`` and other processes are not held up meanwhile).
+    ``stop``: checked while waiting for a loading server; once it is true the
+    URL is returned as it is (the server may still be loading).
     """
     home = embedded_home(home)
     try:
@@ -176,26 +184,37 @@ def ensure_embedded_server(home: PathArg = None) -> str:
         raise ServerStartError(f"cannot use {home} for the embedded server: {exc.strerror or exc}") from None
     sock = _socket_path(home)
     url = f"unix://{sock}"
+    started = ""
     with _locked(home), _client(unix_socket_path=str(sock)) as client:
         state = _probe(client)
-        if state is not None:  # running, possibly still loading its AOF
-            if state or _wait_ready(client, START_TIMEOUT):
-                log.info("reusing running server at %s", url)
+        if state:
+            log.info("reusing running server at %s", url)
+            return url
+        if state is None:
+            path, desc = find_server_binary()
+            logfile = home / "server.log"
+            args = [
+                path, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700", "--dir", str(home),
+                "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "yes",
+                "--pidfile", str(home / "server.pid"), "--logfile", str(logfile), *RECOMMENDED_CONFIG,
+            ]  # fmt: skip
+            proc = subprocess.run(args, capture_output=True, text=True, timeout=START_TIMEOUT)
+            # answering (LOADING included) before the lock is released: a
+            # process probing after that must not start a second server
+            if proc.returncode != 0 or not _wait_ready(client, START_TIMEOUT, loading_ok=True):
+                err = f"exit {proc.returncode}: {proc.stderr.strip()}\n{_log_tail(logfile)}"
+                raise ServerStartError(f"could not start {path} for {home} ({err})")
+            started = f"{path} ({server_version(path)}, from {desc})"
+    with _client(unix_socket_path=str(sock)) as client:
+        if not _wait_ready(client, START_TIMEOUT, stop=stop):
+            if stop is not None and stop():
                 return url
             raise ServerStartError(f"server at {url} is running but does not answer PING")
-        path, desc = find_server_binary()
-        logfile = home / "server.log"
-        args = [
-            path, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700", "--dir", str(home),
-            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "yes",
-            "--pidfile", str(home / "server.pid"), "--logfile", str(logfile), *RECOMMENDED_CONFIG,
-        ]  # fmt: skip
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=START_TIMEOUT)
-        if proc.returncode != 0 or not _wait_ready(client, START_TIMEOUT):
-            err = f"exit {proc.returncode}: {proc.stderr.strip()}\n{_log_tail(logfile)}"
-            raise ServerStartError(f"could not start {path} for {home} ({err})")
-        log.info("started %s (%s, from %s) at %s", path, server_version(path), desc, url)
-        return url
+    if started:
+        log.info("started %s at %s", started, url)
+    else:
+        log.info("reusing running server at %s", url)
+    return url
 
 
 def _pidfile_pid(home: Path) -> int | None:

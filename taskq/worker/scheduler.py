@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..enqueue import build_job
 from ..errors import TaskQError
+from ..storage.server import ensure_embedded_server
 from .outcome import error_entry
 
 if TYPE_CHECKING:
@@ -148,6 +149,11 @@ class Scheduler:
         pause = 0.1
         while not self.stop_event.is_set():
             try:
+                if not self.app.settings.redis_url and self.app._backend is None:
+                    # an embedded server still loading: waited for until stop()
+                    ensure_embedded_server(stop=self.stop_event.is_set)
+                    if self.stop_event.is_set():
+                        break
                 sleep = self.tick()
                 if down:
                     log.warning("scheduler reconnected")

@@ -24,6 +24,7 @@ from .. import codec
 from ..errors import ServerLoading, TaskQError, TaskTimeout
 from ..options import TaskOptions
 from ..storage.backend import redact_url
+from ..storage.server import ensure_embedded_server
 from .child import child_main
 from .config import WorkerConfig
 from .outcome import error_entry
@@ -82,6 +83,12 @@ class Supervisor:
         """Check the server: reachable, and not evicting keys. A server still
         loading its data set (just restarted) is waited for, with backoff,
         until it answers or a signal asks this worker to stop."""
+        if not self.app.settings.redis_url:
+            # the embedded server loading its data is waited for here, where a
+            # signal ends the wait (the app's own wait cannot see it)
+            ensure_embedded_server(stop=lambda: self.stop_requested > 0)
+            if self.stop_requested:
+                return
         b = self.app.backend
         pause = 0.1
         while True:

@@ -366,3 +366,76 @@ def test_start_failures_raise_server_start_error(tmp_path, monkeypatch):
     monkeypatch.setenv("TASKQ_SERVER_BIN", str(bogus))
     with pytest.raises(ServerStartError, match="refusing to start"):
         srv.ensure_embedded_server(tmp_path / "home")
+
+
+def test_stopping_a_server_that_loads_while_an_app_waits_for_it_is_bounded_by_its_timeout(tmp_path):
+    """An app waits for a loading server as long as it loads, but an operator
+    may want it stopped meanwhile: ``taskq server stop --timeout`` stops it
+    (SHUTDOWN is answered while loading) or says so within its timeout,
+    whoever else is waiting for the server."""
+    home = tmp_path / "home"
+    url, proc = start_slow_loading(home)
+    waiting = threading.Thread(target=lambda: _swallow(srv.ensure_embedded_server, home), daemon=True)
+    waiting.start()
+    try:
+        time.sleep(0.5)  # the app is waiting for the load now
+        stopper = ThreadPoolExecutor(1)
+        started = time.monotonic()
+        stopped = stopper.submit(lambda: _swallow(srv.stop_embedded_server, home, timeout=2))
+        _wait_until(lambda: stopped.done() or time.monotonic() - started > 8, what="the stop to end or 8 s")
+        took = time.monotonic() - started
+        stopper.shutdown(wait=False)
+        assert stopped.done() and took < 5, f"server stop still blocked after {took:.1f}s (its timeout: 2 s)"
+    finally:
+        with redis.Redis.from_url(url) as r:
+            try:
+                r.config_set("key-load-delay", 0)
+            except redis.RedisError:
+                pass
+        waiting.join(30)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _swallow(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - the outcome is not what these tests look at
+        return exc
+
+
+def test_a_worker_waiting_for_a_loading_embedded_server_stops_on_sigterm(tmp_path):
+    """As with a server given by URL (README: "a signal meanwhile stops it
+    (exit 0)"): a worker whose embedded server is still loading stops when
+    asked instead of waiting for the whole load."""
+    home = tmp_path / "home"
+    url, proc = start_slow_loading(home)
+    env = {k: v for k, v in os.environ.items() if k != "TASKQ_REDIS_URL"}
+    env.update({"TASKQ_HOME": str(home), "PYTHONPATH": str(REPO_ROOT)})
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as fh:
+        worker = subprocess.Popen([sys.executable, "-m", "taskq_cli.main", "worker", "tests.apps.basic:app", "-c", "1"],
+                                  cwd=REPO_ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        _wait_until(lambda: "loading" in log.read_text() or worker.poll() is not None,
+                    what="the worker to meet the loading server")
+        assert worker.poll() is None, log.read_text()
+        worker.send_signal(signal.SIGTERM)
+        try:
+            code = worker.wait(5)
+        except subprocess.TimeoutExpired:
+            code = None
+        assert code == 0, f"worker still running 5 s after SIGTERM:\n{log.read_text()}"
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        with redis.Redis.from_url(url) as r:
+            try:
+                r.config_set("key-load-delay", 0)
+            except redis.RedisError:
+                pass
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
