@@ -162,6 +162,15 @@ class Consumer:
                 if not self.pending:
                     self.pending_since = time.monotonic()
                 self.pending.append(out)
+                if self.deferred:
+                    # hooks of outcomes the flusher sent run below, and may take
+                    # long, with no flusher: this outcome is sent before them
+                    # (its hooks after theirs, in job order)
+                    outs, self.pending = self.pending, []
+                    try:
+                        self._settle(outs, 0, hooks_now=False)
+                    except TaskQError:
+                        self.pending[:0] = outs  # sent with the next settle
                 deferred, self.deferred = self.deferred, []
             for done in deferred:
                 self.executor.after_recorded(done)

@@ -4,6 +4,7 @@ that job hangs: ``flush_interval`` bounds how long they wait, whatever runs."""
 from __future__ import annotations
 
 import threading
+import time
 
 from taskq import JobState
 from tests.apps.control import consumer
@@ -46,3 +47,44 @@ def test_outcomes_before_a_quick_task_that_hangs_are_sent_while_it_runs(make_app
     assert not runner.is_alive()
     # every hook ran once, on the consumer's thread, in job order
     assert [i for i, _ in hooks] == [j.id for j in jobs] and {n for _, n in hooks} == {"consumer"}
+
+
+def test_the_hooks_deferred_by_the_flusher_do_not_hold_back_the_outcome_of_the_job_that_hung(make_app):
+    """The flusher sent the outcomes done before a hung job; their hooks run
+    on the consumer's thread once it returns. A slow hook there must not
+    keep the hung job's own outcome waiting (active, its result held back,
+    run again if the process dies meanwhile): no one runs the flusher then."""
+    app = make_app()
+    release = threading.Event()
+    slow_hook_running = threading.Event()
+
+    @app.task(name="step")
+    def step(n: int) -> int:
+        if n == 9:
+            release.wait(60)
+        return n
+
+    def hook(data) -> None:
+        if data.id == jobs[5].id:
+            slow_hook_running.set()
+            time.sleep(4)  # e.g. a notification sent over a slow network
+
+    app.on("job_succeeded", hook)
+    jobs = [step.delay(n) for n in range(10)]
+    c = consumer(app, prefetch=100, flush_interval=0.5, batch_budget=10.0)
+    runner = threading.Thread(target=c.run, name="consumer")
+    runner.start()
+    try:
+        wait_for(lambda: jobs[9].state == JobState.ACTIVE, what="the last job running")
+        wait_for(lambda: all(j.state == JobState.SUCCEEDED for j in jobs[:9]), timeout=10,
+                 what="the finished jobs recorded while the hung job runs")
+        release.set()
+        assert slow_hook_running.wait(10)
+        wait_for(lambda: jobs[9].state == JobState.SUCCEEDED, timeout=2,
+                 what="the hung job's outcome while an earlier job's hook is slow")
+    finally:
+        release.set()
+        wait_for(lambda: jobs[9].state == JobState.SUCCEEDED, timeout=20, what="the last job done")
+        c.stopping.set()
+        runner.join(20)
+    assert not runner.is_alive()
