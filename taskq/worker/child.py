@@ -177,7 +177,8 @@ class Consumer:
             # A job slower than the batch budget: the jobs prefetched behind it go
             # back to the head of the queue, so idle workers are not starved.
             slow = out.duration_ms / 1000 > self.config.batch_budget
-            if self.held and not slow and time.monotonic() - self.pending_since < self.config.flush_interval:
+            if self.held and not slow and (not self.pending  # sent above, before the deferred hooks
+                                           or time.monotonic() - self.pending_since < self.config.flush_interval):
                 return
             with self._lock:
                 outs, self.pending = self.pending, []
