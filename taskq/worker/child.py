@@ -99,7 +99,11 @@ class Consumer:
                           ttl_ms=int(self.app.settings.succeeded_ttl * 1000), task=running.task)
             with self._lock:
                 # the outcomes still waiting for their batch go too: the kill
-                # would lose them, and their jobs would run again
+                # would lose them, and their jobs would run again; the hooks
+                # deferred by the flusher run first, or never
+                deferred, self.deferred = self.deferred, []
+                for done in deferred:
+                    self.executor.after_recorded(done)
                 outs, self.pending = self.pending, []
                 try:
                     self._settle([*outs, out], 0)

@@ -4,7 +4,6 @@ that job hangs: ``flush_interval`` bounds how long they wait, whatever runs."""
 from __future__ import annotations
 
 import threading
-import time
 
 from taskq import JobState
 from tests.apps.control import consumer
@@ -57,6 +56,7 @@ def test_the_hooks_deferred_by_the_flusher_do_not_hold_back_the_outcome_of_the_j
     app = make_app()
     release = threading.Event()
     slow_hook_running = threading.Event()
+    hook_release = threading.Event()
 
     @app.task(name="step")
     def step(n: int) -> int:
@@ -67,7 +67,7 @@ def test_the_hooks_deferred_by_the_flusher_do_not_hold_back_the_outcome_of_the_j
     def hook(data) -> None:
         if data.id == jobs[5].id:
             slow_hook_running.set()
-            time.sleep(4)  # e.g. a notification sent over a slow network
+            hook_release.wait(30)  # e.g. a notification sent over a slow network
 
     app.on("job_succeeded", hook)
     jobs = [step.delay(n) for n in range(10)]
@@ -80,11 +80,48 @@ def test_the_hooks_deferred_by_the_flusher_do_not_hold_back_the_outcome_of_the_j
                  what="the finished jobs recorded while the hung job runs")
         release.set()
         assert slow_hook_running.wait(10)
-        wait_for(lambda: jobs[9].state == JobState.SUCCEEDED, timeout=2,
+        wait_for(lambda: jobs[9].state == JobState.SUCCEEDED, timeout=10,
                  what="the hung job's outcome while an earlier job's hook is slow")
+        assert not hook_release.is_set() and runner.is_alive()  # recorded while the hook still ran
     finally:
         release.set()
+        hook_release.set()
         wait_for(lambda: jobs[9].state == JobState.SUCCEEDED, timeout=20, what="the last job done")
         c.stopping.set()
         runner.join(20)
     assert not runner.is_alive()
+
+
+def test_a_forced_cancel_of_the_hung_job_runs_the_hooks_the_flusher_deferred(make_app, monkeypatch):
+    """A forced cancel kills the process: the hooks of the outcomes the
+    flusher sent while the job ran run before that, or never."""
+    app = make_app()
+    release = threading.Event()
+    hooks: list[str] = []
+    killed: list[list[str]] = []
+
+    @app.task(name="step")
+    def step(n: int) -> int:
+        if n == 9:
+            release.wait(60)
+        return n
+
+    # the kill, recorded instead of done: the hooks run so far are what a real kill would leave
+    monkeypatch.setattr("taskq.worker.child.kill_self", lambda: (killed.append(list(hooks)), release.set()))
+    app.on("job_succeeded", lambda data: hooks.append(data.id))
+    jobs = [step.delay(n) for n in range(10)]
+    c = consumer(app, prefetch=100, flush_interval=0.5, batch_budget=10.0)
+    c.heartbeat.interval = 0.05  # delivers the cancel request
+    runner = threading.Thread(target=c.run, name="consumer")
+    runner.start()
+    try:
+        wait_for(lambda: all(j.state == JobState.SUCCEEDED for j in jobs[:9]), timeout=10,
+                 what="the finished jobs recorded while the hung job runs")
+        assert jobs[9].cancel(force=True) == "requested"
+        wait_for(lambda: killed, timeout=10, what="the forced cancel")
+    finally:
+        release.set()
+        c.stopping.set()
+        runner.join(20)
+    assert killed[0] == [j.id for j in jobs[:9]]
+    assert jobs[9].state == JobState.CANCELLED
