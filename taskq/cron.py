@@ -88,18 +88,42 @@ class Periodic:
             return False
         return croniter(self.cron).expanded[1] != ["*"]
 
+    def latest_tick(self, last_ms: int, now_ms: int) -> int | None:
+        """The last tick in (last_ms, now_ms], or None. Found near ``now_ms``
+        (a window widened until it holds a tick), never by walking every
+        tick since ``last_ms``: a scheduler back after a long outage of a
+        frequent schedule finds it at once."""
+        if self.every_ms:
+            t = now_ms // self.every_ms * self.every_ms
+            return t if t > last_ms else None
+        span = 1000
+        while True:
+            lo = max(last_ms, now_ms - span)
+            t = self.next_after(lo)
+            if t <= now_ms:
+                while True:
+                    nxt = self.next_after(t)
+                    if nxt > now_ms:
+                        return t
+                    t = nxt
+            if lo == last_ms:
+                return None
+            span *= 8
+
     def due_ticks(self, last_ms: int, now_ms: int) -> list[int]:
-        """Ticks in (last_ms, now_ms] to enqueue, per the catch-up policy."""
-        ticks: list[int] = []
-        t = self.next_after(last_ms)
-        while t <= now_ms and len(ticks) < MAX_CATCH_UP:
-            ticks.append(t)
-            t = self.next_after(t)
-        if not ticks:
-            return []
+        """Ticks in (last_ms, now_ms] to enqueue, per the catch-up policy:
+        with ``"all"`` the oldest ``MAX_CATCH_UP`` (the next pass goes on
+        from there), otherwise at most the latest one."""
         if self.catch_up == "all":
+            ticks: list[int] = []
+            t = self.next_after(last_ms)
+            while t <= now_ms and len(ticks) < MAX_CATCH_UP:
+                ticks.append(t)
+                t = self.next_after(t)
             return ticks
-        latest = ticks[-1]
+        latest = self.latest_tick(last_ms, now_ms)
+        if latest is None:
+            return []
         if self.catch_up == "skip":  # only a current tick runs, even if a single one was missed
             return [latest] if now_ms - latest < SKIP_GRACE_MS else []
         return [latest]

@@ -121,6 +121,19 @@ def test_catch_up_all_is_bounded():
     assert len(ticks) == 1000 and ticks[0] == 1000
 
 
+def test_one_and_skip_take_the_latest_tick_however_many_were_missed():
+    """More missed ticks than MAX_CATCH_UP: "one" took the 1,000th tick after
+    the last one run (long past), and "skip" missed the current tick."""
+    assert every(1, "one").due_ticks(0, 10_000_500) == [10_000_000]
+    assert every(1, "skip").due_ticks(0, 10_000_500) == [10_000_000]
+    assert every(10, "skip").due_ticks(0, 10_001_500) == []  # the latest tick, 10,000 s, is 1.5 s old
+    seconds = cron("* * * * * *", catch_up="one")
+    assert seconds.due_ticks(ms(2024, 1, 1), ms(2024, 1, 1, 2) + 300) == [ms(2024, 1, 1, 2)]
+    daily = cron("30 9 * * *", tz="Europe/Paris", catch_up="one")
+    assert daily.due_ticks(ms(2020, 1, 1), ms(2024, 7, 1, 12)) == [ms(2024, 7, 1, 7, 30)]
+    assert daily.due_ticks(ms(2024, 7, 1, 7, 30), ms(2024, 7, 2, 7, 29)) == []
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -203,6 +216,19 @@ def test_missed_ticks_fire_one_catch_up_by_default(capp):
     assert cron_jobs(capp) == sorted([f"cron:often:{t0 + 1_000}", f"cron:often:{t0 + 60_000}"])
     s.fire(p, t0 + 61_000)
     assert len(cron_jobs(capp)) == 3
+
+
+def test_one_catch_up_job_after_an_outage_of_thousands_of_ticks(capp):
+    capp.periodic(every=1, name="often", queue="periodic")(lambda: None)
+    s = Scheduler(capp, reaper=False)
+    p = capp.periodics["often"]
+    t0 = ms(2024, 1, 1)
+    s.fire(p, t0)
+    back = t0 + 3_600_000 + 200  # an hour without a scheduler: 3,600 ticks missed
+    for i in range(5):
+        assert s.fire(p, back + i) == t0 + 3_601_000
+    assert cron_jobs(capp) == [f"cron:often:{t0 + 3_600_000}"]
+    assert capp.backend.cron_last("often") == t0 + 3_600_000
 
 
 @pytest.mark.parametrize(("catch_up", "count"), [("all", 10), ("skip", 0), ("one", 1)])
