@@ -11,7 +11,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from .control import JobControl
 from .cron import Periodic
-from .enqueue import JobBuilder
+from .enqueue import JobBuilder, encode_payload
 from .errors import ConfigurationError, DurabilityUnavailable, UnknownTask
 from .events import EventListener
 from .job import Job
@@ -128,8 +128,16 @@ class TaskQ:
         schedule = Periodic.build(cron=cron, every=every, tz=tz, catch_up=catch_up)
 
         def register(f: Callable[..., Any]) -> Task[Any, Any]:
+            known = set(self.tasks)
             t = self.task(name=name, **flags)(f)
-            self.periodics[t.name] = schedule.bind(t.name, tuple(args), dict(kwargs or {}))
+            bound = schedule.bind(t.name, tuple(args), dict(kwargs or {}))
+            try:  # arguments every tick would fail to encode fail here, not in the scheduler
+                encode_payload(self.settings, t.name, bound.args, bound.kwargs)
+            except Exception:
+                if t.name not in known:
+                    del self.tasks[t.name]
+                raise
+            self.periodics[t.name] = bound
             return t
 
         return register

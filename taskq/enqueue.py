@@ -61,6 +61,19 @@ def _eta_ms(eta: dt.datetime | None) -> int:
     return int(eta.timestamp() * 1000)
 
 
+def encode_payload(settings: AppSettings, task: str, args: tuple[Any, ...] | list[Any],
+                   kwargs: Mapping[str, Any]) -> bytes:
+    """A job's encoded arguments: ``TypeError`` naming an argument msgpack
+    cannot encode, ``PayloadTooLarge`` over ``max_payload_bytes``."""
+    payload = codec.encode_args(args, kwargs if type(kwargs) is dict else dict(kwargs))
+    if len(payload) > settings.max_payload_bytes:
+        raise PayloadTooLarge(
+            f"arguments of {task} encode to {len(payload)} bytes, over max_payload_bytes="
+            f"{settings.max_payload_bytes}; pass a reference (an id, a URL) instead of the data"
+        )
+    return payload
+
+
 def _names(spec: Any) -> list[str]:
     if isinstance(spec, (type, str)):
         spec = (spec,)
@@ -112,12 +125,7 @@ class JobBuilder:
     ) -> list[Any]:
         """The fields of one job."""
         settings, task, options = self.settings, self.task, self.options
-        payload = codec.encode_args(args, kwargs if type(kwargs) is dict else dict(kwargs))
-        if len(payload) > settings.max_payload_bytes:
-            raise PayloadTooLarge(
-                f"arguments of {task} encode to {len(payload)} bytes, over max_payload_bytes="
-                f"{settings.max_payload_bytes}; pass a reference (an id, a URL) instead of the data"
-            )
+        payload = encode_payload(settings, task, args, kwargs)
         if job_id is None:
             jid = new_job_id()
         elif not isinstance(job_id, str) or not job_id or len(job_id) > 200:

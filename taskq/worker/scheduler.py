@@ -14,7 +14,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from ..enqueue import build_job
-from ..errors import TaskQError
+from ..errors import BrokerRefused, BrokerUnavailable, TaskQError
 from ..storage.server import ensure_embedded_server
 from .outcome import error_entry
 
@@ -92,6 +92,7 @@ class Scheduler:
         self.next_reap_ms = 0
         self.next_trim_ms = 0
         self.stop_event = threading.Event()
+        self.failing: dict[str, str] = {}  # periodic task -> the error last logged for it
 
     # ---------------------------------------------------------------- one pass
 
@@ -108,7 +109,14 @@ class Scheduler:
         if next_due >= 0:
             wake = min(wake, next_due)
         for periodic in self.app.periodics.values():
-            wake = min(wake, self.fire(periodic, now))
+            try:
+                wake = min(wake, self.fire(periodic, now))
+            except (BrokerUnavailable, BrokerRefused):
+                raise
+            except Exception as exc:  # this task's ticks only: never the other tasks, promotion or the reaper
+                self._periodic_failed(periodic, exc)
+            else:
+                self.failing.pop(periodic.name, None)
         if self.reaper is not None:
             if now >= self.next_reap_ms:
                 self.reaper.tick(now)
@@ -136,6 +144,14 @@ class Scheduler:
                 log.info("periodic %s fired for tick %d", periodic.name, tick)
         return periodic.next_after(max(now_ms, last))
 
+    def _periodic_failed(self, periodic: Periodic, exc: Exception) -> None:
+        """Logs a periodic task whose tick cannot be enqueued, once per error."""
+        text = f"{type(exc).__name__}: {exc}"
+        if self.failing.get(periodic.name) != text:
+            self.failing[periodic.name] = text
+            log.error("periodic %s cannot be enqueued (%s); its ticks wait until it can", periodic.name, text,
+                      exc_info=not isinstance(exc, TaskQError))
+
     def _job(self, periodic: Periodic, tick: int) -> list:
         options = self.app.options_for(periodic.name)
         return build_job(self.app.settings, periodic.name, periodic.args, periodic.kwargs, options, {},
@@ -144,8 +160,9 @@ class Scheduler:
     # ---------------------------------------------------------------- loop
 
     def run(self) -> None:
-        """Run until ``stop()``; survives a lost server (backs off, logs once)."""
-        down = False
+        """Run until ``stop()``; survives a lost server and a pass that fails
+        for any other reason (backs off, logs once)."""
+        down = ""  # "server" (lost) or "error" (a pass failed) until a pass succeeds
         pause = 0.1
         while not self.stop_event.is_set():
             try:
@@ -155,9 +172,9 @@ class Scheduler:
                     if self.stop_event.is_set():
                         break
                 sleep = self.tick()
-                if down:
+                if down == "server":
                     log.warning("scheduler reconnected")
-                down, pause = False, 0.1
+                down, pause = "", 0.1
                 if sleep > SERVER_TIMER_SLACK:
                     # The server fires blocking timeouts on its timer tick (every
                     # 100 ms at the default hz 10): block there until shortly
@@ -165,10 +182,13 @@ class Scheduler:
                     self.app.backend.wait_schedule_change(min(sleep - SERVER_TIMER_SLACK / 2, 5.0))
                 elif sleep > 0:
                     self.stop_event.wait(sleep)
-            except TaskQError as exc:
+            except Exception as exc:  # never ends the loop: delayed jobs, retries and the reaper depend on it
                 if not down:
-                    log.warning("scheduler lost the server (%s); retrying", exc)
-                down = True
+                    if isinstance(exc, TaskQError):
+                        log.warning("scheduler lost the server (%s); retrying", exc)
+                    else:
+                        log.exception("scheduler pass failed; retrying")
+                down = down or ("server" if isinstance(exc, TaskQError) else "error")
                 if self.stop_event.wait(pause):
                     break
                 pause = min(pause * 2, 2.0)

@@ -14,8 +14,9 @@ import time
 
 import pytest
 
-from taskq import ConfigurationError
+from taskq import ConfigurationError, PayloadTooLarge
 from taskq.cron import Periodic
+from taskq.enqueue import build_job
 from taskq.worker.scheduler import Scheduler
 from tests.apps.control import build
 from tests.conftest import ROOT, wait_for
@@ -174,6 +175,76 @@ def test_app_periodic_rejects_a_bad_cron_at_decoration(redis_url, namespace):
     with pytest.raises(ConfigurationError, match="out of range"):
         app.periodic("0 25 * * *")(lambda: None)
     app.close()
+
+
+def test_periodic_arguments_that_cannot_be_encoded_are_refused_at_decoration(redis_url, namespace):
+    """Accepted at decoration, they raised TypeError in the scheduler at the
+    first tick: the scheduler thread died, and delayed jobs stayed scheduled."""
+    app = build(redis_url, namespace, max_payload_bytes=1000)
+    try:
+        with pytest.raises(TypeError, match="positional argument 0 cannot be serialized"):
+            app.periodic(every=1, name="bad_args", args=(object(),))(lambda x: None)
+        with pytest.raises(PayloadTooLarge, match="arguments of big_args encode to"):
+            app.periodic(every=1, name="big_args", kwargs={"blob": "x" * 2000})(lambda blob: None)
+        assert not {"bad_args", "big_args"} & (set(app.periodics) | set(app.tasks))
+    finally:
+        app.close()
+
+
+def test_a_periodic_task_whose_tick_cannot_be_enqueued_stops_nothing_else(redis_url, namespace, caplog):
+    """Its resource function fails at every tick: the other periodic tasks
+    fire, due jobs are promoted and the reaper runs; the error is logged once."""
+    app = build(redis_url, namespace)
+    try:
+        app.periodic(every=1, name="broken", queue="periodic", resource=lambda: {}["shard"])(lambda: None)
+        app.periodic(every=1, name="fine", queue="periodic")(lambda: None)
+        b = app.backend
+        s = Scheduler(app)
+        t0 = ms(2024, 1, 1)
+        s.tick(t0)
+        due = b.enqueue([build_job(app.settings, "noop", (), {}, app.options_for("noop"), {}, eta=dt.datetime(
+            2024, 1, 1, 0, 0, 2, tzinfo=UTC))], now_ms=t0)
+        assert due[0][2] == "scheduled"
+        with caplog.at_level("ERROR", logger="taskq.scheduler"):
+            for i in range(1, 4):
+                s.tick(t0 + i * 1_000 + 100)
+        assert cron_jobs(app) == [f"cron:fine:{t0 + i * 1_000}" for i in range(1, 4)]
+        assert app.job(due[0][0]).state.value == "queued"
+        assert s.reaper.last_tick_ms == t0 + 3_100
+        failures = [r for r in caplog.records if "broken" in r.getMessage()]
+        assert len(failures) == 1 and "KeyError: 'shard'" in failures[0].getMessage()
+    finally:
+        b.delete_namespace()
+        app.close()
+
+
+def test_the_scheduler_loop_survives_a_pass_that_fails(redis_url, namespace, monkeypatch):
+    """Only a lost server was caught: any other error ended the scheduler
+    thread, and with it promotion, periodic tasks and the reaper."""
+    app = build(redis_url, namespace)
+    try:
+        s = Scheduler(app, reaper=False)
+        passes: list[int] = []
+        real = Scheduler.tick
+
+        def tick(self, now_ms=None):
+            passes.append(1)
+            if len(passes) == 1:
+                raise RuntimeError("a bug in one pass")
+            return real(self, now_ms)
+
+        monkeypatch.setattr(Scheduler, "tick", tick)
+        thread = threading.Thread(target=s.run, daemon=True)
+        thread.start()
+        job = app.tasks["noop"].apply_async(delay=0.05)
+        wait_for(lambda: job.state.value == "queued", 10, what="the delayed job promoted")
+        assert len(passes) >= 2 and thread.is_alive()
+        s.stop()
+        thread.join(10)
+        assert not thread.is_alive()
+    finally:
+        app.backend.delete_namespace()
+        app.close()
 
 
 # ---------------------------------------------------------------- one scheduler pass
