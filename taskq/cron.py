@@ -66,13 +66,17 @@ class Periodic:
     def description(self) -> str:
         return self.cron if self.cron else f"every {self.every_ms / 1000:g}s"
 
-    def next_after(self, ms: int) -> int:
-        """The first tick strictly after ``ms``."""
+    def next_after(self, ms: int) -> int | None:
+        """The first tick strictly after ``ms``; None after the last one (a
+        cron string with a year field ends)."""
         if self.every_ms:
             return (ms // self.every_ms + 1) * self.every_ms
         start = dt.datetime.fromtimestamp(ms / 1000, self.tz)
         while True:
-            nxt = croniter(self.cron, start).get_next(dt.datetime)
+            try:
+                nxt = croniter(self.cron, start).get_next(dt.datetime)
+            except CroniterBadDateError:  # no date left
+                return None
             t = int(nxt.timestamp() * 1000)
             if not self._repeated_wall_time(t):
                 return t
@@ -100,10 +104,10 @@ class Periodic:
         while True:
             lo = max(last_ms, now_ms - span)
             t = self.next_after(lo)
-            if t <= now_ms:
+            if t is not None and t <= now_ms:
                 while True:
                     nxt = self.next_after(t)
-                    if nxt > now_ms:
+                    if nxt is None or nxt > now_ms:
                         return t
                     t = nxt
             if lo == last_ms:
@@ -117,7 +121,7 @@ class Periodic:
         if self.catch_up == "all":
             ticks: list[int] = []
             t = self.next_after(last_ms)
-            while t <= now_ms and len(ticks) < MAX_CATCH_UP:
+            while t is not None and t <= now_ms and len(ticks) < MAX_CATCH_UP:
                 ticks.append(t)
                 t = self.next_after(t)
             return ticks

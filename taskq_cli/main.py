@@ -148,7 +148,8 @@ def periodic_list(app: str | None) -> None:
         return
     now = the_app.backend.server_time_ms()
     for name, p in sorted(the_app.periodics.items()):
-        nxt = dt.datetime.fromtimestamp(p.next_after(now) / 1000, p.tz).isoformat(timespec="seconds")
+        tick = p.next_after(now)
+        nxt = "never" if tick is None else dt.datetime.fromtimestamp(tick / 1000, p.tz).isoformat(timespec="seconds")
         click.echo(f"{name}  {p.description}  tz={p.tz}  next={nxt}  catch_up={p.catch_up}")
 
 

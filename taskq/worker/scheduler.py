@@ -110,13 +110,15 @@ class Scheduler:
             wake = min(wake, next_due)
         for periodic in self.app.periodics.values():
             try:
-                wake = min(wake, self.fire(periodic, now))
+                nxt = self.fire(periodic, now)
             except (BrokerUnavailable, BrokerRefused):
                 raise
             except Exception as exc:  # this task's ticks only: never the other tasks, promotion or the reaper
                 self._periodic_failed(periodic, exc)
             else:
                 self.failing.pop(periodic.name, None)
+                if nxt is not None:
+                    wake = min(wake, nxt)
         if self.reaper is not None:
             if now >= self.next_reap_ms:
                 self.reaper.tick(now)
@@ -130,14 +132,17 @@ class Scheduler:
             self.next_trim_ms = now + TRIM_EVERY_MS
         return max(0.0, (wake - now) / 1000)
 
-    def fire(self, periodic: Periodic, now_ms: int) -> int:
-        """Enqueue the due ticks of one periodic task; returns its next tick."""
+    def fire(self, periodic: Periodic, now_ms: int) -> int | None:
+        """Enqueue the due ticks of one periodic task; returns its next tick
+        (None: its schedule has ended)."""
         b = self.app.backend
         last = b.cron_last(periodic.name)
         if last is None:
-            last = b.cron_init(periodic.name, periodic.next_after(now_ms) - 1)
+            first = periodic.next_after(now_ms)
+            last = b.cron_init(periodic.name, now_ms if first is None else first - 1)
         ticks = periodic.due_ticks(last, now_ms)
-        if not ticks and periodic.next_after(last) <= now_ms:  # catch_up="skip": jump past the missed ones
+        missed = periodic.next_after(last)
+        if not ticks and missed is not None and missed <= now_ms:  # catch_up="skip": jump past the missed ones
             b.fire_periodic(periodic.name, now_ms, self._job(periodic, now_ms), enqueue=False)
         for tick in ticks:
             if b.fire_periodic(periodic.name, tick, self._job(periodic, tick)):

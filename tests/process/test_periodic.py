@@ -135,6 +135,38 @@ def test_one_and_skip_take_the_latest_tick_however_many_were_missed():
     assert daily.due_ticks(ms(2024, 7, 1, 7, 30), ms(2024, 7, 2, 7, 29)) == []
 
 
+def test_a_cron_with_a_year_field_ends_after_its_last_tick():
+    """croniter's seventh field is the year. After the last date, next_after
+    raised CroniterBadDateError: the last tick never fired."""
+    p = cron("0 0 1 * * 0 2070", catch_up="one")  # midnight on the 1st of each month of 2070
+    assert p.next_after(ms(2070, 11, 15)) == ms(2070, 12, 1)
+    assert p.next_after(ms(2070, 12, 1)) is None
+    assert p.due_ticks(ms(2070, 11, 15), ms(2070, 12, 1) + 500) == [ms(2070, 12, 1)]
+    assert p.due_ticks(ms(2070, 12, 1), ms(2071, 6, 1)) == []
+    every_one = cron("0 0 1 * * 0 2070", catch_up="all")
+    assert every_one.due_ticks(ms(2070, 9, 15), ms(2071, 1, 1)) == [ms(2070, m, 1) for m in (10, 11, 12)]
+
+
+def test_a_scheduler_fires_the_last_tick_of_an_ending_schedule(redis_url, namespace):
+    app = build(redis_url, namespace)
+    try:
+        app.periodic("0 0 1 * * 0 2070", name="last", queue="periodic")(lambda: None)
+        s = Scheduler(app, reaper=False)
+        p = app.periodics["last"]
+        assert s.fire(p, ms(2070, 11, 15)) == ms(2070, 12, 1)
+        assert s.fire(p, ms(2070, 12, 1) + 200) is None
+        assert s.fire(p, ms(2071, 1, 1)) is None
+        assert cron_jobs(app) == [f"cron:last:{ms(2070, 12, 1)}"]
+        assert s.tick(ms(2071, 1, 1)) > 0
+        late = Scheduler(app, reaper=False)  # a scheduler first started after the end
+        app.backend.client.hdel(app.backend.keys.cron, "last")
+        assert late.fire(p, ms(2071, 1, 1)) is None
+        assert cron_jobs(app) == [f"cron:last:{ms(2070, 12, 1)}"]
+    finally:
+        app.backend.delete_namespace()
+        app.close()
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
