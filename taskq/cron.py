@@ -11,7 +11,7 @@ from typing import Any
 from croniter import CroniterBadDateError, croniter
 
 from .errors import ConfigurationError
-from .options import seconds
+from .options import MAX_DELAY, seconds
 
 CATCH_UP = ("one", "skip", "all")
 MAX_CATCH_UP = 1000  # ticks enqueued at most in one pass with catch_up="all"
@@ -54,7 +54,7 @@ class Periodic:
             except (ValueError, KeyError, TypeError) as exc:
                 raise ConfigurationError(f"bad cron expression {cron!r}: {exc}") from None
         else:
-            every_ms = int(round(seconds("every", every) * 1000))  # type: ignore[operator]
+            every_ms = int(round(seconds("every", every, maximum=MAX_DELAY) * 1000))  # type: ignore[operator]
             if every_ms < 1000:
                 raise ConfigurationError("every= must be at least 1 second")
         return cls(cron=cron, every_ms=every_ms, tz=zone, catch_up=catch_up)

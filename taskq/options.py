@@ -45,7 +45,13 @@ def parse_priority(value: int | str) -> int:
     return value
 
 
-def seconds(name: str, value: Any, *, allow_none: bool = False, minimum: float = 0.0) -> float | None:
+# The longest delay: timedelta.max (about 2.7 million years). Due times are
+# integer milliseconds on the server, where a longer one wraps around.
+MAX_DELAY = dt.timedelta.max.total_seconds()
+
+
+def seconds(name: str, value: Any, *, allow_none: bool = False, minimum: float = 0.0,
+            maximum: float | None = None) -> float | None:
     """Validate a duration given as seconds (int/float) or a timedelta."""
     if value is None and allow_none:
         return None
@@ -60,6 +66,8 @@ def seconds(name: str, value: Any, *, allow_none: bool = False, minimum: float =
         raise ConfigurationError(f"{name} must be a number of seconds, not {value!r}")
     if value < minimum:
         raise ConfigurationError(f"{name} must be >= {minimum:g}, not {value!r}")
+    if maximum is not None and not value <= maximum:
+        raise ConfigurationError(f"{name} must be at most {maximum:g} seconds, not {value!r}")
     return float(value)
 
 
@@ -100,9 +108,9 @@ class TaskOptions:
         s(self, "priority", parse_priority(self.priority))
         if isinstance(self.retry, bool) or not isinstance(self.retry, int) or self.retry < 0:
             raise ConfigurationError(f"retry must be an int >= 0, not {self.retry!r}")
-        for name in ("retry_interval", "retry_max_interval", "delay", "timeout_grace",
-                     "tombstone_timeout", "tombstone_ttl"):
+        for name in ("retry_interval", "retry_max_interval", "timeout_grace", "tombstone_timeout", "tombstone_ttl"):
             s(self, name, seconds(name, getattr(self, name)))
+        s(self, "delay", seconds("delay", self.delay, maximum=MAX_DELAY))
         for name in ("timeout", "unique_ttl"):
             s(self, name, seconds(name, getattr(self, name), allow_none=True))
         if self.timeout == 0:
@@ -153,7 +161,7 @@ class TaskOptions:
         delay = min(delay, self.retry_max_interval)
         if self.retry_jitter:
             delay *= 1 - self.retry_jitter + 2 * self.retry_jitter * rand
-        return max(delay, 0.0)
+        return min(max(delay, 0.0), MAX_DELAY)
 
     def should_retry(self, exc: BaseException) -> bool:
         return _matches(exc, self.retry_on) and not _matches(exc, self.dont_retry_on)

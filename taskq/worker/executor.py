@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .. import codec, signing
 from ..context import JobContext, reset_current, set_current
 from ..errors import Cancelled, ConfigurationError, Requeue, Retry, SignatureError, TaskTimeout, UnknownTask
-from ..options import TaskOptions, seconds
+from ..options import MAX_DELAY, TaskOptions, seconds
 from . import aio
 from .outcome import Outcome, error_entry
 from .watchdog import SoftTimeoutExpired, watchdog
@@ -101,10 +101,14 @@ class _SoftTimeout:
 
 def _countdown(exc: Retry | Requeue) -> float | None:
     """The countdown of a Retry/Requeue in seconds: a number or a timedelta,
-    finite (a negative one means at once); ConfigurationError otherwise."""
+    finite and at most ``MAX_DELAY`` (a negative one means at once);
+    ConfigurationError otherwise."""
     value = seconds("countdown", exc.countdown, allow_none=True, minimum=-math.inf)
     if value is not None and not math.isfinite(value):
         raise ConfigurationError(f"{type(exc).__name__} countdown must be finite, not {value!r}")
+    if value is not None and value > MAX_DELAY:
+        raise ConfigurationError(f"{type(exc).__name__} countdown must be at most {MAX_DELAY:g} seconds, "
+                                 f"not {value!r}")
     return value
 
 

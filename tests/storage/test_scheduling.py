@@ -84,6 +84,14 @@ def test_eta_in_the_past_is_queued_at_once_and_a_future_eta_is_its_due_time(capp
     assert due_ms(sooner) == int(eta.timestamp() * 1000)
 
 
+def test_the_longest_delay_is_scheduled_in_the_far_future(capp):
+    job = capp.tasks["noop"].apply_async(delay=dt.timedelta.max)
+    assert job.state == JobState.SCHEDULED
+    assert due_ms(job) > FAR
+    assert capp.backend.promote(100, now_ms=FAR)[0] == 0
+    assert job.state == JobState.SCHEDULED
+
+
 def test_naive_eta_is_rejected_before_anything_is_written(capp):
     with pytest.raises(ConfigurationError, match="timezone-aware"):
         capp.tasks["noop"].apply_async(eta=dt.datetime.now() + dt.timedelta(minutes=1))

@@ -5,6 +5,7 @@ cannot run (checked at the executor, no server needed)."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import socket
 from typing import Any
@@ -208,6 +209,21 @@ def test_negative_or_non_numeric_delay_is_a_configuration_error(delay):
     task = app.task(name="t")(lambda: None)
     with pytest.raises(ConfigurationError, match="delay must be"):
         task.apply_async(delay=delay)
+
+
+@pytest.mark.parametrize("value", [math.inf, 1e17, 1e300])
+def test_an_infinite_or_endless_delay_or_interval_is_a_configuration_error(value):
+    """inf raised OverflowError; 1e17 s was accepted and its due time, in ms,
+    wrapped around on the server: the job ran at once."""
+    app = offline_app()
+    task = app.task(name="t")(lambda: None)
+    with pytest.raises(ConfigurationError, match=r"delay must be at most 8.64e\+13 seconds"):
+        task.apply_async(delay=value)
+    with pytest.raises(ConfigurationError, match=r"delay must be at most 8.64e\+13 seconds"):
+        app.task(name="later", delay=value)(lambda: None)
+    with pytest.raises(ConfigurationError, match=r"every must be at most 8.64e\+13 seconds"):
+        app.periodic(every=value)
+    assert not app.periodics
 
 
 def test_unknown_per_call_option_is_a_configuration_error():

@@ -116,6 +116,14 @@ def test_retry_delay_stays_at_its_cap_after_many_attempts():
     assert TaskOptions(retry_interval=0, retry_backoff=10).retry_delay(400) == 0
 
 
+def test_retry_delay_without_a_cap_stays_a_delay_the_server_can_hold():
+    """retry_max_interval=inf ("no cap"): after ~50 doublings the delay in ms
+    passed 2**63 and wrapped around on the server, so the retry ran at once."""
+    o = TaskOptions(retry=1_000, retry_interval=10, retry_backoff=2, retry_max_interval=float("inf"))
+    assert o.retry_delay(60) == dt.timedelta.max.total_seconds()
+    assert o.retry_delay(2_000) == dt.timedelta.max.total_seconds()
+
+
 def test_a_long_retrying_job_is_scheduled_at_the_cap_not_crashing_the_worker(capp, worker):
     forever = capp.task(name="forever", retry=100_000, retry_interval=1, retry_backoff=2,
                         retry_max_interval=60)(lambda: 1 / 0)
@@ -211,7 +219,8 @@ def test_retry_and_requeue_countdowns_are_typed_as_seconds_or_a_timedelta():
         assert set(typing.get_args(hint)) == {float, dt.timedelta, type(None)}, cls
 
 
-@pytest.mark.parametrize("countdown", [float("nan"), float("inf"), "soon"])
+# 1e17 s: its due time, in ms, wrapped around on the server and the retry ran at once
+@pytest.mark.parametrize("countdown", [float("nan"), float("inf"), "soon", 1e17])
 def test_raise_retry_with_a_bad_countdown_fails_the_job_and_the_worker_goes_on(capp, worker, countdown):
     @capp.task(name="bad_countdown", retry=3)
     def bad() -> None:
