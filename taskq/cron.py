@@ -37,6 +37,8 @@ class Periodic:
             raise ConfigurationError("periodic needs exactly one of a cron expression or every=")
         if catch_up not in CATCH_UP:
             raise ConfigurationError(f"catch_up must be one of {CATCH_UP}, not {catch_up!r}")
+        if tz is not None and not isinstance(tz, (str, dt.tzinfo)):
+            raise ConfigurationError(f"tz must be a time zone name or a tzinfo, not {tz!r}")
         if isinstance(tz, str):
             try:
                 tz = zoneinfo.ZoneInfo(tz)

@@ -194,6 +194,17 @@ def test_periodic_needs_exactly_one_schedule_and_a_known_zone():
         app.periodic(every=0.1)
 
 
+@pytest.mark.parametrize("tz", [2, 1.5, dt.timedelta(hours=2), b"Europe/Paris"])
+def test_a_time_zone_of_the_wrong_type_is_named_as_such(tz):
+    """With a cron string it was reported as a "bad cron expression"; with
+    every= it was accepted."""
+    app = offline_app()
+    for schedule in ({"cron": "0 9 * * *"}, {"every": 60}):
+        with pytest.raises(ConfigurationError, match=re.escape(f"tz must be a time zone name or a tzinfo, not {tz!r}")):
+            app.periodic(**schedule, tz=tz)
+    assert not app.periodics
+
+
 def test_naive_eta_is_a_configuration_error():
     app = offline_app()
     task = app.task(name="t")(lambda: None)
