@@ -25,7 +25,12 @@ class _JobIds:
     """Job ids: 12 random url-safe characters drawn once per process (and
     again after a fork), then a counter; never starting with '-' (a command
     line would take such an id for an option). Unique without a system call
-    per job."""
+    per job.
+
+    The counter is in hex after one character giving its number of digits,
+    so a process's ids sort as they were made: jobs due at the same
+    millisecond (a ``map()`` with a delay) are promoted in that order, and
+    the schedule orders equal due times by id."""
 
     def __init__(self) -> None:
         self._pid = -1
@@ -38,7 +43,11 @@ class _JobIds:
             prefix = secrets.token_urlsafe(9)
             self._prefix = "_" + prefix[1:] if prefix.startswith("-") else prefix
             self._count = itertools.count()
-        return f"{self._prefix}{next(self._count):x}"
+        n = f"{next(self._count):x}"
+        return f"{self._prefix}{_LENGTHS[len(n)]}{n}"
+
+
+_LENGTHS = " 123456789abcdefg"  # the number of hex digits of a counter, in sorting order
 
 
 new_job_id = _JobIds()

@@ -12,6 +12,7 @@ import threading
 import pytest
 
 from taskq import ConfigurationError, JobState
+from taskq import enqueue
 from taskq.enqueue import build_job
 from taskq.worker.outcome import Outcome, error_entry
 from taskq.worker.scheduler import Reaper
@@ -171,6 +172,17 @@ def test_concurrent_promoters_move_every_job_exactly_once(capp, make_app):
     assert b.client.llen(b.keys.ready("default", 0)) == n
     assert len(set(b.client.lrange(b.keys.ready("default", 0), 0, -1))) == n
     assert b.zcard(b.keys.schedule) == 0
+
+
+def test_jobs_due_at_the_same_time_are_promoted_in_the_order_they_were_enqueued(capp, monkeypatch):
+    """FIFO within a level holds for delayed jobs too: a map() with a delay
+    gives its jobs one due time, and promotion took them in id order, which
+    was not the order they were made in (job 16 ran before job 2)."""
+    monkeypatch.setattr(enqueue, "new_job_id", enqueue._JobIds())  # a fresh counter, as in a new process
+    jobs = capp.tasks["noop"].map(range(300), delay=60)
+    capp.backend.promote(1000, now_ms=FAR)
+    _, rows = claim(capp, count=300)
+    assert [r[0].decode() for r in rows] == [j.id for j in jobs]
 
 
 def test_promote_ignores_a_schedule_entry_whose_job_moved_on(capp):
