@@ -11,6 +11,7 @@ import logging
 import multiprocessing as mp
 import multiprocessing.connection
 import os
+import random
 import secrets
 import signal
 import socket
@@ -178,7 +179,8 @@ class Supervisor:
                                message=f"killed: still running {opts.timeout_grace:g}s after its timeout of "
                                        f"{opts.timeout or 0:g}s")
             # -1: do not retry (retry_on / dont_retry_on exclude timeouts)
-            delay_ms = int(opts.retry_delay(attempt) * 1000) if opts.should_retry(TaskTimeout()) else -1
+            retry = opts.should_retry(TaskTimeout())
+            delay_ms = int(opts.retry_delay(attempt, random.random()) * 1000) if retry else -1
         elif running:
             blob = error_entry(None, 0, kind="lost", exc_type="WorkerLost",
                                message=f"worker lost: its process exited with code {child.process.exitcode}")

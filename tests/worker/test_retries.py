@@ -6,6 +6,7 @@ and where each flag comes from (per call > settings > decorator > defaults).
 from __future__ import annotations
 
 import datetime as dt
+import random
 import typing
 
 import pytest
@@ -332,3 +333,24 @@ def test_per_call_retry_is_stored_with_the_job_for_reapers(capp):
         outcome = b.reap_worker(f"w{attempt}", expected_hb=None, caps=(100, 10, 1000), lost_blob=lost)
         assert outcome == {job.id: "queued" if attempt < 3 else "failed"}
     assert job.info().attempts == 3
+
+
+def test_a_job_killed_at_its_hard_timeout_retries_with_jitter(capp, monkeypatch):
+    """The supervisor's retry of a job it killed took the middle of the
+    jitter range every time: jobs killed together all came back together."""
+    from types import SimpleNamespace
+
+    from taskq.worker.supervisor import Supervisor
+
+    slow = capp.task(name="slow", retry=2, retry_interval=100, retry_jitter=0.5, timeout=1)(lambda: None)
+    b = capp.backend
+    b.register_tasks({"slow": 3})  # as a worker does at start
+    job = slow.delay()
+    s = capp.settings
+    b.settle_claim("w1", 1, [], ["default"], [], (s.failed_max, s.done_max, s.error_history, 1000))
+    monkeypatch.setattr(random, "random", lambda: 0.0)  # the low end of the range: 50 s
+    before = b.server_time_ms()
+    Supervisor(capp)._reap_consumer(SimpleNamespace(index=0), "w1", job.id, "timeout")
+    after = b.server_time_ms()
+    assert job.state == JobState.SCHEDULED
+    assert before + 50_000 <= due_ms(job) <= after + 50_000
