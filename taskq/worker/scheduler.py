@@ -34,7 +34,9 @@ class Reaper:
     A worker is reaped only after this reaper itself watched its heartbeat
     stay unchanged for a whole ``heartbeat_timeout`` of server time, while
     ticking without a gap: after a server pause or a lost connection the
-    observations start over, so a stall never causes a stampede.
+    observations start over, so a stall never causes a stampede. So they do
+    when the server's clock goes back (a failover, an NTP step); a heartbeat
+    from before that, later than now, is as old as the watch says.
     """
 
     def __init__(self, app: TaskQ) -> None:
@@ -53,6 +55,10 @@ class Reaper:
         if self.last_tick_ms is not None and now_ms - self.last_tick_ms > self.max_gap_ms:
             log.info("reaper was away for %.1fs: restarting its observations", (now_ms - self.last_tick_ms) / 1000)
             self.seen.clear()
+        elif self.last_tick_ms is not None and now_ms < self.last_tick_ms:
+            log.info("the server's clock went back %.1fs: restarting the reaper's observations",
+                     (self.last_tick_ms - now_ms) / 1000)
+            self.seen.clear()
         self.last_tick_ms = now_ms
         reaped = []
         workers = self.app.backend.workers()
@@ -63,7 +69,7 @@ class Reaper:
             if prev is None or prev[0] != hb:
                 self.seen[wid] = (hb, now_ms)
                 continue
-            if now_ms - prev[1] >= self.timeout_ms and now_ms - hb >= self.timeout_ms:
+            if now_ms - prev[1] >= self.timeout_ms and (now_ms - hb >= self.timeout_ms or hb > now_ms):
                 if self.reap(wid, hb):
                     reaped.append(wid)
                     self.seen.pop(wid, None)
@@ -120,11 +126,12 @@ class Scheduler:
                 if nxt is not None:
                     wake = min(wake, nxt)
         if self.reaper is not None:
-            if now >= self.next_reap_ms:
+            # due, or the server's clock went back since the last reap was planned
+            if now >= self.next_reap_ms or self.next_reap_ms - now > self.reap_every_ms:
                 self.reaper.tick(now)
                 self.next_reap_ms = now + self.reap_every_ms
             wake = min(wake, self.next_reap_ms)
-        if now >= self.next_trim_ms:
+        if now >= self.next_trim_ms or self.next_trim_ms - now > TRIM_EVERY_MS:
             s = self.app.settings
             for _ in range(50):  # at most 1,000 entries per index and call: keep Redis responsive
                 if b.trim_finished(int(s.failed_ttl * 1000), int(s.succeeded_ttl * 1000)) < 1000:

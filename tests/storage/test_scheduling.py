@@ -15,7 +15,7 @@ from taskq import ConfigurationError, JobState
 from taskq import enqueue
 from taskq.enqueue import build_job
 from taskq.worker.outcome import Outcome, error_entry
-from taskq.worker.scheduler import Reaper
+from taskq.worker.scheduler import Reaper, Scheduler
 
 FAR = 10**13  # a now_ms after every due time
 
@@ -273,3 +273,27 @@ def test_reaper_does_not_reap_after_a_gap_in_its_own_ticks(capp):
     reaper.tick(hb)
     assert reaper.tick(hb + 10 * reaper.timeout_ms) == []  # away too long: observations start over
     assert [w for w, _ in b.workers()] == ["w1"]
+
+
+def test_reaping_goes_on_after_the_servers_clock_went_back(capp):
+    """A failover to a server whose clock is an hour behind: the scheduler
+    planned its next reap on the old clock and skipped the reaper until the
+    new clock caught up, and the dead worker's heartbeat, an hour "in the
+    future", never looked old enough. Its job stayed active for that hour."""
+    b = capp.backend
+    b.register_tasks({"noop": 2})
+    job = capp.tasks["noop"].delay()
+    claim(capp)
+    b.heartbeat("w1", 60_000)
+    hb = dict(b.workers())["w1"]
+    s = Scheduler(capp)
+    s.tick(hb)
+    timeout = s.reaper.timeout_ms
+    back = hb - 3_600_000
+    t = back
+    while t <= back + timeout + 2_000 and job.state == JobState.ACTIVE:
+        s.tick(t)
+        t += 500
+    assert job.state == JobState.QUEUED
+    assert t > back + timeout  # watched for a whole timeout on the new clock first
+    assert b.workers() == []
