@@ -131,6 +131,11 @@ class TaskQ:
             known = set(self.tasks)
             t = self.task(name=name, **flags)(f)
             bound = schedule.bind(t.name, tuple(args), dict(kwargs or {}))
+            other = self.periodics.get(t.name)
+            if other is not None and other != bound:  # the same again (a module imported twice) is fine
+                raise ConfigurationError(
+                    f"periodic task {t.name!r} already runs on {other.description!r}; a task has one schedule: "
+                    "give each schedule a name= of its own")
             try:  # arguments every tick would fail to encode fail here, not in the scheduler
                 encode_payload(self.settings, t.name, bound.args, bound.kwargs)
             except Exception:

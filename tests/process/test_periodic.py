@@ -223,6 +223,23 @@ def test_periodic_arguments_that_cannot_be_encoded_are_refused_at_decoration(red
         app.close()
 
 
+def test_a_second_schedule_under_the_same_name_is_refused(redis_url, namespace):
+    """The second replaced the first without a word: the morning report never ran."""
+    app = build(redis_url, namespace)
+    try:
+        def report(when: str) -> None: ...
+
+        app.periodic("0 9 * * *", name="report", args=("morning",))(report)
+        app.periodic("0 9 * * *", name="report", args=("morning",))(report)  # the same again: fine
+        with pytest.raises(ConfigurationError, match="periodic task 'report' already runs on '0 9 \\* \\* \\*'"):
+            app.periodic("0 17 * * *", name="report", args=("evening",))(report)
+        assert app.periodics["report"].cron == "0 9 * * *"
+        app.periodic("0 17 * * *", name="evening_report", args=("evening",))(report)
+        assert set(app.periodics) == {"report", "evening_report"}
+    finally:
+        app.close()
+
+
 def test_a_periodic_task_whose_tick_cannot_be_enqueued_stops_nothing_else(redis_url, namespace, caplog):
     """Its resource function fails at every tick: the other periodic tasks
     fire, due jobs are promoted and the reaper runs; the error is logged once."""
