@@ -370,6 +370,36 @@ def test_catch_up_policies_in_a_scheduler_pass(redis_url, namespace, catch_up, c
         app.close()
 
 
+def test_a_tick_due_when_a_pass_starts_behind_a_large_backlog_is_not_skipped(redis_url, namespace, monkeypatch):
+    """The pass promotes its backlog first (1.6 s for 100,000 jobs); the
+    ticks were judged at its end, so catch_up="skip" dropped a tick that was
+    on time."""
+    from taskq.worker import scheduler as scheduler_module
+
+    app = build(redis_url, namespace)
+    try:
+        app.periodic(every=10, catch_up="skip", name="often", queue="periodic")(lambda: None)
+        s = Scheduler(app, reaper=False)
+        p = app.periodics["often"]
+        t0 = ms(2024, 1, 1)
+        s.fire(p, t0 - 5_000)
+        noop = app.tasks["noop"]
+        b = app.backend
+        b.enqueue([build_job(app.settings, "noop", (i,), {}, noop.options, {},
+                             eta=dt.datetime(2024, 1, 1, tzinfo=UTC) - dt.timedelta(seconds=1)) for i in range(15)],
+                  now_ms=t0 - 5_000)
+        monkeypatch.setattr(scheduler_module, "PROMOTE_BATCH", 10)  # the 15 jobs: two promote calls
+        times = iter([t0 + 100, t0 + 1_600])  # the server's clock at each call: the backlog took 1.5 s
+        promote = b.promote
+        monkeypatch.setattr(b, "promote", lambda limit, now_ms="": promote(limit, now_ms=next(times)))
+        assert s.tick() == pytest.approx(8.4)  # until the next tick, from the end of the pass
+        assert cron_jobs(app) == [f"cron:often:{t0}"]
+        assert len(b.ready_ids("default", 100)) == 15
+    finally:
+        app.backend.delete_namespace()
+        app.close()
+
+
 def test_skip_passes_over_a_single_missed_tick_of_a_daily_cron(redis_url, namespace):
     app = build(redis_url, namespace)
     try:
