@@ -185,6 +185,33 @@ def test_jobs_due_at_the_same_time_are_promoted_in_the_order_they_were_enqueued(
     assert [r[0].decode() for r in rows] == [j.id for j in jobs]
 
 
+def test_a_delayed_job_enqueued_at_the_front_goes_to_the_head_of_its_queue_when_due(capp):
+    """front=True with a delay: promotion pushed it behind every job queued."""
+    noop = capp.tasks["noop"]
+    queued = [noop.delay(i) for i in range(3)]
+    urgent = noop.apply_async((99,), front=True, delay=60)
+    later = noop.apply_async((100,), delay=60)
+    capp.backend.promote(100, now_ms=FAR)
+    assert capp.backend.client.hget(capp.backend.keys.job(urgent.id), "fr") is None
+    _, rows = claim(capp, count=10)
+    assert [r[0].decode() for r in rows] == [urgent.id] + [j.id for j in queued] + [later.id]
+
+
+def test_a_front_job_that_left_the_schedule_another_way_is_not_sent_to_the_front_later(capp):
+    b = capp.backend
+    b.register_tasks({"flaky": 2})
+    flaky = capp.tasks["flaky"]
+    job = flaky.apply_async(front=True, delay=60)
+    job.requeue()  # out of the schedule by hand; it fails and is retried later
+    _, rows = claim(capp)
+    retry = Outcome(job.id, int(rows[0][1]), "retry", error_entry(ValueError("x"), 1), delay_ms=1_000)
+    claim(capp, count=0, outcomes=[retry])
+    first = capp.tasks["noop"].delay()
+    b.promote(100, now_ms=FAR)
+    _, rows = claim(capp, count=10)
+    assert [r[0].decode() for r in rows] == [first.id, job.id]
+
+
 def test_promote_ignores_a_schedule_entry_whose_job_moved_on(capp):
     b = capp.backend
     job = capp.tasks["noop"].apply_async(delay=30)

@@ -17,7 +17,7 @@
 --       res result  err error history (msgpack list)  pr progress
 --       rq requeue count  cc cancel count  cr cancel requested (1|2)
 --       sk skipped because of job  wt someone waits for the outcome
---       ps state before stall
+--       ps state before stall  fr a scheduled job goes to the front when due
 
 -- Per-call state, set by begin() at the start of every call: as a script,
 -- from the KEYS/ARGV globals; in the function library, from FCALL's
@@ -390,7 +390,10 @@ local function enqueue_one(check, later, id, task, queue, prio, data, opts, dela
   if maxa ~= '' then f[n + 1] = 'm'; f[n + 2] = maxa; n = n + 2 end
   if sig ~= '' then f[n + 1] = 'g'; f[n + 2] = sig; n = n + 2 end
   if mark then f[n + 1] = 'n'; f[n + 2] = mark; n = n + 2 end
-  if state == 'scheduled' then f[n + 1] = 'due'; f[n + 2] = fmt(due) end
+  if state == 'scheduled' then
+    f[n + 1] = 'due'; f[n + 2] = fmt(due); n = n + 2
+    if front == '1' then f[n + 1] = 'fr'; f[n + 2] = '1' end  -- promote pushes it to the front
+  end
   redis.call('HSET', jk, unpack(f))
   if state == 'scheduled' then
     schedule(id, due)

@@ -20,7 +20,7 @@ if st == 'active' then
 end
 if not LIVE[st] then return {-2, st} end
 unindex(id, jk, st)
-redis.call('HDEL', jk, 'due', 'ps')
+redis.call('HDEL', jk, 'due', 'fr', 'ps')
 redis.call('HINCRBY', jk, 'cc', 1)
 local j = redis.call('HMGET', jk, 't', 'q', 'u')
 finalize(id, jk, 'cancelled', j[3], tonumber(ARGV[4]), 0, '')

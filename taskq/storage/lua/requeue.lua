@@ -31,7 +31,7 @@ if st == 'failed' or st == 'cancelled' or st == 'skipped' or (st == 'stalled' an
   if uk and not redis.call('GET', P .. 'u:' .. uk) then redis.call('SET', P .. 'u:' .. uk, id) end
 end
 redis.call('HINCRBY', jk, 'rq', 1)
-redis.call('HDEL', jk, 'due', 'ps', 'cr')  -- an explicit requeue withdraws a cancel request
+redis.call('HDEL', jk, 'due', 'fr', 'ps', 'cr')  -- an explicit requeue withdraws a cancel request
 redis.call('HSET', jk, 's', 'queued')
 push_ready(id, j[2], j[3], ARGV[3] == '1')
 count(j[6], j[2], 'requeued')

@@ -16,7 +16,7 @@ if j[4] == 'failed' then
   redis.call('HDEL', jk, 'f', 'cr', 'res')
   redis.call('DEL', P .. 'r:' .. id)
 end
-redis.call('HDEL', jk, 'ps', 'due')
+redis.call('HDEL', jk, 'ps', 'due', 'fr')
 redis.call('HSET', jk, 's', 'queued')
 push_ready(id, j[2], j[3], false)
 return {1, 'queued'}
