@@ -40,6 +40,16 @@ def wait_for(cond: Callable[[], Any], timeout: float = 10.0, interval: float = 0
         time.sleep(interval)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def interruptible_subprocesses() -> None:
+    """Tests stop ``taskq metrics`` and ``taskq status --watch`` with SIGINT, as
+    Ctrl-C does. A test run started in the background has SIGINT ignored (a
+    shell does that for background jobs), and every process it starts would
+    inherit that and never see the signal: take it back to Python's default."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[EphemeralServer | None]:
     if os.environ.get("TASKQ_TEST_REDIS_URL"):
