@@ -15,12 +15,13 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+import taskq.storage.server
 from taskq.storage.server import START_TIMEOUT, EphemeralServer
 from tests.apps.basic import build
 from tests.conftest import ROOT, wait_for
 
 APP = "tests.apps.basic:app"
-FILL_KEYS = 100_000  # at the delay below: about 10 s of loading, unless the test ends it sooner
+FILL_KEYS = 100_000  # at the delay below: minutes of loading, unless the test ends it sooner (it does)
 
 
 def loading(client: redis.Redis) -> bool:
@@ -35,10 +36,11 @@ def loading(client: redis.Redis) -> bool:
 
 
 @pytest.fixture
-def loading_server() -> Iterator[tuple[EphemeralServer, redis.Redis]]:
+def loading_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[EphemeralServer, redis.Redis]]:
     """A server restarted on a data set it loads slowly (a delay per key,
     answering clients meanwhile), with a client to it. ``CONFIG SET
-    key-load-delay 0`` (allowed while loading) lets it finish."""
+    key-load-delay 0`` (allowed while loading) lets it finish: the loading
+    lasts until the test says so, however slowly the machine runs."""
     with EphemeralServer() as server:
         admin = redis.Redis(port=server.port, socket_timeout=5, retry=Retry(NoBackoff(), 0))
         pipe = admin.pipeline(transaction=False)
@@ -46,8 +48,11 @@ def loading_server() -> Iterator[tuple[EphemeralServer, redis.Redis]]:
             pipe.mset({f"fill:{i}:{j}": "x" for j in range(1000)})
         pipe.execute()
         admin.save()
-        server.extra_args += ["--key-load-delay", "50", "--loading-process-events-interval-bytes", "1024"]
+        server.extra_args += ["--key-load-delay", "2000", "--loading-process-events-interval-bytes", "1024"]
         server.kill()
+        # start() waits for the end of the loading (and would kill a server
+        # still loading after START_TIMEOUT): here it ends when the test says
+        monkeypatch.setattr(taskq.storage.server, "START_TIMEOUT", 600.0)
         failed: list[BaseException] = []
 
         def start() -> None:
@@ -59,7 +64,7 @@ def loading_server() -> Iterator[tuple[EphemeralServer, redis.Redis]]:
         starting = threading.Thread(target=start, daemon=True)
         starting.start()
         try:
-            wait_for(lambda: loading(admin), 10, what="the server to answer LOADING")
+            wait_for(lambda: loading(admin), 30, what="the server to answer LOADING")
             yield server, admin
         finally:
             with contextlib.suppress(redis.RedisError):
@@ -86,12 +91,12 @@ def test_a_worker_and_a_scheduler_started_while_the_server_loads_wait_then_serve
         waiting = "waiting to start: server at"
         wait_for(lambda: all(waiting in p.log() or p.proc.poll() is not None for p in (w, stopped))
                  and ("is loading the dataset" in scheduler_log.read_text() or sched.poll() is not None),
-                 8, what="the workers and the scheduler to meet LOADING")  # well within START_TIMEOUT
+                 60, what="the workers and the scheduler to meet LOADING")
         assert w.proc.poll() is None, w.log()
         assert sched.poll() is None, scheduler_log.read_text()
         assert loading(admin)  # they met LOADING, and it goes on
         stopped.signal(signal.SIGTERM)
-        assert stopped.wait(5) == 0 and "worker stopped" in stopped.log(), stopped.log()
+        assert stopped.wait(30) == 0 and "worker stopped" in stopped.log(), stopped.log()
 
         admin.config_set("key-load-delay", 0)
         wait_for(lambda: server.pid is not None, START_TIMEOUT + 5, what="loading to end")
