@@ -42,12 +42,15 @@ def test_failure_raises_task_failed_with_remote_type_and_message(client, start_w
     assert "raise ValueError(message)" in err.value.traceback
 
 
-def test_result_timeout_on_a_slow_job_and_the_job_goes_on(client, start_worker):
-    start_worker()
-    job = client.tasks["sleep"].delay(1.0, "late")
+def test_result_timeout_on_a_slow_job_and_the_job_goes_on(client, start_worker, tmp_path):
+    start_worker("tests.apps.crashy:app")  # the tasks of tests.apps.basic, and wait_file
+    release, started = tmp_path / "release", tmp_path / "started"
+    job = client.enqueue("wait_file", str(release), started=str(started))  # runs until released
     with pytest.raises(ResultTimeout):
         job.result(timeout=0.2)
-    assert job.result(timeout=10) == "late"
+    wait_for(started.exists, 15, what="job to start")
+    release.touch()
+    assert job.result(timeout=10) == int(started.read_text())
 
 
 def test_unknown_task_fails_with_clear_error_and_worker_keeps_serving(client, start_worker):
@@ -61,15 +64,18 @@ def test_unknown_task_fails_with_clear_error_and_worker_keeps_serving(client, st
     assert client.tasks["add"].delay(1, 1).result(timeout=10) == 2
 
 
-def test_sigterm_lets_the_running_job_finish_and_leaves_queued_jobs(client, start_worker):
-    w = start_worker()
-    running = client.tasks["sleep"].delay(2.0, "done")
-    wait_for(lambda: running.state == JobState.ACTIVE, 10, what="job to start")
+def test_sigterm_lets_the_running_job_finish_and_leaves_queued_jobs(client, start_worker, tmp_path):
+    w = start_worker("tests.apps.crashy:app")  # the tasks of tests.apps.basic, and wait_file
+    release, started = tmp_path / "release", tmp_path / "started"
+    running = client.enqueue("wait_file", str(release), started=str(started))
+    wait_for(started.exists, 15, what="job to start")
     queued = [client.tasks["add"].delay(1, 2) for _ in range(3)]
     w.signal(signal.SIGTERM)
+    wait_for(lambda: "shutting down" in w.log(), 15, what="shutdown to begin")
+    release.touch()  # the running job ends only once the worker is stopping
     assert w.wait(30) == 0
     assert running.state == JobState.SUCCEEDED
-    assert running.result(timeout=1) == "done"
+    assert running.result(timeout=1) == int(started.read_text())
     assert [j.state for j in queued] == [JobState.QUEUED] * 3
     assert not client.backend.workers()
 
