@@ -374,12 +374,28 @@ end
 
 
 @contextlib.contextmanager
-def busy_server(server: EphemeralServer, ms: int) -> Iterator[None]:
-    """The server busy running a script for ``ms`` ms (answering BUSY from
-    100 ms on); yields once BUSY is seen, returns once the script ended."""
+def busy_server(server: EphemeralServer, end_after: float | None = None) -> Iterator[None]:
+    """The server busy running a script (answering BUSY from 100 ms on) until
+    the block ends, or ``end_after`` s after BUSY was first seen (the script is
+    ended by ``SCRIPT KILL``); yields once BUSY is seen, returns once the
+    script ended."""
     admin = redis.Redis.from_url(server.url)
     admin.config_set("busy-reply-threshold", 100)
-    runner = threading.Thread(target=lambda: redis.Redis.from_url(server.url).eval(BUSY_SCRIPT, 0, ms), daemon=True)
+    ended: list[str] = []
+
+    def run() -> None:
+        with redis.Redis.from_url(server.url) as client:
+            try:
+                client.eval(BUSY_SCRIPT, 0, 120_000)
+                ended.append("ran its course")
+            except redis.ResponseError as exc:
+                ended.append(str(exc))
+
+    def kill() -> None:
+        with redis.Redis.from_url(server.url) as client, contextlib.suppress(redis.ResponseError):
+            client.script_kill()  # NOTBUSY once it ended
+
+    runner = threading.Thread(target=run, daemon=True)
     runner.start()
 
     def busy() -> bool:
@@ -389,26 +405,34 @@ def busy_server(server: EphemeralServer, ms: int) -> Iterator[None]:
             return str(exc).startswith("BUSY")
         return False
 
+    timer = threading.Timer(end_after or 0, kill)
     try:
-        wait_for(busy, 5, interval=0.01, what="the server to answer BUSY")
+        wait_for(busy, 30, interval=0.01, what="the server to answer BUSY")
+        if end_after is not None:
+            timer.start()
         yield
     finally:
+        timer.cancel()
+        if timer.ident is not None:
+            timer.join()
+        kill()
         runner.join(30)
         admin.close()
+    assert ended, "the busy script did not end"
 
 
 def test_a_server_busy_running_a_script_is_retried_by_enqueue_and_reported_by_the_rest(own_server):
     app = TaskQ("busy", own_server.url, namespace="busy", enqueue_retry_timeout=30)
     task = app.task(name="t")(lambda: None)
     app.backend.ping()
-    with busy_server(own_server, 1500):  # the app's first enqueue, too, meets the busy server
+    with busy_server(own_server, end_after=1.5):  # the app's first enqueue, too, meets the busy server
         jobs = [task.delay(), task.apply_async(unique_key="once"), task.apply_async(job_id="custom"),
                 *task.map([(1,), (2,)]), task.apply_async(delay=60)]
     assert all(j.created for j in jobs)
     assert sorted(app.backend.ready_ids("default", 100)) == sorted(j.id for j in jobs[:-1])  # each once
     assert jobs[-1].state == JobState.SCHEDULED
     first = jobs[0]
-    with busy_server(own_server, 1500):
+    with busy_server(own_server):  # busy until every call below met it
         for call in (lambda: first.result(timeout=1), lambda: first.state, lambda: first.cancel(), app.stats,
                      lambda: app.control.list_jobs("queued")):
             with pytest.raises(BrokerUnavailable, match="busy running a script"):
