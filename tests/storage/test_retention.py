@@ -82,18 +82,35 @@ def test_twenty_thousand_finished_jobs_leave_only_bounded_keys_behind(small, cap
     assert mem_after - mem_before < 1_500_000, (mem_before, mem_loaded, mem_after)
 
 
-def test_trim_drops_index_entries_whose_jobs_expired(small):
-    app, b = small, small.backend
+@pytest.fixture
+def lasting(redis_url, namespace):
+    """As ``small``, with finished jobs kept for an hour: none expires while a test looks."""
+    app = build(redis_url, namespace, succeeded_ttl=3600, failed_ttl=3600, done_max=DONE_MAX,
+                failed_max=FAILED_MAX)
+    yield app
+    app.backend.delete_namespace()
+    app.close()
+
+
+def test_trim_drops_index_entries_whose_jobs_expired(lasting):
+    """Entries whose job hash is there are kept, however old; those whose hash
+    expired (here: given a 1 ms expiry, half of each index) are dropped."""
+    app, b = lasting, lasting.backend
     jobs = app.tasks["noop"].map(range(50)) + app.tasks["flaky"].map([("ValueError",)] * 50, retry=0)
     c = consumer(app, prefetch=100)
     run_until(c, lambda: all(j.state.finished for j in jobs[::10]) and b.zcard(b.keys.done) +
               b.zcard(b.keys.failed) == 100, what="jobs to finish")
     stop(c)
-    assert b.trim_finished(1000, 1000) == 0  # nothing expired yet
-    wait_for(lambda: not [k for k in keys_of(app) if k.startswith("j:")], 30, 0.2, "job hashes to expire")
+    assert b.trim_finished(1, 1) == 0  # every entry is past the age limits, but no job expired yet
     assert (b.zcard(b.keys.done), b.zcard(b.keys.failed)) == (50, 50)
-    assert b.trim_finished(1000, 1000) == 100
-    assert (b.zcard(b.keys.done), b.zcard(b.keys.failed)) == (0, 0)
+    gone = jobs[::2]
+    for job in gone:
+        b.client.pexpire(b.keys.job(job.id), 1)
+    wait_for(lambda: not any(b.job_hash(j.id) for j in gone), 30, 0.05, "job hashes to expire")
+    assert b.trim_finished(1, 1) == 50
+    assert (b.zcard(b.keys.done), b.zcard(b.keys.failed)) == (25, 25)
+    kept = {x.decode() for key in (b.keys.done, b.keys.failed) for x in b.client.zrange(key, 0, -1)}
+    assert kept == {j.id for j in jobs[1::2]}
 
 
 def test_trim_keeps_entries_of_jobs_that_still_exist(small):
