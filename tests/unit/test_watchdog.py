@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -52,11 +53,20 @@ def test_a_thread_past_its_soft_timeout_gets_task_timeout_with_its_limit():
     assert str(exc) == "task exceeded its timeout of 0.1s"
 
 
-def test_a_task_done_in_time_is_never_interrupted_later():
+def test_a_task_done_in_time_is_never_interrupted_later(monkeypatch):
+    """The watchdog reads a clock of the test's, which stands still while the
+    deadline is armed (however slowly a busy machine runs the task), then
+    moves far past it."""
+    from taskq.worker import watchdog as module
+
+    clock = [1_000.0]
+    monkeypatch.setattr(module, "time", SimpleNamespace(monotonic=lambda: clock[0], sleep=time.sleep))
+
     def task() -> str:
         with _SoftTimeout(0.2):
             busy(0.01)
-        return busy(0.4)  # past the disarmed deadline
+        clock[0] += 3_600
+        return busy(0.4)  # past the disarmed deadline, the watchdog checking all along
 
     assert in_thread(task) == "slept through"
 
