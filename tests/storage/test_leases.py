@@ -379,6 +379,9 @@ def test_a_plain_delay_registers_its_queue_and_bucket_expiry_once_a_minute(app, 
     again; a bucket missing its expiry gets it from the trim; a wipe by this
     process sends full tails at once."""
     b = app.backend
+    real_time = time.time
+    shift = 30 - real_time() % 60  # the clock starts half way through a minute: the steps below cross none
+    monkeypatch.setattr(time, "time", lambda: real_time() + shift)
     sent: list[bytes] = []
     pipeline = b.wire.pipeline
 
@@ -413,8 +416,7 @@ def test_a_plain_delay_registers_its_queue_and_bucket_expiry_once_a_minute(app, 
     app.enqueue_call("token", (), {}, {})
     assert b"PEXPIRE" in sent[-1] and b.client.pttl(bucket) > 0
 
-    real_time = time.time
-    monkeypatch.setattr(time, "time", lambda: real_time() + 60)  # the next minute
+    monkeypatch.setattr(time, "time", lambda: real_time() + shift + 60)  # the next minute
     app.enqueue_call("token", (), {}, {})
     assert b"PEXPIRE" in sent[-1]
 

@@ -244,6 +244,8 @@ def test_stats_of_an_empty_namespace(obs: TaskQ) -> None:
 
 
 def test_each_queue_reports_its_jobs_in_and_out_over_the_last_minute(capp) -> None:
+    # the jobs below are enqueued in one minute of the server's clock, and `now` is in it too
+    wait_for(lambda: capp.backend.server_time_ms() % 60_000 < 50_000, 40, 0.05, "a minute with 10 s left")
     capp.tasks["noop"].map(range(3))
     capp.tasks["noop"].map(range(2), queue="mail")
     now = capp.backend.server_time_ms()
