@@ -32,7 +32,7 @@ def test_result_waits_by_default_for_the_tombstone_timeout_of_the_enqueue(make_a
         started = time.monotonic()
         with pytest.raises(ResultTimeout):
             job.result()  # no worker runs: it waits the whole default
-        assert time.monotonic() - started < 3, job
+        assert time.monotonic() - started < 8, job  # 0.1 or 0.2 s; never the 10 s default nor the 30 s
 
 
 def test_result_of_a_tombstone_job_cancelled_before_it_ran_returns_at_once(capp):
@@ -43,8 +43,8 @@ def test_result_of_a_tombstone_job_cancelled_before_it_ran_returns_at_once(capp)
     assert job.cancel() == "cancelled"
     start = time.monotonic()
     with pytest.raises(TaskFailed):
-        job.result(timeout=6)
-    assert time.monotonic() - start < 3, "result() slept the whole timeout on a finished job"
+        job.result(timeout=60)
+    assert time.monotonic() - start < 30, "result() slept the whole timeout on a finished job"
 
 
 def test_a_tombstone_waiter_wakes_when_the_job_is_cancelled(capp):
@@ -53,21 +53,21 @@ def test_a_tombstone_waiter_wakes_when_the_job_is_cancelled(capp):
 
     def wait() -> None:
         try:
-            job.result(timeout=8)
+            job.result(timeout=60)
         except Exception as exc:  # noqa: BLE001
             outcome.append(exc)
 
     t = threading.Thread(target=wait)
-    start = time.monotonic()
     t.start()
     try:
         wait_for(lambda: any(c.get("cmd") == "blmove" for c in capp.backend.client.client_list()),
-                 what="the waiter to block")
+                 30, what="the waiter to block")
         assert job.cancel() == "cancelled"
-        wait_for(lambda: outcome, timeout=3, what="the waiter to wake on the cancel")
+        # within 30 s of the cancel: not at the end of its own 60 s timeout
+        wait_for(lambda: outcome, timeout=30, what="the waiter to wake on the cancel")
     finally:
-        t.join(20)
-    assert isinstance(outcome[0], TaskFailed) and time.monotonic() - start < 4
+        t.join(70)
+    assert isinstance(outcome[0], TaskFailed)
 
 
 def test_result_after_unstall_of_a_failed_job_does_not_return_the_old_failure(capp):
