@@ -254,7 +254,8 @@ def test_a_first_send_run_late_leaves_the_job_its_resend_created_and_a_worker_le
     backend = bulk_app.backend
     s = bulk_app.settings
     caps = (s.failed_max, s.done_max, s.error_history, int(s.succeeded_ttl * 1000))
-    eta = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=0.05) if path == "delayed script" else None
+    # due soon, but not before the resend below (however slow the machine): it is scheduled
+    eta = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2) if path == "delayed script" else None
     job = bulk_app._builder("echo").build((1,), {}, eta=eta)
     jid = str(job[0])
     if path == "plain":

@@ -50,7 +50,7 @@ def test_twenty_thousand_finished_jobs_leave_only_bounded_keys_behind(small, cap
 
     c = consumer(app, prefetch=1_000)
     run_until(c, lambda: sum(b.task_counters().get(f, 0) for f in ("noop|succeeded", "flaky|failed"))
-              == N_OK + N_FAILED, timeout=120, what="all jobs to finish")
+              == N_OK + N_FAILED, timeout=240, what="all jobs to finish")  # 70 s seen on one busy core
     stop(c)
     assert len(ok) == N_OK and len(bad) == N_FAILED
 
