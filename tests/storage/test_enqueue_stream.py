@@ -290,6 +290,30 @@ def test_a_first_send_run_late_leaves_the_job_its_resend_created_and_a_worker_le
     assert backend.job_hash(jid)["s"] == b"succeeded"
 
 
+def test_a_chunk_first_sent_late_leaves_the_jobs_its_resend_created_and_workers_leased(bulk_app):
+    """As above for a chunk of map(): its first send asks for all its ids at
+    once and, finding them, leaves every job as it is."""
+    from taskq.storage.backend import enqueue_args
+
+    backend = bulk_app.backend
+    s = bulk_app.settings
+    caps = (s.failed_max, s.done_max, s.error_history, int(s.succeeded_ttl * 1000))
+    builder = bulk_app._builder("echo")
+    jobs = [builder.build((i,), {}) for i in range(5)]
+    flat = ["", *enqueue_args(jobs, check=False)]
+    assert all(created for _, created, _ in backend.enqueue(jobs))  # the resend
+    _, rows = backend.settle_claim("w1", 3, [], ["default"], [], caps)  # three leased, two queued
+    before = {str(j[0]): backend.job_hash(str(j[0])) for j in jobs}
+
+    reply = backend.run("enqueue", *flat, resend=False)  # the first send, run late
+
+    assert [r[0].decode() for r in reply] == [str(j[0]) for j in jobs]  # every one stood in, none created
+    assert {jid: backend.job_hash(jid) for jid in before} == before
+    assert sorted(backend.ready_ids("default", 10)) == sorted(str(j[0]) for j in jobs[3:])  # no second entry
+    _, rows = backend.settle_claim("w2", 10, [], ["default"], [], caps)
+    assert sorted(r[0].decode() for r in rows) == sorted(str(j[0]) for j in jobs[3:])
+
+
 def test_map_retries_a_server_that_is_down_when_it_starts(own_server):
     """As .delay(): a server that is down is retried for enqueue_retry_timeout,
     also before the stream has its first connection (or the code is loaded)."""

@@ -338,16 +338,16 @@ end
 -- was created by an earlier send of this call, and counts as created.
 -- `check` false skips clearing an outcome an earlier job of the id left
 -- behind: only for ids the caller has just generated and never sent before
--- (a resend always checks). Its push onto the ready list is deferred to
+-- (a resend always checks). `look` false skips looking for the id: only
+-- when the caller has just seen that no job of it exists. Its push onto the ready list is deferred to
 -- flush() (push_ready_later).
 
-local function enqueue_one(check, later, id, task, queue, prio, data, opts, delay_ms, eta_ms,
+local function enqueue_one(check, look, later, id, task, queue, prio, data, opts, delay_ms, eta_ms,
                            ukey, uttl_ms, front, res, on_locked, maxa, sig, mark)
   local jk = P .. 'j:' .. id
-  -- Every send looks for the id, a fresh one too: its first send, run late
-  -- (a paused server, a retransmitted packet) after its resend created the
-  -- job and a worker leased it, must not reset the job or push it again.
-  local st = redis.call('HGET', jk, 's')
+  -- `look` false: the caller found none of its ids (see enqueue.lua)
+  local st = nil
+  if look then st = redis.call('HGET', jk, 's') end
   if st then
     -- created by an earlier send of this same call (its reply was lost)
     if mark and redis.call('HGET', jk, 'n') == mark then return id, true, st end

@@ -22,6 +22,39 @@ local check = ARGV[2] ~= '0'
 local mark = nil
 if #ARGV[2] > 1 then mark = ARGV[2] end
 local later = #ARGV > 19  -- more than one job: one push per list, at the end
+
+-- Every send looks for its ids, fresh ones too: a first send run late (a
+-- paused server, a retransmitted packet) after its resend created the jobs
+-- and a worker leased one must not reset a job or push it again. A first
+-- send of fresh ids asks once for the whole call (one EXISTS per 1,000
+-- ids, not one HGET per job): only such a late send finds any.
+local look = check
+if not check then
+  local keys = {}
+  local a = 3
+  while a <= #ARGV do
+    local n = tonumber(ARGV[a])
+    local nc, idcol = 0, nil
+    for c in string.gmatch(ARGV[a + 1], '%d+') do
+      nc = nc + 1
+      if c == '1' then idcol = nc end
+    end
+    local template_id = ARGV[a + 2]
+    a = a + 17
+    for _ = 1, n do
+      if idcol then keys[#keys + 1] = P .. 'j:' .. ARGV[a + idcol - 1]
+      else keys[#keys + 1] = P .. 'j:' .. template_id end
+      a = a + nc
+    end
+  end
+  for i = 1, #keys, 1000 do
+    if redis.call('EXISTS', unpack(keys, i, math.min(i + 999, #keys))) > 0 then
+      look = true
+      break
+    end
+  end
+end
+
 local out = {}
 local a = 3
 while a <= #ARGV do
@@ -37,7 +70,7 @@ while a <= #ARGV do
   local nc = #cols
   for _ = 1, n do
     for i = 1, nc do f[cols[i]] = ARGV[a]; a = a + 1 end
-    local id, created, st = enqueue_one(check, later, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8],
+    local id, created, st = enqueue_one(check, look, later, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8],
       f[9], f[10], f[11], f[12], f[13], f[14], f[15], mark)
     if created then out[#out + 1] = st else out[#out + 1] = {id, st} end
   end

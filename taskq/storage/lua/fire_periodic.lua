@@ -13,7 +13,7 @@ local tick = tonumber(ARGV[3])
 if last >= tick then return {0, last} end
 redis.call('HSET', ck, ARGV[2], ARGV[3])
 if ARGV[19] ~= '1' then return {0, tick} end
-enqueue_one(true, false, ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11],
+enqueue_one(true, true, false, ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11],
   ARGV[12], ARGV[13], ARGV[14], ARGV[15], ARGV[16], ARGV[17], ARGV[18])
 flush()
 return {1, tick}
