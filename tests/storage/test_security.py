@@ -451,6 +451,21 @@ def test_a_producer_acl_without_hsetnx_enqueues_through_the_script(auth_server, 
         admin.execute_command("ACL", "DELUSER", "taskq-producer")
 
 
+def test_a_producer_acl_without_exists_enqueues_in_bulk(auth_server, admin, namespace, has_waitaof):
+    """The producer ACL of earlier releases lacks EXISTS, with which a bulk
+    enqueue looks for its fresh ids at once: it looks for each instead."""
+    line = [x for x in doc_acl("taskq-producer", namespace, "pw") if x != "+exists"]
+    admin.execute_command(*[x for x in line if has_waitaof or x != "+waitaof"])
+    try:
+        app = TaskQ("p", url_for(auth_server, "taskq-producer", "pw"), namespace=namespace)
+        jobs = app.enqueue_many([("add", (i, 2), {}) for i in range(3)])
+        assert all(j.created for j in jobs)
+        app.close()
+        assert admin.llen("{%s}:q:default:0" % namespace) == 3
+    finally:
+        admin.execute_command("ACL", "DELUSER", "taskq-producer")
+
+
 def test_a_plain_delay_refused_inside_multi_creates_nothing_and_names_the_command(auth_server, admin, namespace,
                                                                                  has_waitaof):
     """MULTI/EXEC allowed but a queued command denied: EXEC runs none of them

@@ -48,7 +48,9 @@ if not check then
     end
   end
   for i = 1, #keys, 1000 do
-    if redis.call('EXISTS', unpack(keys, i, math.min(i + 999, #keys))) > 0 then
+    -- pcall: an ACL written before EXISTS was listed looks per job instead
+    local found = redis.pcall('EXISTS', unpack(keys, i, math.min(i + 999, #keys)))
+    if type(found) ~= 'number' or found > 0 then
       look = true
       break
     end
