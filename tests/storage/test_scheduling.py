@@ -267,14 +267,21 @@ def test_a_worker_dying_before_it_sends_the_outcome_gets_the_job_back_with_the_a
         ("WorkerLost", 1, "worker lost"), ("WorkerLost", 2, "worker lost")]
 
 
-def test_reaper_returns_the_jobs_of_a_worker_whose_heartbeat_stopped(capp):
-    """The reaper judges silence on the times it is given, ticking without gaps."""
+def leased_to_w1(capp):
+    """A noop job (2 attempts) leased to worker w1, which beat once: the job
+    and that heartbeat's time."""
     b = capp.backend
     b.register_tasks({"noop": 2})
     job = capp.tasks["noop"].delay()
     claim(capp)
     b.heartbeat("w1", 60_000)
-    hb = dict(b.workers())["w1"]
+    return job, dict(b.workers())["w1"]
+
+
+def test_reaper_returns_the_jobs_of_a_worker_whose_heartbeat_stopped(capp):
+    """The reaper judges silence on the times it is given, ticking without gaps."""
+    b = capp.backend
+    job, hb = leased_to_w1(capp)
     reaper = Reaper(capp)
     timeout = reaper.timeout_ms
     assert reaper.tick(hb) == []
@@ -308,11 +315,7 @@ def test_reaping_goes_on_after_the_servers_clock_went_back(capp):
     new clock caught up, and the dead worker's heartbeat, an hour "in the
     future", never looked old enough. Its job stayed active for that hour."""
     b = capp.backend
-    b.register_tasks({"noop": 2})
-    job = capp.tasks["noop"].delay()
-    claim(capp)
-    b.heartbeat("w1", 60_000)
-    hb = dict(b.workers())["w1"]
+    job, hb = leased_to_w1(capp)
     s = Scheduler(capp)
     s.tick(hb)
     timeout = s.reaper.timeout_ms

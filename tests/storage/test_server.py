@@ -368,17 +368,18 @@ def test_start_failures_raise_server_start_error(tmp_path, monkeypatch):
         srv.ensure_embedded_server(tmp_path / "home")
 
 
-def test_stopping_a_server_that_loads_while_an_app_waits_for_it_is_bounded_by_its_timeout(tmp_path):
+def test_stopping_a_server_that_loads_while_an_app_waits_for_it_is_bounded_by_its_timeout(tmp_path, caplog):
     """An app waits for a loading server as long as it loads, but an operator
     may want it stopped meanwhile: ``taskq server stop --timeout`` stops it
     (SHUTDOWN is answered while loading) or says so within its timeout,
     whoever else is waiting for the server."""
     home = tmp_path / "home"
     url, proc = start_slow_loading(home)
+    caplog.set_level(logging.WARNING, logger="taskq.server")
     waiting = threading.Thread(target=lambda: _swallow(srv.ensure_embedded_server, home), daemon=True)
     waiting.start()
     try:
-        time.sleep(0.5)  # the app is waiting for the load now
+        _wait_until(lambda: "is loading its data set; waiting" in caplog.text, what="the app to wait for the load")
         stopper = ThreadPoolExecutor(1)
         started = time.monotonic()
         stopped = stopper.submit(lambda: _swallow(srv.stop_embedded_server, home, timeout=2))

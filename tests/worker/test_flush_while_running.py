@@ -10,6 +10,15 @@ from tests.apps.control import consumer
 from tests.conftest import wait_for
 
 
+def run_ten(app, step):
+    """Ten jobs of ``step`` on a consumer thread: one batch holds them all
+    (after a first claim of one), and the first nine are done in well under
+    the flush interval, so they wait as one batch while the tenth runs."""
+    jobs = [step.delay(n) for n in range(10)]
+    c = consumer(app, prefetch=100, flush_interval=0.5, batch_budget=10.0)
+    return jobs, c, threading.Thread(target=c.run, name="consumer")
+
+
 def test_outcomes_before_a_quick_task_that_hangs_are_sent_while_it_runs(make_app):
     app = make_app()
     release = threading.Event()
@@ -22,11 +31,7 @@ def test_outcomes_before_a_quick_task_that_hangs_are_sent_while_it_runs(make_app
         return n
 
     app.on("job_succeeded", lambda data: hooks.append((data.id, threading.current_thread().name)))
-    jobs = [step.delay(n) for n in range(10)]
-    # one batch holds all ten (after a first claim of one); the first nine
-    # are done in well under the interval, so they wait as one batch
-    c = consumer(app, prefetch=100, flush_interval=0.5, batch_budget=10.0)
-    runner = threading.Thread(target=c.run, name="consumer")
+    jobs, c, runner = run_ten(app, step)
     runner.start()
     try:
         wait_for(lambda: jobs[9].state == JobState.ACTIVE, what="the last job running")
@@ -70,9 +75,7 @@ def test_the_hooks_deferred_by_the_flusher_do_not_hold_back_the_outcome_of_the_j
             hook_release.wait(30)  # e.g. a notification sent over a slow network
 
     app.on("job_succeeded", hook)
-    jobs = [step.delay(n) for n in range(10)]
-    c = consumer(app, prefetch=100, flush_interval=0.5, batch_budget=10.0)
-    runner = threading.Thread(target=c.run, name="consumer")
+    jobs, c, runner = run_ten(app, step)
     runner.start()
     try:
         wait_for(lambda: jobs[9].state == JobState.ACTIVE, what="the last job running")
@@ -109,10 +112,8 @@ def test_a_forced_cancel_of_the_hung_job_runs_the_hooks_the_flusher_deferred(mak
     # the kill, recorded instead of done: the hooks run so far are what a real kill would leave
     monkeypatch.setattr("taskq.worker.child.kill_self", lambda: (killed.append(list(hooks)), release.set()))
     app.on("job_succeeded", lambda data: hooks.append(data.id))
-    jobs = [step.delay(n) for n in range(10)]
-    c = consumer(app, prefetch=100, flush_interval=0.5, batch_budget=10.0)
+    jobs, c, runner = run_ten(app, step)
     c.heartbeat.interval = 0.05  # delivers the cancel request
-    runner = threading.Thread(target=c.run, name="consumer")
     runner.start()
     try:
         wait_for(lambda: all(j.state == JobState.SUCCEEDED for j in jobs[:9]), timeout=10,
