@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from . import codec
-from .errors import JobNotFound, ResultTimeout, TaskFailed
+from .errors import JobNotFound, NoResult, ResultTimeout, TaskFailed
 
 if TYPE_CHECKING:
     from .app import TaskQ
@@ -66,9 +66,13 @@ def decode_errors(raw: bytes | None) -> list[dict[str, Any]]:
 
 
 def outcome_value(job_id: str, state: str, blob: bytes) -> Any:
-    """The return value for a finished job, or raise TaskFailed."""
+    """The return value for a finished job, or raise TaskFailed (NoResult
+    for a success whose task keeps no value)."""
     if state == JobState.SUCCEEDED:
-        return codec.loads(blob) if blob else None
+        if not blob:  # a kept value is never empty: None packs as b"\xc0"
+            raise NoResult(f"job {job_id} succeeded, but its task keeps no return value: declare it with "
+                           "tombstone=True (or pass tombstone=True per call); job.wait() waits without a value")
+        return codec.loads(blob)
     err = decode_error(blob)
     raise TaskFailed(job_id, state, err.get("type", ""), err.get("message", ""), err.get("traceback", ""))
 
@@ -89,6 +93,7 @@ class JobInfo:
     finished_at: float | None
     due_at: float | None
     attempts: int
+    lost_count: int  # times its worker was lost under it (not counted in attempts)
     worker: str | None
     errors: list[dict[str, Any]]
     result: Any
@@ -160,6 +165,7 @@ def job_info_from_hash(job_id: str, h: dict[str, bytes]) -> JobInfo:
         finished_at=_ms(h.get("f")),
         due_at=_ms(h.get("due")),
         attempts=_int(h.get("a")),
+        lost_count=_int(h.get("lc")),
         worker=text("w"),
         errors=decode_errors(h.get("err")),
         result=result,
@@ -211,12 +217,30 @@ class Job:
     def result(self, timeout: float | None = None) -> Any:
         """Block until the job finishes and return its value.
 
-        Raises ``TaskFailed`` if it failed (or was cancelled/skipped) and
-        ``ResultTimeout`` when ``timeout`` seconds pass (default: the
-        ``tombstone_timeout`` the job was enqueued with, per call or the
-        task's). A task without ``tombstone=True`` keeps no return value:
-        its result is ``None``.
+        Raises ``TaskFailed`` if it failed (or was cancelled/skipped),
+        ``NoResult`` if it succeeded but its task keeps no value (declare it
+        with ``tombstone=True``), and ``ResultTimeout`` when ``timeout``
+        seconds pass (default: the ``tombstone_timeout`` the job was
+        enqueued with, per call or the task's).
         """
+        state, blob = self._outcome(timeout)
+        return outcome_value(self.id, state, blob)
+
+    def get(self, timeout: float | None = None) -> Any:
+        """``result()`` under Celery's and RQ's name."""
+        return self.result(timeout)
+
+    def wait(self, timeout: float | None = None) -> JobState:
+        """Block until the job finishes and return its final state (never
+        raises for a failed job; ``ResultTimeout`` when ``timeout`` passes)."""
+        return JobState(self._outcome(timeout)[0])
+
+    def get_status(self) -> JobState:
+        """``state`` under RQ's name."""
+        return self.state
+
+    def _outcome(self, timeout: float | None) -> tuple[str, bytes]:
+        """Wait for the job's outcome: (final state, value-or-error blob)."""
         if timeout is None:
             timeout = self._default_wait()
         deadline = time.monotonic() + timeout
@@ -229,7 +253,7 @@ class Job:
         if not state:
             raise JobNotFound(f"no job {self.id!r} (never created, deleted, or expired)")
         if JobState(state).finished:
-            return outcome_value(self.id, state, blob)
+            return state, blob
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -237,12 +261,12 @@ class Job:
             raw = backend.wait_outcome(self.id, min(left, _WAIT_SLICE))
             if raw is not None:
                 state, blob = msgpack.unpackb(raw, raw=True)
-                return outcome_value(self.id, state.decode(), blob)
+                return state.decode(), blob
         state, blob = backend.watch(self.id, within=0)
         if not state:
             raise JobNotFound(f"no job {self.id!r} (never created, deleted, or expired)")
         if JobState(state).finished:
-            return outcome_value(self.id, state, blob)
+            return state, blob
         raise ResultTimeout(f"job {self.id} still {state} after {timeout:g}s")
 
     def _default_wait(self) -> float:

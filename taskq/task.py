@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+from .context import JobContext
+from .errors import ConfigurationError
 from .options import TaskOptions, check_flag_names
 
 if TYPE_CHECKING:
@@ -22,10 +24,12 @@ class Task(Generic[P, R]):
     """A function registered with an app. Calling it runs it here and now;
     ``.delay()`` / ``.apply_async()`` enqueue it for a worker."""
 
-    def __init__(self, app: TaskQ, fn: Callable[P, R], name: str, flags: Mapping[str, Any]) -> None:
+    def __init__(self, app: TaskQ, fn: Callable[P, R], name: str, flags: Mapping[str, Any],
+                 bind: bool = False) -> None:
         check_flag_names(flags, "task flag")
         self.app = app
         self.fn = fn
+        self.bind = bind  # the worker passes the running job (a JobContext) as the first argument
         self.is_async = inspect.iscoroutinefunction(fn)  # the worker runs it on an event loop
         self.name = name
         self.flags = dict(flags)  # as given to the decorator
@@ -37,6 +41,12 @@ class Task(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.fn(*args, **kwargs)
+
+    def run(self, job: JobContext, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        """Call the function for a job the worker runs (``bind=True``: with the
+        job as its first argument)."""
+        fn: Callable[..., Any] = self.fn
+        return fn(job, *args, **kwargs) if self.bind else fn(*args, **kwargs)
 
     @property
     def options(self) -> TaskOptions:
@@ -54,6 +64,7 @@ class Task(Generic[P, R]):
         *,
         queue: str | None = None,
         delay: float | dt.timedelta | None = None,
+        countdown: float | dt.timedelta | None = None,
         eta: dt.datetime | None = None,
         job_id: str | None = None,
         priority: int | str | None = None,
@@ -63,7 +74,12 @@ class Task(Generic[P, R]):
         durable: bool | None = None,
         **flags: Any,
     ) -> Job:
-        """Enqueue with per-call options (they win over every other source)."""
+        """Enqueue with per-call options (they win over every other source).
+        ``countdown`` is ``delay`` under Celery's name."""
+        if countdown is not None:
+            if delay is not None:
+                raise ConfigurationError("give delay= or countdown= (the same option), not both")
+            delay = countdown
         call = dict(flags)
         for key, value in (("queue", queue), ("delay", delay), ("priority", priority), ("durable", durable)):
             if value is not None:

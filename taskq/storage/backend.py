@@ -14,7 +14,7 @@ import os
 import re
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -706,10 +706,11 @@ class Backend:
     def release_orphans(self, worker_id: str, known: Sequence[str]) -> list[str]:
         return [x.decode() for x in self.run("release_orphans", "", worker_id, *known)]
 
-    def register_tasks(self, max_attempts: dict[str, int]) -> None:
-        if max_attempts:
+    def register_tasks(self, limits: Mapping[str, int | str]) -> None:
+        """Per task: its max attempts, or ``"<max attempts>:<max lost>"``."""
+        if limits:
             with translate_errors(self.url):
-                self.client.hset(self.keys.tasks, mapping=max_attempts)
+                self.client.hset(self.keys.tasks, mapping=dict(limits))
 
     def workers(self) -> list[tuple[str, int]]:
         with translate_errors(self.url):

@@ -98,6 +98,10 @@ class Scheduler:
         self.next_reap_ms = 0
         self.next_trim_ms = 0
         self.stop_event = threading.Event()
+        # Set once the worker begins shutting down: no periodic tick is
+        # enqueued after stop_periodics() returns (the lock covers each send).
+        self.periodics_stopped = False
+        self._fire_lock = threading.Lock()
         self.failing: dict[str, str] = {}  # periodic task -> the error last logged for it
 
     # ---------------------------------------------------------------- one pass
@@ -122,6 +126,8 @@ class Scheduler:
         # was on time look missed to catch_up="skip". One that fell due
         # meanwhile is next_after(started) <= now: the next pass, at once.
         for periodic in self.app.periodics.values():
+            if self.periodics_stopped:
+                break
             try:
                 nxt = self.fire(periodic, started)
             except (BrokerUnavailable, BrokerRefused):
@@ -159,7 +165,11 @@ class Scheduler:
         if not ticks and missed is not None and missed <= now_ms:  # catch_up="skip": jump past the missed ones
             b.fire_periodic(periodic.name, now_ms, self._job(periodic, now_ms), enqueue=False)
         for tick in ticks:
-            if b.fire_periodic(periodic.name, tick, self._job(periodic, tick)):
+            with self._fire_lock:
+                if self.periodics_stopped:
+                    return None
+                fired = b.fire_periodic(periodic.name, tick, self._job(periodic, tick))
+            if fired:
                 log.info("periodic %s fired for tick %d", periodic.name, tick)
         return periodic.next_after(max(now_ms, last))
 
@@ -212,7 +222,13 @@ class Scheduler:
                     break
                 pause = min(pause * 2, 2.0)
 
+    def stop_periodics(self) -> None:
+        """Enqueue no more periodic ticks (promotion and reaping go on)."""
+        with self._fire_lock:
+            self.periodics_stopped = True
+
     def stop(self) -> None:
+        self.stop_periodics()
         self.stop_event.set()
 
 

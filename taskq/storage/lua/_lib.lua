@@ -18,6 +18,7 @@
 --       rq requeue count  cc cancel count  cr cancel requested (1|2)
 --       sk skipped because of job  wt someone waits for the outcome
 --       ps state before stall  fr a scheduled job goes to the front when due
+--       lc times its worker was lost (SIGKILL, OOM, a vanished machine)
 
 -- Per-call state, set by begin() at the start of every call: as a script,
 -- from the KEYS/ARGV globals; in the function library, from FCALL's
@@ -323,12 +324,35 @@ local function flush()
   flush_stats()
 end
 
+-- The limits workers registered for a task in P tasks: "<max attempts>" or
+-- "<max attempts>:<max lost>" (nil for what is not registered).
+local function task_limits(task)
+  local v = redis.call('HGET', P .. 'tasks', task)
+  if not v then return nil, nil end
+  local a, l = string.match(v, '^(%d+):(%d+)$')
+  if a then return tonumber(a), tonumber(l) end
+  return tonumber(v), nil
+end
+
 -- Max attempts of a job: its own `m`, else the value workers registered for
--- its task in P tasks, else 1.
+-- its task, else 1.
 local function max_attempts(jk, task)
   local m = redis.call('HGET', jk, 'm')
-  if not m then m = redis.call('HGET', P .. 'tasks', task) end
-  return tonumber(m or '1')
+  if m then return tonumber(m) end
+  local a = task_limits(task)
+  return a or 1
+end
+
+-- How many times a job may lose its worker without using an attempt: its
+-- per-call `max_lost` (in its options `o`), else the registered value, else 2.
+local function max_lost(jk, task)
+  local o = redis.call('HGET', jk, 'o')
+  if o then
+    local ok, opts = pcall(cmsgpack.unpack, o)
+    if ok and type(opts) == 'table' and tonumber(opts.max_lost) then return tonumber(opts.max_lost) end
+  end
+  local _, l = task_limits(task)
+  return l or 2
 end
 
 -- ---------------------------------------------------------------- enqueue
