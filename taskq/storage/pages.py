@@ -44,18 +44,22 @@ def scan_job_states(b: Backend, cursor: int, count: int = 1000) -> tuple[int, li
     """One SCAN step over the namespace's job hashes from ``cursor``: the next
     cursor (0 once the scan is complete) and ``(id, state)`` of the jobs met.
     Two round trips."""
-    cut = len(b.keys.job("").encode())
+    cut = len(b.keys.job(""))
     with translate_errors(b.url):
         nxt, keys = b.client.scan(cursor=cursor, match=b.keys.scan_pattern("j:"), count=count)
         pipe = b.client.pipeline(transaction=False)
         for key in keys:
             pipe.hget(key, "s")
         states = pipe.execute()
-    return int(nxt), [(key[cut:].decode(), st.decode()) for key, st in zip(keys, states) if st]
+    return int(nxt), [(_text(key)[cut:], _text(st)) for key, st in zip(keys, states) if st]
 
 
 def cron_ticks(b: Backend) -> dict[str, int]:
     """The last tick (epoch ms) each periodic task fired for, by name."""
     with translate_errors(b.url):
         raw = b.client.hgetall(b.keys.cron)
-    return {k.decode(): int(v) for k, v in raw.items()}
+    return {_text(k): int(v) for k, v in raw.items()}
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw

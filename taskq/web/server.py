@@ -62,7 +62,7 @@ class Dashboard:
 
     def render(self, request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         token, new_token = csrf_token(request)
-        root = request.scope.get("root_path", "")
+        root = str(request.scope.get("root_path", ""))
         flash = None if request.headers.get(REFRESH_HEADER) else _read_flash(request)
 
         def link(path: str, **query: Any) -> str:
