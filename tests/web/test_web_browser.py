@@ -30,11 +30,15 @@ def wait_page(driver: Any, css: str, timeout: float = 10) -> Any:
 
 
 def click(driver: Any, action: str, confirm: bool | None = None, scope: Any = None) -> None:
-    """Click an action button; ``confirm``: accept (True) or dismiss (False) its question."""
+    """Click an action button; ``confirm``: accept (True) or dismiss (False)
+    its question. Returns once the next page replaced this one (unless dismissed)."""
+    page = driver.find_element(By.TAG_NAME, "html")
     (scope or driver).find_element(By.CSS_SELECTOR, f"button[data-action='{action}']").click()
     if confirm is not None:
         alert = WebDriverWait(driver, 5).until(EC.alert_is_present())
         alert.accept() if confirm else alert.dismiss()
+    if confirm is not False:
+        WebDriverWait(driver, 10).until(EC.staleness_of(page))
 
 
 def flash(driver: Any) -> str:

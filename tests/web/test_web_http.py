@@ -224,3 +224,11 @@ def _get(url: str) -> str | None:
         return httpx.get(url, timeout=2).text
     except httpx.HTTPError:
         return None
+
+
+def test_core_taskq_and_the_cli_do_not_import_the_web_extra():
+    code = ("import sys, taskq, taskq_cli.main; "
+            "loaded = [m for m in ('starlette', 'jinja2', 'uvicorn', 'taskq.web') if m in sys.modules]; "
+            "assert not loaded, loaded")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
