@@ -95,15 +95,13 @@ class JobsView:
     filters: Filters
     page: JobPage
     states: tuple[str, ...]
-    queue_names: list[str]
     task_names: list[str]
 
 
 def jobs(app: TaskQ, filters: Filters) -> JobsView:
     page = app.control.page(filters.state, queue=filters.queue, task=filters.task, error_type=filters.error_type,
                             cursor=filters.cursor, limit=filters.limit)
-    return JobsView(filters=filters, page=page, states=tuple(LISTABLE), queue_names=app.backend.queue_names(),
-                    task_names=sorted(app.tasks))
+    return JobsView(filters=filters, page=page, states=tuple(LISTABLE), task_names=sorted(app.tasks))
 
 
 @dataclass(frozen=True)
