@@ -11,6 +11,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from .control import JobControl
 from .cron import Periodic
+from .embedded import ensure_embedded_server
 from .enqueue import JobBuilder, encode_payload
 from .errors import ConfigurationError, DurabilityUnavailable, UnknownTask
 from .events import EventListener
@@ -18,7 +19,6 @@ from .job import Job
 from .options import AppSettings, TaskOptions, load_settings, warn_unknown_task_flags
 from .stats import Stats, WorkerInfo, collect_stats, collect_workers
 from .storage.backend import Backend, check_url, redact_url
-from .storage.server import ensure_embedded_server
 from .task import Task
 
 log = logging.getLogger("taskq")
@@ -176,7 +176,7 @@ class TaskQ:
 
     # ------------------------------------------------------------ enqueue
 
-    def enqueue(self, task_name: str, *args: Any, **kwargs: Any) -> Job:
+    def enqueue(self, task_name: str, *args: Any, **kwargs: Any) -> Job[Any]:
         """Enqueue by name, from code that does not import the task."""
         return self.enqueue_call(task_name, args, kwargs)
 
@@ -192,7 +192,7 @@ class TaskQ:
         front: bool = False,
         unique_key: str | None = None,
         resource: str | None = None,
-    ) -> Job:
+    ) -> Job[Any]:
         if call:
             builder = JobBuilder(self.settings, task_name, self.options_for(task_name).merged(call), call)
         else:
@@ -209,7 +209,7 @@ class TaskQ:
         return builder
 
     def enqueue_many(self, items: Iterable[tuple[str, tuple[Any, ...] | list[Any], Mapping[str, Any]]],
-                     **call: Any) -> list[Job]:
+                     **call: Any) -> list[Job[Any]]:
         """Enqueue many ``(task_name, args, kwargs)`` jobs, one script call per 1,000.
 
         Every per-job rule (unique keys, delays, priorities, ids) applies.
@@ -253,7 +253,7 @@ class TaskQ:
 
         results: list[list[tuple[str, bool, str]]] = []
 
-        def handles() -> list[Job]:
+        def handles() -> list[Job[Any]]:
             return [Job(self, jid, task=b.task if b else None, created=created, state=state,
                         result_timeout=b.options.tombstone_timeout if b else None)
                     for result in results for jid, created, state in result for b in (names.get(jid),)]
@@ -271,7 +271,7 @@ class TaskQ:
             raise
         return handles()
 
-    def job(self, job_id: str) -> Job:
+    def job(self, job_id: str) -> Job[Any]:
         """A handle on an existing job (no round trip until used)."""
         return Job(self, job_id)
 

@@ -4,23 +4,21 @@ script) and the bulk ones built from them."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
+from .appview import AppView
 from .errors import ConfigurationError, InvalidJobState, JobNotFound
 from .job import JobInfo, JobState, job_info_from_hash
-
-if TYPE_CHECKING:
-    from .app import TaskQ
+from .storage.backend import Backend
 
 LISTABLE = ("queued", "scheduled", "active", "waiting", "stalled", "failed", "succeeded", "cancelled", "skipped")
 
 
 class JobControl:
-    def __init__(self, app: TaskQ) -> None:
+    def __init__(self, app: AppView) -> None:
         self.app = app
 
     @property
-    def _b(self):  # noqa: ANN202
+    def _b(self) -> Backend:
         return self.app.backend
 
     @property

@@ -6,18 +6,16 @@ import enum
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgpack
 
 from . import codec
+from .appview import AppView
 from .errors import JobNotFound, NoResult, ResultTimeout, TaskFailed
 
-if TYPE_CHECKING:
-    from .app import TaskQ
 
-
-class JobState(str, enum.Enum):
+class JobState(enum.StrEnum):
     SCHEDULED = "scheduled"  # waits in the schedule for its due time
     QUEUED = "queued"  # in its ready list
     WAITING = "waiting"  # waits for a resource held by another job
@@ -151,7 +149,9 @@ def job_info_from_hash(job_id: str, h: dict[str, bytes]) -> JobInfo:
             options = codec.loads(h["o"])
         except ValueError:
             options = {}
-    text = lambda k: h[k].decode("utf-8", "replace") if k in h else None  # noqa: E731
+    def text(k: str) -> str | None:
+        return h[k].decode("utf-8", "replace") if k in h else None
+
     return JobInfo(
         id=job_id,
         state=JobState(h["s"].decode()),
@@ -180,10 +180,38 @@ def job_info_from_hash(job_id: str, h: dict[str, bytes]) -> JobInfo:
     )
 
 
-class Job:
-    """A handle on one job. Cheap to create: it holds only the id."""
+R = TypeVar("R")
 
-    def __init__(self, app: TaskQ, job_id: str, *, task: str | None = None, created: bool = True,
+
+class _Control(Protocol):
+    def cancel(self, job_id: str, force: bool = False) -> str: ...
+    def requeue(self, job_id: str, front: bool = False) -> str: ...
+    def stall(self, job_id: str) -> str: ...
+    def unstall(self, job_id: str) -> str: ...
+    def retract(self, job_id: str) -> str: ...
+    def delete(self, job_id: str) -> str: ...
+
+
+class _Events(Protocol):
+    def on_finish(self, job: Job[Any], fn: Callable[[Job[Any], JobState], Any]) -> None: ...
+
+
+class JobApp(AppView, Protocol):
+    """What a job handle needs of its app: :class:`AppView`, job control and
+    the event listener."""
+
+    @property
+    def control(self) -> _Control: ...
+
+    @property
+    def events(self) -> _Events: ...
+
+
+class Job(Generic[R]):
+    """A handle on one job. Cheap to create: it holds only the id. ``R`` is
+    its task's return type: what ``result()`` returns."""
+
+    def __init__(self, app: JobApp, job_id: str, *, task: str | None = None, created: bool = True,
                  state: str | None = None, result_timeout: float | None = None) -> None:
         self.app = app
         self.id = job_id
@@ -214,7 +242,7 @@ class Job:
             raise JobNotFound(f"no job {self.id!r} (never created, deleted, or expired)")
         return job_info_from_hash(self.id, h)
 
-    def result(self, timeout: float | None = None) -> Any:
+    def result(self, timeout: float | None = None) -> R:
         """Block until the job finishes and return its value.
 
         Raises ``TaskFailed`` if it failed (or was cancelled/skipped),
@@ -224,9 +252,10 @@ class Job:
         enqueued with, per call or the task's).
         """
         state, blob = self._outcome(timeout)
-        return outcome_value(self.id, state, blob)
+        value: R = outcome_value(self.id, state, blob)
+        return value
 
-    def get(self, timeout: float | None = None) -> Any:
+    def get(self, timeout: float | None = None) -> R:
         """``result()`` under Celery's and RQ's name."""
         return self.result(timeout)
 
@@ -300,7 +329,7 @@ class Job:
     def delete(self) -> None:
         self.app.control.delete(self.id)
 
-    def on_finish(self, fn: Callable[[Job, JobState], Any]) -> None:
+    def on_finish(self, fn: Callable[[Job[R], JobState], Any]) -> None:
         """Call ``fn(job, state)`` once, in this process, when the job finishes.
         Raises ``JobNotFound`` if there is no such job."""
         self.app.events.on_finish(self, fn)

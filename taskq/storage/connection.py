@@ -127,7 +127,10 @@ class Connection:
         self._tails: dict[tuple[str, str, Arg], tuple[bytes, int]] = {}  # see _plain_tail
         self._tails_minute = -1  # the minute the short tails in _tails are for
         check_url(url)
-        self.client = redis.Redis.from_url(
+        # Any: redis-py annotates replies as bytes | str | ... whatever the
+        # connection decodes; ours never decodes (bytes), and storage turns
+        # every reply into typed values itself.
+        self.client: Any = redis.Redis.from_url(
             url, socket_connect_timeout=2.0, socket_timeout=30.0, protocol=2, health_check_interval=0
         )
         self.wire = Wire(self.client)  # the hot path: scripts, claims, result waits
@@ -230,11 +233,11 @@ class Connection:
     def server_time_ms(self) -> int:
         with translate_errors(self.url):
             sec, usec = self.client.time()
-        return sec * 1000 + usec // 1000
+        return int(sec) * 1000 + int(usec) // 1000
 
     def info(self, section: str | None = None) -> dict[str, Any]:
         with translate_errors(self.url):
-            return self.client.info(section) if section else self.client.info()
+            return dict(self.client.info(section) if section else self.client.info())
 
     def config_get(self, name: str) -> str | None:
         with translate_errors(self.url):

@@ -98,7 +98,7 @@ class Enqueueing(PlainEnqueue):
             reply, unconfirmed = self.retrying(send)  # every send checks the ids
             result = (enqueued_again if fresh and sends > 1 else enqueued)(jobs, reply)
             if unconfirmed is not None:
-                unconfirmed.results = result  # type: ignore[attr-defined]
+                unconfirmed.results = result
                 raise unconfirmed
             return result
         if fresh and len(jobs) == 1 and self.plain(jobs[0]):

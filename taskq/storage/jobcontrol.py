@@ -12,8 +12,8 @@ class JobControl(Connection):
 
     def control(self, name: str, job_id: str, *args: Arg, operation: str = "") -> str:
         """Run a job-control script returning {code, state}; raise on a negative code."""
-        code, state = self.run(name, "", job_id, *args)
-        state = state.decode() if isinstance(state, bytes) else str(state)
+        code, raw = self.run(name, "", job_id, *args)
+        state = raw.decode() if isinstance(raw, bytes) else str(raw)
         if int(code) < 0:
             raise error_for_code(int(code), job_id, state, operation or name)
         return state
@@ -32,7 +32,9 @@ class JobControl(Connection):
         key = self.keys.result(job_id)
         with translate_errors(self.url):
             timeout = max(timeout, 0.001)
-            return self.wire.call("BLMOVE", key, key, "RIGHT", "LEFT", timeout, timeout=timeout + REPLY_MARGIN)
+            raw: bytes | None = self.wire.call("BLMOVE", key, key, "RIGHT", "LEFT", timeout,
+                                               timeout=timeout + REPLY_MARGIN)
+            return raw
 
     def set_progress(self, job_id: str, token: int, blob: bytes) -> bool:
         return bool(self.run("progress", "", job_id, token, blob))

@@ -71,7 +71,7 @@ class Leases(Connection):
                 raise reply
         return self.parse_settle_claim(reply)
 
-    def heartbeat(self, worker_id: str, info_ttl_ms: int, info: dict[str, Arg] | None = None) -> tuple[int, dict[str, int]]:
+    def heartbeat(self, worker_id: str, info_ttl_ms: int, info: Mapping[str, Arg] | None = None) -> tuple[int, dict[str, int]]:
         flat: list[Arg] = []
         for k, v in (info or {}).items():
             flat += [k, v]

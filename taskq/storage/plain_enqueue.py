@@ -68,7 +68,7 @@ class PlainEnqueue(Connection):
         tail, tail_replies, full = self._plain_tail(str(task), str(queue), prio, minute)
         jk = k.job(str(jid))
         data = [pack(("MULTI",)), pack(("HSET", jk, *fields)), pack(("HSETNX", jk, "s", "queued")),
-                pack(("RPUSH" if front else "LPUSH", k.ready(str(queue), prio), jid)), tail]
+                pack(("RPUSH" if front else "LPUSH", k.ready(str(queue), str(prio)), jid)), tail]
         with translate_errors(self.url):
             replies = self.wire.pipeline(((),) * (4 + tail_replies), resend=False, data=[b"".join(data)])
             result = replies[-1]

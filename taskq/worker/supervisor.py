@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import codec
+from ..embedded import ensure_embedded_server
 from ..errors import ServerLoading, TaskQError, TaskTimeout
 from ..options import TaskOptions
 from ..storage.backend import redact_url
-from ..storage.server import ensure_embedded_server
 from .child import child_main
 from .config import WorkerConfig
 from .outcome import error_entry
