@@ -13,8 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .appview import AppView
-from .errors import JobNotFound
-from .job import Job, JobState
+from .job import Job, JobState, not_found
 
 log = logging.getLogger("taskq.events")
 Callback = Callable[[Job[Any], JobState], Any]
@@ -45,7 +44,7 @@ class EventListener:
         try:
             state, _ = self.app.backend.watch(job.id)
             if not state:  # it would wait for an outcome that never comes
-                raise JobNotFound(f"no job {job.id!r} (never created, deleted, or expired)")
+                raise not_found(self.app, job.id)
         except Exception:  # not registered: a call again after a server error adds one callback, not two
             with self._lock:
                 entries = self._callbacks.get(job.id, [])

@@ -183,6 +183,15 @@ def job_info_from_hash(job_id: str, h: dict[str, bytes]) -> JobInfo:
 R = TypeVar("R")
 
 
+def not_found(app: AppView, job_id: str) -> JobNotFound:
+    """The error for a job id with no job: it names the retention that drops
+    finished jobs, the likeliest reason a job once there is gone."""
+    s = app.settings
+    return JobNotFound(f"no job {job_id!r} (never created, deleted, or expired: a finished job is kept "
+                       f"succeeded_ttl={s.succeeded_ttl:g}s, a failed one failed_ttl={s.failed_ttl:g}s)")
+
+
+
 class _Control(Protocol):
     def cancel(self, job_id: str, force: bool = False) -> str: ...
     def requeue(self, job_id: str, front: bool = False) -> str: ...
@@ -233,13 +242,13 @@ class Job(Generic[R]):
     def state(self) -> JobState:
         raw = self.app.backend.job_hash(self.id).get("s")
         if raw is None:
-            raise JobNotFound(f"no job {self.id!r} (never created, deleted, or expired)")
+            raise not_found(self.app, self.id)
         return JobState(raw.decode())
 
     def info(self) -> JobInfo:
         h = self.app.backend.job_hash(self.id)
         if "s" not in h:
-            raise JobNotFound(f"no job {self.id!r} (never created, deleted, or expired)")
+            raise not_found(self.app, self.id)
         return job_info_from_hash(self.id, h)
 
     def result(self, timeout: float | None = None) -> R:
@@ -280,7 +289,7 @@ class Job(Generic[R]):
         # worker lost) keep no result (keep_ms 0) and push only for a watched job.
         state, blob = backend.watch(self.id, within=min(timeout, _WAIT_SLICE))
         if not state:
-            raise JobNotFound(f"no job {self.id!r} (never created, deleted, or expired)")
+            raise not_found(self.app, self.id)
         if JobState(state).finished:
             return state, blob
         while True:
@@ -293,7 +302,7 @@ class Job(Generic[R]):
                 return state.decode(), blob
         state, blob = backend.watch(self.id, within=0)
         if not state:
-            raise JobNotFound(f"no job {self.id!r} (never created, deleted, or expired)")
+            raise not_found(self.app, self.id)
         if JobState(state).finished:
             return state, blob
         raise ResultTimeout(f"job {self.id} still {state} after {timeout:g}s")
