@@ -19,6 +19,7 @@ from .job import Job
 from .options import AppSettings, TaskOptions, load_settings, warn_unknown_task_flags
 from .stats import Stats, WorkerInfo, collect_stats, collect_workers
 from .storage.backend import Backend, check_url, redact_url
+from .storage.records import EnqueueRequest
 from .task import Task
 
 log = logging.getLogger("taskq")
@@ -221,10 +222,10 @@ class TaskQ:
         names: dict[str, JobBuilder] = {}
         builders: dict[str, JobBuilder] = {}  # with the call's overrides, once per task
 
-        def chunks() -> Iterator[tuple[list[list[Any]], bool]]:
+        def chunks() -> Iterator[tuple[list[EnqueueRequest], bool]]:
             """Chunks, each with whether one of its jobs is durable (its task's
             effective options: call > task_flags > decorator > task_defaults)."""
-            chunk: list[list[Any]] = []
+            chunk: list[EnqueueRequest] = []
             durable = self.settings.durable
             for task_name, args, kwargs in items:
                 builder = builders.get(task_name)
@@ -242,9 +243,9 @@ class TaskQ:
                 yield chunk, durable
 
         source = chunks()
-        held: list[list[list[Any]]] = []  # a durable chunk met by the stream
+        held: list[list[EnqueueRequest]] = []  # a durable chunk met by the stream
 
-        def plain() -> Iterator[list[list[Any]]]:
+        def plain() -> Iterator[list[EnqueueRequest]]:
             for chunk, durable in source:
                 if durable:
                     held.append(chunk)

@@ -13,6 +13,7 @@ import msgpack
 from . import codec
 from .appview import AppView
 from .errors import JobNotFound, NoResult, ResultTimeout, TaskFailed
+from .storage.records import JobRecord
 
 
 class JobState(enum.StrEnum):
@@ -110,72 +111,51 @@ class JobInfo:
         return d
 
 
-def _int(raw: bytes | None) -> int:
-    """A count or priority field (a garbled one, not written by taskq, reads as 0)."""
-    try:
-        return int(raw) if raw else 0
-    except ValueError:
-        return 0
+def _seconds(ms: int | None) -> float | None:
+    return ms / 1000.0 if ms is not None else None
 
 
-def _ms(raw: bytes | None) -> float | None:
-    """A time in ms as seconds (a garbled one reads as None)."""
+def _blob(raw: bytes | None) -> Any:
+    """A msgpack value (None if absent or garbled)."""
+    if raw is None:
+        return None
     try:
-        return int(raw) / 1000.0 if raw else None
+        return codec.loads(raw)
     except ValueError:
         return None
 
 
-def job_info_from_hash(job_id: str, h: dict[str, bytes]) -> JobInfo:
+def job_info(rec: JobRecord) -> JobInfo:
+    """A stored job as the user sees it: arguments, result and progress decoded."""
     try:
-        args, kwargs = codec.decode_args(h.get("d", b""))
+        args, kwargs = codec.decode_args(rec.payload)
     except ValueError:
-        args, kwargs = [], {"<undecodable payload>": repr(h.get("d", b""))[:200]}
-    result = None
-    if "res" in h:
-        try:
-            result = codec.loads(h["res"])
-        except ValueError:
-            result = None
-    progress = None
-    if "pr" in h:
-        try:
-            progress = codec.loads(h["pr"])
-        except ValueError:
-            progress = None
-    options = {}
-    if "o" in h:
-        try:
-            options = codec.loads(h["o"])
-        except ValueError:
-            options = {}
-    def text(k: str) -> str | None:
-        return h[k].decode("utf-8", "replace") if k in h else None
-
+        args, kwargs = [], {"<undecodable payload>": repr(rec.payload)[:200]}
+    options = _blob(rec.options)
     return JobInfo(
-        id=job_id,
-        state=JobState(h["s"].decode()),
-        task=text("t") or "",
-        queue=text("q") or "",
-        priority=_int(h.get("p")),
+        id=rec.id,
+        state=JobState(rec.state),
+        task=rec.task,
+        queue=rec.queue,
+        priority=rec.priority,
         args=args,
         kwargs=kwargs,
-        created_at=_ms(h.get("c")),
-        started_at=_ms(h.get("sa")),
-        finished_at=_ms(h.get("f")),
-        due_at=_ms(h.get("due")),
-        attempts=_int(h.get("a")),
-        lost_count=_int(h.get("lc")),
-        worker=text("w"),
-        errors=decode_errors(h.get("err")),
-        result=result,
-        progress=progress,
-        requeue_count=_int(h.get("rq")),
-        cancel_count=_int(h.get("cc")),
-        cancel_requested="cr" in h,
-        unique_key=text("u"),
-        resource=text("r"),
-        skipped_by=text("sk"),
+        created_at=_seconds(rec.created_ms),
+        started_at=_seconds(rec.started_ms),
+        finished_at=_seconds(rec.finished_ms),
+        due_at=_seconds(rec.due_ms),
+        attempts=rec.attempts,
+        lost_count=rec.lost_count,
+        worker=rec.worker,
+        errors=decode_errors(rec.errors),
+        result=_blob(rec.result),
+        progress=_blob(rec.progress),
+        requeue_count=rec.requeue_count,
+        cancel_count=rec.cancel_count,
+        cancel_requested=rec.cancel_requested,
+        unique_key=rec.unique_key,
+        resource=rec.resource,
+        skipped_by=rec.skipped_by,
         options=options if isinstance(options, dict) else {},
     )
 
@@ -240,16 +220,16 @@ class Job(Generic[R]):
 
     @property
     def state(self) -> JobState:
-        raw = self.app.backend.job_hash(self.id).get("s")
-        if raw is None:
+        state = self.app.backend.job_state(self.id)
+        if state is None:
             raise not_found(self.app, self.id)
-        return JobState(raw.decode())
+        return JobState(state)
 
     def info(self) -> JobInfo:
-        h = self.app.backend.job_hash(self.id)
-        if "s" not in h:
+        rec = self.app.backend.job_record(self.id)
+        if rec is None:
             raise not_found(self.app, self.id)
-        return job_info_from_hash(self.id, h)
+        return job_info(rec)
 
     def result(self, timeout: float | None = None) -> R:
         """Block until the job finishes and return its value.

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .connection import Connection, translate_errors
+from .records import Field, JobRecord
 
 
 def fold_counters(raw: dict[bytes, bytes]) -> tuple[dict[str, int], dict[str, int]]:
@@ -44,10 +45,23 @@ class Reads(Connection):
             raw = self.client.hgetall(self.keys.job(job_id))
         return {k.decode(): v for k, v in raw.items()}
 
+    def job_record(self, job_id: str) -> JobRecord | None:
+        """The job as stored; None if there is no such job."""
+        return JobRecord.from_hash(job_id, self.job_hash(job_id))
+
+    def job_records(self, job_ids: Sequence[str]) -> list[JobRecord | None]:
+        return [JobRecord.from_hash(jid, h) for jid, h in zip(job_ids, self.job_hashes(job_ids))]
+
+    def job_state(self, job_id: str) -> str | None:
+        """A job's state (None if there is no such job): one field, not the hash."""
+        with translate_errors(self.url):
+            raw = self.client.hget(self.keys.job(job_id), Field.STATE)
+        return raw.decode() if raw is not None else None
+
     def job_task(self, job_id: str) -> str | None:
         """The task name of a job (None if there is no such job)."""
         with translate_errors(self.url):
-            raw = self.client.hget(self.keys.job(job_id), "t")
+            raw = self.client.hget(self.keys.job(job_id), Field.TASK)
         return raw.decode("utf-8", "replace") if raw is not None else None
 
     def job_hashes(self, job_ids: Sequence[str]) -> list[dict[str, bytes]]:

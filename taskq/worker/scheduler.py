@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..embedded import ensure_embedded_server
 from ..enqueue import build_job
 from ..errors import BrokerRefused, BrokerUnavailable, TaskQError
+from ..storage.records import EnqueueRequest
 from .outcome import error_entry
 
 if TYPE_CHECKING:
@@ -172,7 +173,7 @@ class Scheduler:
             log.error("periodic %s cannot be enqueued (%s); its ticks wait until it can", periodic.name, text,
                       exc_info=not isinstance(exc, TaskQError))
 
-    def _job(self, periodic: Periodic, tick: int) -> list[Any]:
+    def _job(self, periodic: Periodic, tick: int) -> EnqueueRequest:
         options = self.app.options_for(periodic.name)
         return build_job(self.app.settings, periodic.name, periodic.args, periodic.kwargs, options, {},
                          job_id=f"cron:{periodic.name}:{tick}")

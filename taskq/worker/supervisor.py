@@ -202,16 +202,16 @@ class Supervisor:
 
     def _options_of(self, job_id: str) -> tuple[TaskOptions, int]:
         """Effective options (with per-call overrides) and attempt of a job."""
-        h = self.app.backend.job_hash(job_id) if job_id else {}
-        task = h.get("t", b"").decode("utf-8", "replace")
+        rec = self.app.backend.job_record(job_id) if job_id else None
+        task = rec.task if rec else ""
         opts = self.app.options_for(task) if task else self.app.settings.default_options
-        if h.get("o"):
+        if rec is not None and rec.options:
             try:
-                overrides = codec.loads(h["o"])
+                overrides = codec.loads(rec.options)
                 opts = opts.merged(overrides) if isinstance(overrides, dict) else opts
             except (ValueError, TaskQError):
                 pass
-        return opts, int(h.get("a", b"1") or 1)
+        return opts, (rec.attempts or 1) if rec else 1
 
     # ---------------------------------------------------------------- loop
 

@@ -33,9 +33,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from taskq.storage.server import EphemeralServer
-
 from taskq import TaskQ
+from taskq.embedded import EphemeralServer
 from tests.apps.crashy import build
 
 ROOT = Path(__file__).resolve().parents[2]

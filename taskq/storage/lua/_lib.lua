@@ -11,7 +11,7 @@
 --   * Times are integer milliseconds; durations end in _ms.
 --   * Job hash fields (short names keep memory per job low):
 --       t task  q queue  p priority  d payload  o per-call options
---       s state c created_ms  a attempts  k fencing token  w worker
+--       s state  c created_ms  a attempts  k fencing token  w worker
 --       sa started_ms  f finished_ms  due due_ms  u unique key
 --       r resource  ol on_locked  m max attempts  g signature
 --       res result  err error history (msgpack list)  pr progress
@@ -19,6 +19,8 @@
 --       sk skipped because of job  wt someone waits for the outcome
 --       ps state before stall  fr a scheduled job goes to the front when due
 --       lc times its worker was lost (SIGKILL, OOM, a vanished machine)
+--       n mark of the enqueue call that created it
+--   (taskq/storage/records.py names the same fields for Python)
 
 -- Per-call state, set by begin() at the start of every call: as a script,
 -- from the KEYS/ARGV globals; in the function library, from FCALL's
