@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from .cron import Periodic
 from .options import AppSettings, TaskOptions
 from .storage.backend import Backend
 
@@ -16,6 +17,7 @@ class AppView(Protocol):
 
     name: str
     settings: AppSettings
+    periodics: dict[str, Periodic]
 
     @property
     def backend(self) -> Backend: ...

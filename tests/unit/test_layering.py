@@ -117,9 +117,9 @@ LAYERS = [
     ("taskq.options", "taskq.cron"),
     ("taskq.storage",),
     ("taskq.appview", "taskq.context", "taskq.embedded", "taskq.job", "taskq.enqueue", "taskq.stats", "taskq.status_text", "taskq.metrics",
-     "taskq.control", "taskq.events", "taskq.task"),
+     "taskq.control", "taskq.events", "taskq.task", "taskq.listing"),
     ("taskq.app",),
-    ("taskq.worker",),
+    ("taskq.worker", "taskq.web"),
     ("taskq_cli",),
 ]
 
