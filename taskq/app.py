@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
 from typing import Any, ParamSpec, TypeVar, overload
 
+from . import codec
 from .control import JobControl
 from .cron import Periodic
 from .embedded import ensure_embedded_server
@@ -170,6 +171,18 @@ class TaskQ:
             cached = self.settings.default_options.merged(flags)
             self._options_cache[name] = cached
         return cached
+
+    def job_options(self, name: str, overrides: bytes | None) -> TaskOptions:
+        """Effective options of one job: its task's (``options_for``) with the
+        per-call overrides stored with the job (msgpack; ValueError if they
+        are not a map)."""
+        options = self.options_for(name)
+        if overrides:
+            call = codec.loads(overrides)
+            if not isinstance(call, dict):
+                raise ValueError("undecodable payload: options are not a map")
+            options = options.merged(call)
+        return options
 
     def check_settings(self) -> list[str]:
         """Warn about settings naming tasks that do not exist; returns their names."""

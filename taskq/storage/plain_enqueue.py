@@ -11,6 +11,7 @@ from redis.exceptions import ResponseError
 
 from ..errors import BrokerUnavailable, TaskQError
 from .connection import Arg, Connection, log, translate_errors, translated
+from .keys import MINUTE_BUCKET_TTL_MS
 from .wire import pack
 
 
@@ -123,7 +124,7 @@ class PlainEnqueue(Connection):
                  ("HINCRBY", k.stats_counters, f"{queue}:{task}|enqueued", 1),
                  ("HINCRBY", bucket, f"q:{queue}|enqueued", 1)]
         if register:
-            cmds.append(("PEXPIRE", bucket, 7_200_000))
+            cmds.append(("PEXPIRE", bucket, MINUTE_BUCKET_TTL_MS))
         cmds.append(("EXEC",))
         return cmds
 
@@ -144,6 +145,6 @@ class PlainEnqueue(Connection):
         try:
             with translate_errors(self.url):
                 self.wire.pipeline((("SADD", self.keys.queues, queue),
-                                    ("PEXPIRE", self.keys.stats_minute(minute), 7_200_000)))
+                                    ("PEXPIRE", self.keys.stats_minute(minute), MINUTE_BUCKET_TTL_MS)))
         except TaskQError as exc:
             log.warning("could not register queue %r again after its namespace was wiped: %s", queue, exc)

@@ -107,13 +107,7 @@ class Executor:
         self.current: JobContext | None = None
 
     def _options(self, job: ClaimedJob) -> TaskOptions:
-        options = self.app.options_for(job.task)
-        if job.opts:
-            overrides = codec.loads(job.opts)
-            if not isinstance(overrides, dict):
-                raise ValueError("undecodable payload: options are not a map")
-            options = options.merged(overrides)
-        return options
+        return self.app.job_options(job.task, job.opts)
 
     def run(self, job: ClaimedJob, cancel_level: int = 0) -> Outcome:
         """Run the job; always returns an outcome (never raises for task errors)."""

@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .. import codec
 from ..embedded import ensure_embedded_server
 from ..errors import ServerLoading, TaskQError, TaskTimeout
 from ..options import TaskOptions
@@ -203,15 +202,13 @@ class Supervisor:
     def _options_of(self, job_id: str) -> tuple[TaskOptions, int]:
         """Effective options (with per-call overrides) and attempt of a job."""
         rec = self.app.backend.job_record(job_id) if job_id else None
-        task = rec.task if rec else ""
-        opts = self.app.options_for(task) if task else self.app.settings.default_options
-        if rec is not None and rec.options:
-            try:
-                overrides = codec.loads(rec.options)
-                opts = opts.merged(overrides) if isinstance(overrides, dict) else opts
-            except (ValueError, TaskQError):
-                pass
-        return opts, (rec.attempts or 1) if rec else 1
+        if rec is None or not rec.task:
+            return self.app.settings.default_options, (rec.attempts or 1) if rec else 1
+        try:
+            opts = self.app.job_options(rec.task, rec.options)
+        except (ValueError, TaskQError):  # garbled overrides: the task's own options
+            opts = self.app.options_for(rec.task)
+        return opts, rec.attempts or 1
 
     # ---------------------------------------------------------------- loop
 

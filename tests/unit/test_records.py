@@ -54,3 +54,11 @@ def test_a_record_from_a_hash_has_typed_values_and_none_for_no_job():
 def test_an_enqueue_request_is_the_scripts_field_order():
     assert EnqueueRequest._fields[:5] == ("id", "task", "queue", "priority", "payload")
     assert len(EnqueueRequest._fields) == 15
+
+
+def test_the_minute_buckets_expire_after_the_same_time_in_lua_and_python():
+    from taskq.storage.keys import MINUTE_BUCKET_TTL_MS
+
+    assert f"local MINUTE_TTL_MS = {MINUTE_BUCKET_TTL_MS}\n" in LIB.read_text()
+    for path in LIB.parent.glob("*.lua"):
+        assert "7200000" not in path.read_text().replace(f"= {MINUTE_BUCKET_TTL_MS}", ""), path

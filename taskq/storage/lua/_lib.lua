@@ -56,6 +56,8 @@ local function fmt(n) return string.format('%d', n) end  -- an integer argument,
 --   P st:m:<min>   'q:<queue>|<counter>'       that minute
 -- and the histogram as P st:h:<task> '<bucket>' and 'sum_ms'.
 local COUNTS, HIST
+-- how long a per-minute bucket lives (keys.py MINUTE_BUCKET_TTL_MS)
+local MINUTE_TTL_MS = 7200000
 
 local function count(task, queue, counter, n)
   local q = COUNTS[queue]
@@ -99,7 +101,7 @@ local function flush_stats()
   incr_fields(P .. 'st:c', all)
   -- a per-minute bucket expires after 2 h (set when one of its fields is new)
   local mk = P .. 'st:m:' .. string.format('%d', math.floor(NOW / 60000))
-  if incr_fields(mk, minute) then redis.call('PEXPIRE', mk, 7200000) end
+  if incr_fields(mk, minute) then redis.call('PEXPIRE', mk, MINUTE_TTL_MS) end
   for task, h in pairs(HIST) do incr_fields(P .. 'st:h:' .. task, h) end
 end
 
