@@ -15,7 +15,8 @@ from pathlib import Path
 import redis
 from redis.utils import HIREDIS_AVAILABLE
 
-from taskq.embedded import EphemeralServer, server_version
+from taskq.embedded import server_version
+from taskq.ephemeral import EphemeralServer
 
 from . import bulk, dashboard, delayed, drain, enqueue, memory, roundtrip
 from .common import MODES, Context

@@ -15,7 +15,7 @@ import signal
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import BrokerUnavailable, TaskQError
 from ..storage.records import ClaimedJob
@@ -317,39 +317,3 @@ class Consumer:
                 log.warning("could not hand back jobs yet (%s); retrying", exc)
                 time.sleep(0.2)
         log.error("gave up handing back %d jobs; reapers will return them", len(self.held))
-
-
-def child_main(app: TaskQ, config: WorkerConfig, worker_ids: list[str], slots: list[Slot],
-               log_setup: Any = None) -> None:
-    """Entry point of a forked child process: one consumer per worker id."""
-    if log_setup is not None:
-        log_setup()
-    app._backend = None  # never share the parent's sockets
-    stopping = threading.Event()
-    consumers = [Consumer(app, config, wid, slot, stopping) for wid, slot in zip(worker_ids, slots)]
-    consumers[0].install_signals()
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # blocked by the supervisor until now
-    try:
-        if len(consumers) == 1:
-            consumers[0].run()
-        else:
-            threads = [threading.Thread(target=_run_thread, args=(c,), name=f"taskq-consumer-{i}", daemon=True)
-                       for i, c in enumerate(consumers)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                while t.is_alive():
-                    t.join(0.5)  # a bounded join: signal handlers run in this thread meanwhile
-    except KeyboardInterrupt:
-        pass
-    os._exit(0)
-
-
-def _run_thread(consumer: Consumer) -> None:
-    """A consumer thread: an unexpected error ends the whole child (the
-    supervisor reaps its jobs and starts a new one), never one thread alone."""
-    try:
-        consumer.run()
-    except BaseException:
-        log.exception("consumer %s failed; restarting this worker process", consumer.worker_id)
-        os._exit(1)

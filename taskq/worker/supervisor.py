@@ -25,9 +25,9 @@ from ..embedded import ensure_embedded_server
 from ..errors import ServerLoading, TaskQError, TaskTimeout
 from ..options import TaskOptions
 from ..storage.backend import redact_url
-from .child import child_main
 from .config import WorkerConfig
 from .outcome import error_entry
+from .process import child_main
 from .scheduler import Scheduler
 from .shared import Slot
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from taskq import TaskQ
-from taskq.embedded import EphemeralServer
+from taskq.ephemeral import EphemeralServer
 from tests.apps.crashy import build
 
 ROOT = Path(__file__).resolve().parents[2]

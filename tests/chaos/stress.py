@@ -32,7 +32,7 @@ import traceback
 from pathlib import Path
 
 from taskq import TaskQ
-from taskq.embedded import EphemeralServer
+from taskq.ephemeral import EphemeralServer
 from taskq.errors import TaskQError
 from tests.apps import stress as stressapp
 from tests.chaos.chaos import registered_children

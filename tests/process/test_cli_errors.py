@@ -17,7 +17,7 @@ import redis
 
 from taskq import JobState
 from taskq import embedded as srv
-from taskq.embedded import EphemeralServer
+from taskq.ephemeral import EphemeralServer
 from tests.apps.basic import build
 from tests.conftest import ROOT, drain, wait_for
 

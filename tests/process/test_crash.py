@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from taskq import BrokerUnavailable, DurabilityUnavailable, JobState, TaskQ
-from taskq.embedded import EphemeralServer
+from taskq.ephemeral import EphemeralServer
 from taskq.worker.child import Consumer
 from taskq.worker.config import WorkerConfig
 from tests.apps.crashy import build

