@@ -30,7 +30,7 @@ def duration(seconds: float | None) -> str:
     return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
 
 
-def _ms(value: float | None) -> str:
+def run_time(value: float | None) -> str:
     """A run time in ms; under 1 ms shows as "<1ms" (sums are kept in whole ms)."""
     if value is not None and value < 1:
         return "<1ms"
@@ -98,7 +98,7 @@ def render_status(stats: Stats, workers: Sequence[WorkerInfo], previous: Stats |
 
     if stats.tasks:
         lines += table(["TASK", *(COUNTER_HEADERS[c] for c in COUNTERS), "MEAN", "P95"], [
-            [name, *(t.counters.get(c, 0) for c in COUNTERS), _ms(t.run_time.mean_ms), _ms(t.run_time.p95_ms)]
+            [name, *(t.counters.get(c, 0) for c in COUNTERS), run_time(t.run_time.mean_ms), run_time(t.run_time.p95_ms)]
             for name, t in sorted(stats.tasks.items())
         ])
     else:

@@ -4,12 +4,11 @@ framework here): plain data for the templates."""
 from __future__ import annotations
 
 import datetime as dt
-import math
 import pprint
 from dataclasses import dataclass
 from typing import Any
 
-from taskq import JobInfo, TaskQ
+from taskq import JobInfo, TaskQ, status_text
 from taskq.control import LISTABLE
 from taskq.listing import JobPage, PeriodicInfo
 from taskq.stats import QueueStats, Stats, TaskStats, WorkerInfo
@@ -159,26 +158,8 @@ def when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def duration(seconds: float | None) -> str:
-    """850ms, 2.5s, 3m05s, 2h10m; "-" for None."""
-    if seconds is None:
-        return "-"
-    if math.isinf(seconds):
-        return ">300s"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
-
-
-def ms(value: float | None) -> str:
-    """A run-time quantile (ms), as ``duration``."""
-    if value is not None and value < 1:
-        return "<1ms"
-    return duration(None if value is None else value / 1000)
+duration = status_text.duration  # one way to write a duration, as `taskq status` does
+ms = status_text.run_time
 
 
 def last_error(info: JobInfo) -> str:
