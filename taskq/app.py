@@ -11,12 +11,14 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from .control import JobControl
 from .cron import Periodic
+from .bulk import ENQUEUE_CHUNK, Bulk, Item  # noqa: F401 - ENQUEUE_CHUNK re-exported
 from .enqueue import JobBuilder, encode_payload
 from .errors import ConfigurationError, DurabilityUnavailable, UnknownTask
 from .events import EventListener
 from .job import Job
 from .options import AppSettings, TaskOptions, load_settings, warn_unknown_task_flags
 from .stats import Stats, WorkerInfo, collect_stats, collect_workers
+from .storage.aio import AsyncBackend
 from .storage.backend import Backend, check_url, redact_url
 from .storage.server import ensure_embedded_server
 from .task import Task
@@ -25,7 +27,6 @@ log = logging.getLogger("taskq")
 P = ParamSpec("P")
 R = TypeVar("R")
 HOOK_EVENTS = frozenset({"job_started", "job_succeeded", "job_failed", "job_retried"})
-ENQUEUE_CHUNK = 1000
 
 
 class TaskQ:
@@ -54,6 +55,7 @@ class TaskQ:
         self.hooks: dict[str, list[Callable[..., Any]]] = {e: [] for e in HOOK_EVENTS}
         self._lock = threading.Lock()
         self._backend: Backend | None = None
+        self._abackend: AsyncBackend | None = None
         self._options_cache: dict[str, TaskOptions] = {}
         self._builders: dict[str, JobBuilder] = {}  # per task, for calls without overrides
 
@@ -75,6 +77,13 @@ class TaskQ:
         return self._backend
 
     @property
+    def abackend(self) -> AsyncBackend:
+        """The asyncio storage adapter (one connection pool per event loop)."""
+        if self._abackend is None or self._abackend.sync is not self.backend:
+            self._abackend = AsyncBackend(self.backend)
+        return self._abackend
+
+    @property
     def url(self) -> str:
         return self.backend.url
 
@@ -87,6 +96,13 @@ class TaskQ:
         if self._backend is not None:
             self._backend.close()
             self._backend = None
+        self._abackend = None
+
+    async def aclose(self) -> None:
+        """Close the running event loop's connections (the app may be used
+        again); :meth:`close` closes the rest."""
+        if self._abackend is not None:
+            await self._abackend.aclose()
 
     # ------------------------------------------------------------ registry
 
@@ -187,23 +203,52 @@ class TaskQ:
         unique_key: str | None = None,
         resource: str | None = None,
     ) -> Job:
-        if call:
-            builder = JobBuilder(self.settings, task_name, self.options_for(task_name).merged(call), call)
-        else:
-            builder = self._builders.get(task_name) or self._builder(task_name)
-        fields = builder.build(args, kwargs, job_id=job_id, eta=eta, front=front, unique_key=unique_key,
-                               resource=resource)
+        builder, fields = self._build(task_name, args, kwargs, call, job_id=job_id, eta=eta, front=front,
+                                      unique_key=unique_key, resource=resource)
         durable = builder.options.durable or self.settings.durable
         (jid, created, state), = self.backend.enqueue([fields], durable=durable, fresh=job_id is None)
         return Job(self, jid, task=task_name, created=created, state=state,
                    result_timeout=builder.options.tombstone_timeout)
 
+    async def aenqueue_call(
+        self,
+        task_name: str,
+        args: tuple[Any, ...] | list[Any],
+        kwargs: Mapping[str, Any],
+        call: Mapping[str, Any] | None = None,
+        *,
+        job_id: str | None = None,
+        eta: dt.datetime | None = None,
+        front: bool = False,
+        unique_key: str | None = None,
+        resource: str | None = None,
+    ) -> Job:
+        """:meth:`enqueue_call`, awaited."""
+        builder, fields = self._build(task_name, args, kwargs, call, job_id=job_id, eta=eta, front=front,
+                                      unique_key=unique_key, resource=resource)
+        durable = builder.options.durable or self.settings.durable
+        (jid, created, state), = await self.abackend.enqueue([fields], durable=durable, fresh=job_id is None)
+        return Job(self, jid, task=task_name, created=created, state=state,
+                   result_timeout=builder.options.tombstone_timeout)
+
+    async def aenqueue(self, task_name: str, *args: Any, **kwargs: Any) -> Job:
+        """:meth:`enqueue`, awaited."""
+        return await self.aenqueue_call(task_name, args, kwargs)
+
+    def _build(self, task_name: str, args: tuple[Any, ...] | list[Any], kwargs: Mapping[str, Any],
+               call: Mapping[str, Any] | None, **where: Any) -> tuple[JobBuilder, list[Any]]:
+        """The builder of a call (cached per task when it has no overrides) and its job's fields."""
+        if call:
+            builder = JobBuilder(self.settings, task_name, self.options_for(task_name).merged(call), call)
+        else:
+            builder = self._builders.get(task_name) or self._builder(task_name)
+        return builder, builder.build(args, kwargs, **where)
+
     def _builder(self, task_name: str) -> JobBuilder:
         builder = self._builders[task_name] = JobBuilder(self.settings, task_name, self.options_for(task_name), {})
         return builder
 
-    def enqueue_many(self, items: Iterable[tuple[str, tuple[Any, ...] | list[Any], Mapping[str, Any]]],
-                     **call: Any) -> list[Job]:
+    def enqueue_many(self, items: Iterable[Item], **call: Any) -> list[Job]:
         """Enqueue many ``(task_name, args, kwargs)`` jobs, one script call per 1,000.
 
         Every per-job rule (unique keys, delays, priorities, ids) applies.
@@ -212,30 +257,8 @@ class TaskQ:
         with ``enqueued``: the handles of the jobs enqueued before it, in
         order, as a successful call returns them.
         """
-        names: dict[str, JobBuilder] = {}
-        builders: dict[str, JobBuilder] = {}  # with the call's overrides, once per task
-
-        def chunks() -> Iterator[tuple[list[list[Any]], bool]]:
-            """Chunks, each with whether one of its jobs is durable (its task's
-            effective options: call > task_flags > decorator > task_defaults)."""
-            chunk: list[list[Any]] = []
-            durable = self.settings.durable
-            for task_name, args, kwargs in items:
-                builder = builders.get(task_name)
-                if builder is None:
-                    builder = builders[task_name] = JobBuilder(
-                        self.settings, task_name, self.options_for(task_name).merged(call), call)
-                fields = builder.build(args, kwargs)
-                names[fields[0]] = builder
-                chunk.append(fields)
-                durable = durable or builder.options.durable
-                if len(chunk) >= ENQUEUE_CHUNK:
-                    yield chunk, durable
-                    chunk, durable = [], self.settings.durable
-            if chunk:
-                yield chunk, durable
-
-        source = chunks()
+        bulk = Bulk(self, items, call)
+        source = bulk.chunks()
         held: list[list[list[Any]]] = []  # a durable chunk met by the stream
 
         def plain() -> Iterator[list[list[Any]]]:
@@ -246,12 +269,6 @@ class TaskQ:
                 yield chunk
 
         results: list[list[tuple[str, bool, str]]] = []
-
-        def handles() -> list[Job]:
-            return [Job(self, jid, task=b.task if b else None, created=created, state=state,
-                        result_timeout=b.options.tombstone_timeout if b else None)
-                    for result in results for jid, created, state in result for b in (names.get(jid),)]
-
         try:
             while True:
                 results.extend(self.backend.enqueue_stream(plain(), fresh=True))  # builders generate every id
@@ -261,9 +278,24 @@ class TaskQ:
         except Exception as exc:
             if isinstance(exc, DurabilityUnavailable):  # enqueued, only not confirmed on disk
                 results.append(getattr(exc, "results", []))
-            exc.enqueued = handles()  # type: ignore[attr-defined]
+            exc.enqueued = bulk.handles(results)  # type: ignore[attr-defined]
             raise
-        return handles()
+        return bulk.handles(results)
+
+    async def aenqueue_many(self, items: Iterable[Item], **call: Any) -> list[Job]:
+        """:meth:`enqueue_many`, awaited: one script call per 1,000 jobs, in
+        order; an error midway carries ``enqueued`` as there."""
+        bulk = Bulk(self, items, call)
+        results: list[list[tuple[str, bool, str]]] = []
+        try:
+            for chunk, durable in bulk.chunks():
+                results.append(await self.abackend.enqueue(chunk, durable=durable, fresh=True))
+        except Exception as exc:
+            if isinstance(exc, DurabilityUnavailable):
+                results.append(getattr(exc, "results", []))
+            exc.enqueued = bulk.handles(results)  # type: ignore[attr-defined]
+            raise
+        return bulk.handles(results)
 
     def job(self, job_id: str) -> Job:
         """A handle on an existing job (no round trip until used)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -174,6 +174,51 @@ def job_info_from_hash(job_id: str, h: dict[str, bytes]) -> JobInfo:
     )
 
 
+def state_of(job_id: str, h: dict[str, bytes]) -> JobState:
+    """The state in a job's hash; ``JobNotFound`` for an empty one."""
+    raw = h.get("s")
+    if raw is None:
+        raise JobNotFound(f"no job {job_id!r} (never created, deleted, or expired)")
+    return JobState(raw.decode())
+
+
+def info_of(job_id: str, h: dict[str, bytes]) -> JobInfo:
+    if "s" not in h:
+        raise JobNotFound(f"no job {job_id!r} (never created, deleted, or expired)")
+    return job_info_from_hash(job_id, h)
+
+
+def result_steps(job_id: str, timeout: float) -> Generator[tuple[str, float], Any, Any]:
+    """The result wait, without its I/O: yields ``("watch", within)`` (send
+    back the watch reply, ``(state, blob)``) or ``("wait", seconds)`` (send
+    back the pushed outcome or None); returns the value or raises.
+    ``Job.result`` and ``Job.aresult`` drive it."""
+    deadline = time.monotonic() + timeout
+    # Always watch first, tombstone or not: it marks the job (wt) so that
+    # every way it can finish pushes its outcome -- the scripts' own
+    # finalizations (cancel before it ran, cancelled or skipped at claim,
+    # worker lost) keep no result (keep_ms 0) and push only for a watched job.
+    state, blob = yield "watch", min(timeout, _WAIT_SLICE)
+    if not state:
+        raise JobNotFound(f"no job {job_id!r} (never created, deleted, or expired)")
+    if JobState(state).finished:
+        return outcome_value(job_id, state, blob)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        raw = yield "wait", min(left, _WAIT_SLICE)
+        if raw is not None:
+            state, blob = msgpack.unpackb(raw, raw=True)
+            return outcome_value(job_id, state.decode(), blob)
+    state, blob = yield "watch", 0.0
+    if not state:
+        raise JobNotFound(f"no job {job_id!r} (never created, deleted, or expired)")
+    if JobState(state).finished:
+        return outcome_value(job_id, state, blob)
+    raise ResultTimeout(f"job {job_id} still {state} after {timeout:g}s")
+
+
 class Job:
     """A handle on one job. Cheap to create: it holds only the id."""
 
@@ -197,16 +242,10 @@ class Job:
 
     @property
     def state(self) -> JobState:
-        raw = self.app.backend.job_hash(self.id).get("s")
-        if raw is None:
-            raise JobNotFound(f"no job {self.id!r} (never created, deleted, or expired)")
-        return JobState(raw.decode())
+        return state_of(self.id, self.app.backend.job_hash(self.id))
 
     def info(self) -> JobInfo:
-        h = self.app.backend.job_hash(self.id)
-        if "s" not in h:
-            raise JobNotFound(f"no job {self.id!r} (never created, deleted, or expired)")
-        return job_info_from_hash(self.id, h)
+        return info_of(self.id, self.app.backend.job_hash(self.id))
 
     def result(self, timeout: float | None = None) -> Any:
         """Block until the job finishes and return its value.
@@ -218,39 +257,56 @@ class Job:
         its result is ``None``.
         """
         if timeout is None:
+            if self._result_timeout is None and self.task_name is None:  # a handle from app.job(id)
+                self.task_name = self.app.backend.job_task(self.id)
             timeout = self._default_wait()
-        deadline = time.monotonic() + timeout
         backend = self.app.backend
-        # Always watch first, tombstone or not: it marks the job (wt) so that
-        # every way it can finish pushes its outcome -- the scripts' own
-        # finalizations (cancel before it ran, cancelled or skipped at claim,
-        # worker lost) keep no result (keep_ms 0) and push only for a watched job.
-        state, blob = backend.watch(self.id, within=min(timeout, _WAIT_SLICE))
-        if not state:
-            raise JobNotFound(f"no job {self.id!r} (never created, deleted, or expired)")
-        if JobState(state).finished:
-            return outcome_value(self.id, state, blob)
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            raw = backend.wait_outcome(self.id, min(left, _WAIT_SLICE))
-            if raw is not None:
-                state, blob = msgpack.unpackb(raw, raw=True)
-                return outcome_value(self.id, state.decode(), blob)
-        state, blob = backend.watch(self.id, within=0)
-        if not state:
-            raise JobNotFound(f"no job {self.id!r} (never created, deleted, or expired)")
-        if JobState(state).finished:
-            return outcome_value(self.id, state, blob)
-        raise ResultTimeout(f"job {self.id} still {state} after {timeout:g}s")
+        steps = result_steps(self.id, timeout)
+        reply: Any = None
+        try:
+            while True:
+                op, seconds = steps.send(reply)
+                reply = backend.watch(self.id, within=seconds) if op == "watch" else \
+                    backend.wait_outcome(self.id, seconds)
+        except StopIteration as done:
+            return done.value
+
+    # -- asyncio: the same calls, awaited (see docs/asyncio.md)
+
+    async def astate(self) -> JobState:
+        """:attr:`state`, awaited."""
+        return state_of(self.id, await self.app.abackend.job_hash(self.id))
+
+    async def ainfo(self) -> JobInfo:
+        """:meth:`info`, awaited."""
+        return info_of(self.id, await self.app.abackend.job_hash(self.id))
+
+    async def aresult(self, timeout: float | None = None) -> Any:
+        """:meth:`result`, awaited: the wait blocks on the server, not the loop."""
+        backend = self.app.abackend
+        if timeout is None:
+            if self._result_timeout is None and self.task_name is None:
+                self.task_name = await backend.job_task(self.id)
+            timeout = self._default_wait()
+        steps = result_steps(self.id, timeout)
+        reply: Any = None
+        try:
+            while True:
+                op, seconds = steps.send(reply)
+                reply = await (backend.watch(self.id, within=seconds) if op == "watch" else
+                               backend.wait_outcome(self.id, seconds))
+        except StopIteration as done:
+            return done.value
+
+    async def acancel(self, force: bool = False) -> str:
+        """:meth:`cancel`, awaited."""
+        return await self.app.abackend.control("cancel", self.id, *self.app.control.cancel_args(force),
+                                               operation="cancel")
 
     def _default_wait(self) -> float:
         """``tombstone_timeout`` of the enqueue that made this handle, else of its task."""
         if self._result_timeout is not None:
             return self._result_timeout
-        if self.task_name is None:  # a handle from app.job(id): ask the job
-            self.task_name = self.app.backend.job_task(self.id)
         if self.task_name is None:
             return self.app.settings.default_options.tombstone_timeout
         return self.app.options_for(self.task_name).tombstone_timeout

@@ -47,6 +47,10 @@ class Task(Generic[P, R]):
         """Enqueue with the task's options."""
         return self.app.enqueue_call(self.name, args, kwargs)
 
+    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """:meth:`delay`, awaited."""
+        return await self.app.aenqueue_call(self.name, args, kwargs)
+
     def apply_async(
         self,
         args: tuple[Any, ...] | list[Any] = (),
@@ -64,11 +68,31 @@ class Task(Generic[P, R]):
         **flags: Any,
     ) -> Job:
         """Enqueue with per-call options (they win over every other source)."""
-        call = dict(flags)
-        for key, value in (("queue", queue), ("delay", delay), ("priority", priority), ("durable", durable)):
-            if value is not None:
-                call[key] = value
+        call = _call(flags, queue=queue, delay=delay, priority=priority, durable=durable)
         return self.app.enqueue_call(
+            self.name, tuple(args), dict(kwargs or {}), call,
+            job_id=job_id, eta=eta, front=front, unique_key=unique_key, resource=resource,
+        )
+
+    async def aapply_async(
+        self,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        delay: float | dt.timedelta | None = None,
+        eta: dt.datetime | None = None,
+        job_id: str | None = None,
+        priority: int | str | None = None,
+        front: bool = False,
+        unique_key: str | None = None,
+        resource: str | None = None,
+        durable: bool | None = None,
+        **flags: Any,
+    ) -> Job:
+        """:meth:`apply_async`, awaited."""
+        call = _call(flags, queue=queue, delay=delay, priority=priority, durable=durable)
+        return await self.app.aenqueue_call(
             self.name, tuple(args), dict(kwargs or {}), call,
             job_id=job_id, eta=eta, front=front, unique_key=unique_key, resource=resource,
         )
@@ -77,6 +101,13 @@ class Task(Generic[P, R]):
         """Enqueue one job per item (a tuple of args, a dict of kwargs, or one arg),
         thousands per round trip. An error midway carries ``enqueued``, the
         handles of the jobs enqueued before it (see ``TaskQ.enqueue_many``)."""
+        return self.app.enqueue_many(self._items(iterable), **call)
+
+    async def amap(self, iterable: Iterable[Any], **call: Any) -> list[Job]:
+        """:meth:`map`, awaited."""
+        return await self.app.aenqueue_many(self._items(iterable), **call)
+
+    def _items(self, iterable: Iterable[Any]) -> list[tuple[str, tuple[Any, ...], Mapping[str, Any]]]:
         items: list[tuple[str, tuple[Any, ...], Mapping[str, Any]]] = []
         for item in iterable:
             if isinstance(item, tuple):
@@ -85,4 +116,13 @@ class Task(Generic[P, R]):
                 items.append((self.name, (), item))
             else:
                 items.append((self.name, (item,), {}))
-        return self.app.enqueue_many(items, **call)
+        return items
+
+
+def _call(flags: Mapping[str, Any], **named: Any) -> dict[str, Any]:
+    """A call's overrides: ``flags`` and the named options that were given."""
+    call = dict(flags)
+    for key, value in named.items():
+        if value is not None:
+            call[key] = value
+    return call

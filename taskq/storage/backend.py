@@ -196,6 +196,29 @@ def enqueued_again(jobs: Sequence[Sequence[Arg]], reply: list[Any]) -> list[tupl
             for job, (jid, created, state) in zip(jobs, enqueued(jobs, reply))]
 
 
+def library_answer(exc: ResponseError) -> bool | None:
+    """What a refused ``FUNCTION LOAD`` tells: True if the library is there
+    already, False if the server cannot have it (Redis < 7, FUNCTION denied
+    by an ACL: scripts are used instead), None if undecided (raise it)."""
+    text = str(exc).lower()
+    if "already exists" in text:
+        return True
+    if isinstance(exc, redis.exceptions.NoPermissionError) or "unknown command" in text or "noperm" in text:
+        return False
+    return None
+
+
+def aof_unconfirmed(aof: Any) -> DurabilityUnavailable | None:
+    """The error for a ``WAITAOF`` reply that does not confirm the write, or None."""
+    if isinstance(aof, Exception) or int(aof[0]) < 1:
+        return DurabilityUnavailable(
+            "durable enqueue needs WAITAOF (Redis >= 7.2 or Valkey) with appendonly on; "
+            f"the server said: {aof if isinstance(aof, Exception) else 'not confirmed in time'} "
+            "(the job was enqueued, but its persistence is not confirmed)"
+        )
+    return None
+
+
 class Backend:
     """Redis mechanics for one namespace."""
 
@@ -233,14 +256,11 @@ class Backend:
             else:
                 c.execute_command("FUNCTION", "LOAD", self.library.source)
         except ResponseError as exc:
-            text = str(exc).lower()
-            if "already exists" in text:
-                self.functions = True
-                return True
-            if isinstance(exc, redis.exceptions.NoPermissionError) or "unknown command" in text or "noperm" in text:
-                self.functions = False
-                return False
-            raise  # out of memory, read-only...: undecided, reported as such
+            loaded = library_answer(exc)
+            if loaded is None:
+                raise  # out of memory, read-only...: undecided, reported as such
+            self.functions = loaded
+            return loaded
         self.functions = True
         return True
 
@@ -397,13 +417,7 @@ class Backend:
         if isinstance(reply, Exception):
             with translate_errors(self.url):
                 raise reply
-        if isinstance(aof, Exception) or int(aof[0]) < 1:
-            return reply, DurabilityUnavailable(
-                "durable enqueue needs WAITAOF (Redis >= 7.2 or Valkey) with appendonly on; "
-                f"the server said: {aof if isinstance(aof, Exception) else 'not confirmed in time'} "
-                "(the job was enqueued, but its persistence is not confirmed)"
-            )
-        return reply, None
+        return reply, aof_unconfirmed(aof)
 
     def plain(self, job: Sequence[Arg]) -> bool:
         """A job that needs no decision on the server: no delay, no unique
