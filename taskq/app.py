@@ -22,6 +22,7 @@ from .storage.aio import AsyncBackend
 from .storage.backend import Backend, check_url, redact_url
 from .storage.server import ensure_embedded_server
 from .task import Task
+from .tracing import OFF, Producing, Off, enqueue_span
 
 log = logging.getLogger("taskq")
 P = ParamSpec("P")
@@ -206,7 +207,10 @@ class TaskQ:
         builder, fields = self._build(task_name, args, kwargs, call, job_id=job_id, eta=eta, front=front,
                                       unique_key=unique_key, resource=resource)
         durable = builder.options.durable or self.settings.durable
-        (jid, created, state), = self.backend.enqueue([fields], durable=durable, fresh=job_id is None)
+        with enqueue_span(self.settings, task_name, builder.options.queue, fields) as span:
+            result = self.backend.enqueue([fields], durable=durable, fresh=job_id is None)
+            span.enqueued(result)
+        (jid, created, state), = result
         return Job(self, jid, task=task_name, created=created, state=state,
                    result_timeout=builder.options.tombstone_timeout)
 
@@ -227,7 +231,10 @@ class TaskQ:
         builder, fields = self._build(task_name, args, kwargs, call, job_id=job_id, eta=eta, front=front,
                                       unique_key=unique_key, resource=resource)
         durable = builder.options.durable or self.settings.durable
-        (jid, created, state), = await self.abackend.enqueue([fields], durable=durable, fresh=job_id is None)
+        with enqueue_span(self.settings, task_name, builder.options.queue, fields) as span:
+            result = await self.abackend.enqueue([fields], durable=durable, fresh=job_id is None)
+            span.enqueued(result)
+        (jid, created, state), = result
         return Job(self, jid, task=task_name, created=created, state=state,
                    result_timeout=builder.options.tombstone_timeout)
 
@@ -257,7 +264,10 @@ class TaskQ:
         with ``enqueued``: the handles of the jobs enqueued before it, in
         order, as a successful call returns them.
         """
-        bulk = Bulk(self, items, call)
+        with enqueue_span(self.settings) as span:
+            return self._enqueue_many(Bulk(self, items, call, None if span is OFF else span.inject), span)
+
+    def _enqueue_many(self, bulk: Bulk, span: Producing | Off) -> list[Job]:
         source = bulk.chunks()
         held: list[list[list[Any]]] = []  # a durable chunk met by the stream
 
@@ -280,22 +290,25 @@ class TaskQ:
                 results.append(getattr(exc, "results", []))
             exc.enqueued = bulk.handles(results)  # type: ignore[attr-defined]
             raise
+        span.enqueued([r for result in results for r in result])
         return bulk.handles(results)
 
     async def aenqueue_many(self, items: Iterable[Item], **call: Any) -> list[Job]:
         """:meth:`enqueue_many`, awaited: one script call per 1,000 jobs, in
         order; an error midway carries ``enqueued`` as there."""
-        bulk = Bulk(self, items, call)
-        results: list[list[tuple[str, bool, str]]] = []
-        try:
-            for chunk, durable in bulk.chunks():
-                results.append(await self.abackend.enqueue(chunk, durable=durable, fresh=True))
-        except Exception as exc:
-            if isinstance(exc, DurabilityUnavailable):
-                results.append(getattr(exc, "results", []))
-            exc.enqueued = bulk.handles(results)  # type: ignore[attr-defined]
-            raise
-        return bulk.handles(results)
+        with enqueue_span(self.settings) as span:
+            bulk = Bulk(self, items, call, None if span is OFF else span.inject)
+            results: list[list[tuple[str, bool, str]]] = []
+            try:
+                for chunk, durable in bulk.chunks():
+                    results.append(await self.abackend.enqueue(chunk, durable=durable, fresh=True))
+            except Exception as exc:
+                if isinstance(exc, DurabilityUnavailable):
+                    results.append(getattr(exc, "results", []))
+                exc.enqueued = bulk.handles(results)  # type: ignore[attr-defined]
+                raise
+            span.enqueued([r for result in results for r in result])
+            return bulk.handles(results)
 
     def job(self, job_id: str) -> Job:
         """A handle on an existing job (no round trip until used)."""

@@ -3,7 +3,7 @@ of what the server confirmed (shared by the sync and asyncio calls)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .enqueue import JobBuilder
@@ -19,8 +19,10 @@ Item = tuple[str, tuple[Any, ...] | list[Any], Mapping[str, Any]]
 class Bulk:
     """``(task_name, args, kwargs)`` items under one call's overrides."""
 
-    def __init__(self, app: TaskQ, items: Iterable[Item], call: Mapping[str, Any]) -> None:
+    def __init__(self, app: TaskQ, items: Iterable[Item], call: Mapping[str, Any],
+                 inject: Callable[[list[Any]], None] | None = None) -> None:
         self.app = app
+        self.inject = inject  # puts a trace context into a job's fields
         self.items = items
         self.call = call
         self.names: dict[str, JobBuilder] = {}  # job id -> its builder
@@ -39,6 +41,8 @@ class Bulk:
                 builder = self.builders[task_name] = JobBuilder(
                     settings, task_name, self.app.options_for(task_name).merged(self.call), self.call)
             fields = builder.build(args, kwargs)
+            if self.inject is not None:
+                self.inject(fields)
             self.names[fields[0]] = builder
             chunk.append(fields)
             durable = durable or builder.options.durable
