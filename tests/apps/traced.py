@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -35,7 +36,7 @@ class FileExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def build(redis_url: str | None = None, namespace: str | None = None, **settings: object) -> TaskQ:
+def build(redis_url: str | None = None, namespace: str | None = None, **settings: Any) -> TaskQ:
     app = TaskQ("traced", redis_url, namespace=namespace, **settings)
 
     @app.task(name="add", tombstone=True)

@@ -128,7 +128,7 @@ class TaskqBackend(BaseTaskBackend):
             if task_started.has_listeners(type(self)):
                 task_started.send(type(self), task_result=result)
             if task.takes_context:
-                value = task.call(TaskContext(task_result=result), *args, **kwargs)  # type: ignore[arg-type]
+                value = task.call(TaskContext(task_result=result), *args, **kwargs)
             else:
                 value = task.call(*args, **kwargs)
             return normalize_json(value)
@@ -147,7 +147,8 @@ def _aware(when: dt.datetime | None) -> dt.datetime | None:
     """``run_after`` as an aware time (a naive one is in Django's time zone)."""
     if when is None or timezone.is_aware(when):
         return when
-    return timezone.make_aware(when)
+    aware: dt.datetime = timezone.make_aware(when)
+    return aware
 
 
 def _time(seconds: float | None) -> dt.datetime | None:
