@@ -18,9 +18,13 @@ sys.path.insert(0, str(HERE))
 from demo_tasks import add, app, flaky, slow_square, word_count  # noqa: E402
 from worker_process import running_worker  # noqa: E402
 
+from taskq.storage.server import embedded_status, stop_embedded_server  # noqa: E402
+
 
 def main() -> int:
-    print(f"taskq demo: server {app.url if 'TASKQ_REDIS_URL' in os.environ else '(embedded) ' + app.url}")
+    embedded = "TASKQ_REDIS_URL" not in os.environ
+    ours = embedded and embedded_status() is None  # this demo starts the embedded server: it stops it too
+    print(f"taskq demo: server {'(embedded) ' + app.url if embedded else app.url}")
     try:
         with running_worker(app, "demo_tasks:app", concurrency=2, loglevel="WARNING", wait_ready=True):
             print("add(2, 3) =", add.delay(2, 3).result(timeout=10))
@@ -39,6 +43,9 @@ def main() -> int:
             return 0
     finally:
         app.close()
+        if ours:
+            stop_embedded_server()
+            print("stopped the embedded server (a later TaskQ without a redis_url starts it again)")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,8 @@ class TaskQ:
     ) -> None:
         self.name = name
         self.settings: AppSettings = load_settings(
-            settings, {"redis_url": redis_url, "namespace": namespace, **overrides}
+            settings, {"redis_url": redis_url, "namespace": namespace, **overrides},
+            defaults={"namespace": name},  # one namespace per app
         )
         if self.settings.redis_url:
             check_url(self.settings.redis_url)  # a bad URL fails here, not at the first job
@@ -110,17 +111,22 @@ class TaskQ:
     @overload
     def task(self, fn: Callable[P, R]) -> Task[P, R]: ...
     @overload
-    def task(self, fn: None = None, *, name: str | None = None,
+    def task(self, fn: None = None, *, name: str | None = None, bind: bool = False,
              **flags: Any) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
-    def task(self, fn: Callable[..., Any] | None = None, *, name: str | None = None, **flags: Any) -> Any:
-        """Register a task: ``@app.task`` or ``@app.task(retry=3, timeout=60, ...)``."""
+    def task(self, fn: Callable[..., Any] | None = None, *, name: str | None = None, bind: bool = False,
+             **flags: Any) -> Any:
+        """Register a task: ``@app.task`` or ``@app.task(retry=3, timeout=60, ...)``.
+        ``bind=True``: the worker passes the running job (``current_job()``)
+        as the first argument, as Celery's ``bind=True`` passes the task."""
+        if not isinstance(bind, bool):
+            raise ConfigurationError(f"bind must be True or False, not {bind!r}")
 
         def register(f: Callable[..., Any]) -> Task[Any, Any]:
             task_name = name or f"{f.__module__}.{f.__qualname__}"
             if task_name in self.tasks and self.tasks[task_name].fn is not f:
                 raise ConfigurationError(f"a task named {task_name!r} is already registered")
-            t: Task[Any, Any] = Task(self, f, task_name, flags)
+            t: Task[Any, Any] = Task(self, f, task_name, flags, bind=bind)
             self.tasks[task_name] = t
             self._options_cache.pop(task_name, None)
             self._builders.pop(task_name, None)
@@ -322,7 +328,9 @@ class TaskQ:
 
     def unknown_task_message(self, name: str) -> str:
         known = ", ".join(sorted(self.tasks)) or "(none)"
-        return f"unknown task {name!r}; this worker knows: {known}"
+        return (f"unknown task {name!r} in namespace {self.settings.namespace!r}; this worker (app {self.name!r}) "
+                f"knows: {known}. A job of another app sharing the namespace? Give each app its own (the default "
+                "is the app's name); a task module not imported? Name it in settings include or --include")
 
     # ------------------------------------------------------------ helpers
 

@@ -1,4 +1,13 @@
-"""Schedules of periodic tasks (croniter syntax, or a fixed interval)."""
+"""Schedules of periodic tasks (croniter syntax, or a fixed interval).
+
+Cron strings have croniter's field order::
+
+    minute hour day-of-month month day-of-week [second [year]]
+
+The seconds field is the SIXTH, not the first: ``"* * * * * */10"`` is every
+10 seconds. A six-field string that reads as seconds-first by mistake
+(``"*/10 * * * * *"``: every second of minutes :00, :10, ...) is refused.
+"""
 
 from __future__ import annotations
 
@@ -49,6 +58,7 @@ class Periodic:
         if cron is not None:
             if not isinstance(cron, str):
                 raise ConfigurationError(f"cron expression must be a string, not {cron!r}")
+            _check_field_order(cron)
             try:
                 croniter(cron, dt.datetime.now(zone)).get_next(dt.datetime)
             except CroniterBadDateError:  # valid syntax, no date ever matches ("0 0 31 2 *")
@@ -94,6 +104,15 @@ class Periodic:
             return False
         return croniter(self.cron).expanded[1] != ["*"]
 
+    def next_ticks(self, ms: int, n: int = 3) -> list[int]:
+        """The next ``n`` ticks after ``ms`` (fewer once the schedule ends)."""
+        ticks: list[int] = []
+        t = self.next_after(ms)
+        while t is not None and len(ticks) < n:
+            ticks.append(t)
+            t = self.next_after(t)
+        return ticks
+
     def latest_tick(self, last_ms: int, now_ms: int) -> int | None:
         """The last tick in (last_ms, now_ms], or None. Found near ``now_ms``
         (a window widened until it holds a tick), never by walking every
@@ -133,3 +152,15 @@ class Periodic:
         if self.catch_up == "skip":  # only a current tick runs, even if a single one was missed
             return [latest] if now_ms - latest < SKIP_GRACE_MS else []
         return [latest]
+
+
+def _check_field_order(cron: str) -> None:
+    """Refuse a six-field string that every-second-ly fires in some minutes
+    only: it was written seconds-first, where croniter reads seconds last."""
+    fields = cron.split()
+    if len(fields) == 6 and fields[5] == "*" and any(f != "*" for f in fields[:5]):
+        raise ConfigurationError(
+            f"cron expression {cron!r} would fire every second while its other fields match: taskq reads six "
+            "fields as 'minute hour day month weekday second' (the seconds field is the last, croniter's "
+            f"order). For seconds first, move it last: {' '.join([*fields[1:], fields[0]])!r}"
+        )

@@ -16,7 +16,7 @@ from .options import CALL_FLAGS, AppSettings, TaskOptions, check_flag_names, sec
 
 # Per-call options stored with the job and honoured by the worker.
 EXEC_FLAGS = frozenset({
-    "retry", "retry_interval", "retry_backoff", "retry_max_interval", "retry_jitter",
+    "retry", "max_lost", "retry_interval", "retry_backoff", "retry_max_interval", "retry_jitter",
     "retry_on", "dont_retry_on", "timeout", "timeout_grace", "tombstone", "tombstone_ttl",
 })
 

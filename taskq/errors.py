@@ -68,6 +68,10 @@ class InvalidJobState(TaskQError):
         self.operation = operation
 
 
+class NoResult(TaskQError):
+    """The job succeeded but its task keeps no return value (``tombstone=False``)."""
+
+
 class ResultTimeout(TaskQError, TimeoutError):
     """``Job.result()`` waited its timeout; the job goes on."""
 

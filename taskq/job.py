@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from . import codec
-from .errors import JobNotFound, ResultTimeout, TaskFailed
+from .errors import JobNotFound, NoResult, ResultTimeout, TaskFailed
 
 if TYPE_CHECKING:
     from .app import TaskQ
@@ -66,9 +66,13 @@ def decode_errors(raw: bytes | None) -> list[dict[str, Any]]:
 
 
 def outcome_value(job_id: str, state: str, blob: bytes) -> Any:
-    """The return value for a finished job, or raise TaskFailed."""
+    """The return value for a finished job, or raise TaskFailed (NoResult
+    for a success whose task keeps no value)."""
     if state == JobState.SUCCEEDED:
-        return codec.loads(blob) if blob else None
+        if not blob:  # a kept value is never empty: None packs as b"\xc0"
+            raise NoResult(f"job {job_id} succeeded, but its task keeps no return value: declare it with "
+                           "tombstone=True (or pass tombstone=True per call); job.wait() waits without a value")
+        return codec.loads(blob)
     err = decode_error(blob)
     raise TaskFailed(job_id, state, err.get("type", ""), err.get("message", ""), err.get("traceback", ""))
 
@@ -89,6 +93,7 @@ class JobInfo:
     finished_at: float | None
     due_at: float | None
     attempts: int
+    lost_count: int  # times its worker was lost under it (not counted in attempts)
     worker: str | None
     errors: list[dict[str, Any]]
     result: Any
@@ -160,6 +165,7 @@ def job_info_from_hash(job_id: str, h: dict[str, bytes]) -> JobInfo:
         finished_at=_ms(h.get("f")),
         due_at=_ms(h.get("due")),
         attempts=_int(h.get("a")),
+        lost_count=_int(h.get("lc")),
         worker=text("w"),
         errors=decode_errors(h.get("err")),
         result=result,
@@ -174,25 +180,34 @@ def job_info_from_hash(job_id: str, h: dict[str, bytes]) -> JobInfo:
     )
 
 
-def state_of(job_id: str, h: dict[str, bytes]) -> JobState:
+def not_found(app: TaskQ, job_id: str) -> JobNotFound:
+    """The error for a job id with no job: it names the retention that drops
+    finished jobs, the likeliest reason a job once there is gone."""
+    s = app.settings
+    return JobNotFound(f"no job {job_id!r} (never created, deleted, or expired: a finished job is kept "
+                       f"succeeded_ttl={s.succeeded_ttl:g}s, a failed one failed_ttl={s.failed_ttl:g}s)")
+
+
+def state_of(app: TaskQ, job_id: str, h: dict[str, bytes]) -> JobState:
     """The state in a job's hash; ``JobNotFound`` for an empty one."""
     raw = h.get("s")
     if raw is None:
-        raise JobNotFound(f"no job {job_id!r} (never created, deleted, or expired)")
+        raise not_found(app, job_id)
     return JobState(raw.decode())
 
 
-def info_of(job_id: str, h: dict[str, bytes]) -> JobInfo:
+def info_of(app: TaskQ, job_id: str, h: dict[str, bytes]) -> JobInfo:
     if "s" not in h:
-        raise JobNotFound(f"no job {job_id!r} (never created, deleted, or expired)")
+        raise not_found(app, job_id)
     return job_info_from_hash(job_id, h)
 
 
-def result_steps(job_id: str, timeout: float) -> Generator[tuple[str, float], Any, Any]:
-    """The result wait, without its I/O: yields ``("watch", within)`` (send
-    back the watch reply, ``(state, blob)``) or ``("wait", seconds)`` (send
-    back the pushed outcome or None); returns the value or raises.
-    ``Job.result`` and ``Job.aresult`` drive it."""
+def outcome_steps(app: TaskQ, job_id: str, timeout: float) -> Generator[tuple[str, float], Any, tuple[str, bytes]]:
+    """The wait for a job's outcome, without its I/O: yields ``("watch",
+    within)`` (send back the watch reply, ``(state, blob)``) or ``("wait",
+    seconds)`` (send back the pushed outcome or None); returns (final state,
+    value-or-error blob) or raises. ``Job._outcome`` and ``Job._aoutcome``
+    drive it."""
     deadline = time.monotonic() + timeout
     # Always watch first, tombstone or not: it marks the job (wt) so that
     # every way it can finish pushes its outcome -- the scripts' own
@@ -200,9 +215,9 @@ def result_steps(job_id: str, timeout: float) -> Generator[tuple[str, float], An
     # worker lost) keep no result (keep_ms 0) and push only for a watched job.
     state, blob = yield "watch", min(timeout, _WAIT_SLICE)
     if not state:
-        raise JobNotFound(f"no job {job_id!r} (never created, deleted, or expired)")
+        raise not_found(app, job_id)
     if JobState(state).finished:
-        return outcome_value(job_id, state, blob)
+        return state, blob
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -210,12 +225,12 @@ def result_steps(job_id: str, timeout: float) -> Generator[tuple[str, float], An
         raw = yield "wait", min(left, _WAIT_SLICE)
         if raw is not None:
             state, blob = msgpack.unpackb(raw, raw=True)
-            return outcome_value(job_id, state.decode(), blob)
+            return state.decode(), blob
     state, blob = yield "watch", 0.0
     if not state:
-        raise JobNotFound(f"no job {job_id!r} (never created, deleted, or expired)")
+        raise not_found(app, job_id)
     if JobState(state).finished:
-        return outcome_value(job_id, state, blob)
+        return state, blob
     raise ResultTimeout(f"job {job_id} still {state} after {timeout:g}s")
 
 
@@ -242,26 +257,44 @@ class Job:
 
     @property
     def state(self) -> JobState:
-        return state_of(self.id, self.app.backend.job_hash(self.id))
+        return state_of(self.app, self.id, self.app.backend.job_hash(self.id))
 
     def info(self) -> JobInfo:
-        return info_of(self.id, self.app.backend.job_hash(self.id))
+        return info_of(self.app, self.id, self.app.backend.job_hash(self.id))
 
     def result(self, timeout: float | None = None) -> Any:
         """Block until the job finishes and return its value.
 
-        Raises ``TaskFailed`` if it failed (or was cancelled/skipped) and
-        ``ResultTimeout`` when ``timeout`` seconds pass (default: the
-        ``tombstone_timeout`` the job was enqueued with, per call or the
-        task's). A task without ``tombstone=True`` keeps no return value:
-        its result is ``None``.
+        Raises ``TaskFailed`` if it failed (or was cancelled/skipped),
+        ``NoResult`` if it succeeded but its task keeps no value (declare it
+        with ``tombstone=True``), and ``ResultTimeout`` when ``timeout``
+        seconds pass (default: the ``tombstone_timeout`` the job was
+        enqueued with, per call or the task's).
         """
-        if timeout is None:
-            if self._result_timeout is None and self.task_name is None:  # a handle from app.job(id)
-                self.task_name = self.app.backend.job_task(self.id)
-            timeout = self._default_wait()
+        state, blob = self._outcome(timeout)
+        return outcome_value(self.id, state, blob)
+
+    def get(self, timeout: float | None = None) -> Any:
+        """``result()`` under Celery's and RQ's name."""
+        return self.result(timeout)
+
+    def wait(self, timeout: float | None = None) -> JobState:
+        """Block until the job finishes and return its final state (never
+        raises for a failed job; ``ResultTimeout`` when ``timeout`` passes)."""
+        return JobState(self._outcome(timeout)[0])
+
+    def get_status(self) -> JobState:
+        """``state`` under RQ's name."""
+        return self.state
+
+    def _outcome(self, timeout: float | None) -> tuple[str, bytes]:
+        """Wait for the job's outcome: (final state, value-or-error blob)."""
         backend = self.app.backend
-        steps = result_steps(self.id, timeout)
+        if timeout is None:
+            if self._result_timeout is None and self.task_name is None:  # a handle from app.job(id): ask the job
+                self.task_name = backend.job_task(self.id)
+            timeout = self._default_wait()
+        steps = outcome_steps(self.app, self.id, timeout)
         reply: Any = None
         try:
             while True:
@@ -269,39 +302,7 @@ class Job:
                 reply = backend.watch(self.id, within=seconds) if op == "watch" else \
                     backend.wait_outcome(self.id, seconds)
         except StopIteration as done:
-            return done.value
-
-    # -- asyncio: the same calls, awaited (see docs/asyncio.md)
-
-    async def astate(self) -> JobState:
-        """:attr:`state`, awaited."""
-        return state_of(self.id, await self.app.abackend.job_hash(self.id))
-
-    async def ainfo(self) -> JobInfo:
-        """:meth:`info`, awaited."""
-        return info_of(self.id, await self.app.abackend.job_hash(self.id))
-
-    async def aresult(self, timeout: float | None = None) -> Any:
-        """:meth:`result`, awaited: the wait blocks on the server, not the loop."""
-        backend = self.app.abackend
-        if timeout is None:
-            if self._result_timeout is None and self.task_name is None:
-                self.task_name = await backend.job_task(self.id)
-            timeout = self._default_wait()
-        steps = result_steps(self.id, timeout)
-        reply: Any = None
-        try:
-            while True:
-                op, seconds = steps.send(reply)
-                reply = await (backend.watch(self.id, within=seconds) if op == "watch" else
-                               backend.wait_outcome(self.id, seconds))
-        except StopIteration as done:
-            return done.value
-
-    async def acancel(self, force: bool = False) -> str:
-        """:meth:`cancel`, awaited."""
-        return await self.app.abackend.control("cancel", self.id, *self.app.control.cancel_args(force),
-                                               operation="cancel")
+            return done.value  # type: ignore[no-any-return]
 
     def _default_wait(self) -> float:
         """``tombstone_timeout`` of the enqueue that made this handle, else of its task."""
@@ -310,6 +311,42 @@ class Job:
         if self.task_name is None:
             return self.app.settings.default_options.tombstone_timeout
         return self.app.options_for(self.task_name).tombstone_timeout
+
+    # -- asyncio: the same calls, awaited (see docs/asyncio.md)
+
+    async def astate(self) -> JobState:
+        """:attr:`state`, awaited."""
+        return state_of(self.app, self.id, await self.app.abackend.job_hash(self.id))
+
+    async def ainfo(self) -> JobInfo:
+        """:meth:`info`, awaited."""
+        return info_of(self.app, self.id, await self.app.abackend.job_hash(self.id))
+
+    async def aresult(self, timeout: float | None = None) -> Any:
+        """:meth:`result`, awaited: the wait blocks on the server, not the loop."""
+        state, blob = await self._aoutcome(timeout)
+        return outcome_value(self.id, state, blob)
+
+    async def acancel(self, force: bool = False) -> str:
+        """:meth:`cancel`, awaited."""
+        return await self.app.abackend.control("cancel", self.id, *self.app.control.cancel_args(force),
+                                               operation="cancel")
+
+    async def _aoutcome(self, timeout: float | None) -> tuple[str, bytes]:
+        backend = self.app.abackend
+        if timeout is None:
+            if self._result_timeout is None and self.task_name is None:
+                self.task_name = await backend.job_task(self.id)
+            timeout = self._default_wait()
+        steps = outcome_steps(self.app, self.id, timeout)
+        reply: Any = None
+        try:
+            while True:
+                op, seconds = steps.send(reply)
+                reply = await (backend.watch(self.id, within=seconds) if op == "watch" else
+                               backend.wait_outcome(self.id, seconds))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
     # -- control (each is one atomic script; see taskq/storage/lua)
 

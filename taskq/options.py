@@ -81,6 +81,7 @@ class TaskOptions:
     queue: str = "default"
     priority: int = 0
     retry: int = 0
+    max_lost: int = 2
     retry_interval: float = 10.0
     retry_backoff: float = 1.0
     retry_max_interval: float = 3600.0
@@ -108,6 +109,8 @@ class TaskOptions:
         s(self, "priority", parse_priority(self.priority))
         if isinstance(self.retry, bool) or not isinstance(self.retry, int) or self.retry < 0:
             raise ConfigurationError(f"retry must be an int >= 0, not {self.retry!r}")
+        if isinstance(self.max_lost, bool) or not isinstance(self.max_lost, int) or self.max_lost < 0:
+            raise ConfigurationError(f"max_lost must be an int >= 0, not {self.max_lost!r}")
         for name in ("retry_interval", "retry_max_interval", "timeout_grace", "tombstone_timeout", "tombstone_ttl"):
             s(self, name, seconds(name, getattr(self, name)))
         s(self, "delay", seconds("delay", self.delay, maximum=MAX_DELAY))
@@ -143,6 +146,11 @@ class TaskOptions:
     @property
     def max_attempts(self) -> int:
         return self.retry + 1
+
+    @property
+    def limits(self) -> str:
+        """``"<max attempts>:<max lost>"``, as workers register them for the scripts."""
+        return f"{self.max_attempts}:{self.max_lost}"
 
     def merged(self, overrides: Mapping[str, Any]) -> TaskOptions:
         """A copy with ``overrides`` applied (validated)."""
@@ -219,7 +227,8 @@ class AppSettings:
     def __post_init__(self) -> None:
         s = object.__setattr__
         if not isinstance(self.namespace, str) or not self.namespace or any(c in self.namespace for c in "{}: "):
-            raise ConfigurationError(f"namespace must be a non-empty name without braces, ':' or spaces, not {self.namespace!r}")
+            raise ConfigurationError(f"namespace must be a non-empty name without braces, ':' or spaces, not "
+                                     f"{self.namespace!r} (it defaults to the app's name: pass namespace=...)")
         for name in ("heartbeat_timeout", "succeeded_ttl", "failed_ttl", "enqueue_retry_timeout"):
             s(self, name, seconds(name, getattr(self, name)))
         if self.heartbeat_timeout < 0.5:
@@ -266,10 +275,12 @@ def load_settings(
     settings: Mapping[str, Any] | str | None,
     explicit: Mapping[str, Any],
     environ: Mapping[str, str] | None = None,
+    defaults: Mapping[str, Any] | None = None,
 ) -> AppSettings:
-    """Build settings: explicit keyword > settings (dict or module path) > TASKQ_* env > default."""
+    """Build settings: explicit keyword > settings (dict or module path) > TASKQ_* env >
+    ``defaults`` (the app's own, such as its namespace) > built-in default."""
     env = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = dict(defaults or {})
     for name in SETTING_NAMES - {"task_flags", "task_defaults"}:
         raw = env.get("TASKQ_" + name.upper())
         if raw is not None and raw != "":

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .app import TaskQ
 
 COUNTERS = ("enqueued", "started", "succeeded", "failed", "retried", "timed_out",
-            "skipped", "cancelled", "requeued", "retracted")
+            "skipped", "cancelled", "requeued", "retracted", "lost")
 # Counters that end a job: a queue's "out" rate.
 FINISHING = ("succeeded", "failed", "skipped", "cancelled")
 BOUNDS_MS: tuple[float, ...] = (*map(float, HISTOGRAM_BUCKETS_MS), math.inf)

@@ -11,6 +11,7 @@ from .stats import COUNTERS, FINISHING, Stats, WorkerInfo
 COUNTER_HEADERS = {
     "enqueued": "ENQ", "started": "START", "succeeded": "OK", "failed": "FAIL", "retried": "RETRY",
     "timed_out": "TIMEOUT", "skipped": "SKIP", "cancelled": "CANCEL", "requeued": "REQUEUE", "retracted": "RETRACT",
+    "lost": "LOST",
 }
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+from .context import JobContext
+from .errors import ConfigurationError
 from .options import TaskOptions, check_flag_names
 
 if TYPE_CHECKING:
@@ -22,10 +24,12 @@ class Task(Generic[P, R]):
     """A function registered with an app. Calling it runs it here and now;
     ``.delay()`` / ``.apply_async()`` enqueue it for a worker."""
 
-    def __init__(self, app: TaskQ, fn: Callable[P, R], name: str, flags: Mapping[str, Any]) -> None:
+    def __init__(self, app: TaskQ, fn: Callable[P, R], name: str, flags: Mapping[str, Any],
+                 bind: bool = False) -> None:
         check_flag_names(flags, "task flag")
         self.app = app
         self.fn = fn
+        self.bind = bind  # the worker passes the running job (a JobContext) as the first argument
         self.is_async = inspect.iscoroutinefunction(fn)  # the worker runs it on an event loop
         self.name = name
         self.flags = dict(flags)  # as given to the decorator
@@ -37,6 +41,12 @@ class Task(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.fn(*args, **kwargs)
+
+    def run(self, job: JobContext, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        """Call the function for a job the worker runs (``bind=True``: with the
+        job as its first argument)."""
+        fn: Callable[..., Any] = self.fn
+        return fn(job, *args, **kwargs) if self.bind else fn(*args, **kwargs)
 
     @property
     def options(self) -> TaskOptions:
@@ -58,6 +68,7 @@ class Task(Generic[P, R]):
         *,
         queue: str | None = None,
         delay: float | dt.timedelta | None = None,
+        countdown: float | dt.timedelta | None = None,
         eta: dt.datetime | None = None,
         job_id: str | None = None,
         priority: int | str | None = None,
@@ -67,8 +78,9 @@ class Task(Generic[P, R]):
         durable: bool | None = None,
         **flags: Any,
     ) -> Job:
-        """Enqueue with per-call options (they win over every other source)."""
-        call = _call(flags, queue=queue, delay=delay, priority=priority, durable=durable)
+        """Enqueue with per-call options (they win over every other source).
+        ``countdown`` is ``delay`` under Celery's name."""
+        call = _call(flags, countdown, queue=queue, delay=delay, priority=priority, durable=durable)
         return self.app.enqueue_call(
             self.name, tuple(args), dict(kwargs or {}), call,
             job_id=job_id, eta=eta, front=front, unique_key=unique_key, resource=resource,
@@ -81,6 +93,7 @@ class Task(Generic[P, R]):
         *,
         queue: str | None = None,
         delay: float | dt.timedelta | None = None,
+        countdown: float | dt.timedelta | None = None,
         eta: dt.datetime | None = None,
         job_id: str | None = None,
         priority: int | str | None = None,
@@ -91,7 +104,7 @@ class Task(Generic[P, R]):
         **flags: Any,
     ) -> Job:
         """:meth:`apply_async`, awaited."""
-        call = _call(flags, queue=queue, delay=delay, priority=priority, durable=durable)
+        call = _call(flags, countdown, queue=queue, delay=delay, priority=priority, durable=durable)
         return await self.app.aenqueue_call(
             self.name, tuple(args), dict(kwargs or {}), call,
             job_id=job_id, eta=eta, front=front, unique_key=unique_key, resource=resource,
@@ -119,8 +132,13 @@ class Task(Generic[P, R]):
         return items
 
 
-def _call(flags: Mapping[str, Any], **named: Any) -> dict[str, Any]:
-    """A call's overrides: ``flags`` and the named options that were given."""
+def _call(flags: Mapping[str, Any], countdown: float | dt.timedelta | None, **named: Any) -> dict[str, Any]:
+    """A call's overrides: ``flags`` and the named options that were given
+    (``countdown`` is ``delay`` under Celery's name)."""
+    if countdown is not None:
+        if named.get("delay") is not None:
+            raise ConfigurationError("give delay= or countdown= (the same option), not both")
+        named["delay"] = countdown
     call = dict(flags)
     for key, value in named.items():
         if value is not None:

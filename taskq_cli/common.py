@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,7 @@ from taskq.errors import TaskQError
 
 from .loader import load_app
 
-APP_HELP = "The app as MODULE[:ATTR] (default: $TASKQ_APP)."
+APP_HELP = "The app as MODULE[:ATTR] (also the positional APP, or $TASKQ_APP)."
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -31,12 +32,19 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def app_argument(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.argument("app", required=False, envvar="TASKQ_APP", metavar="APP")(fn)
+def app_params(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The app, named the same way on every command: a positional ``APP``
+    (after the command's own arguments), ``-A/--app``, or ``$TASKQ_APP``.
+    The command receives it as ``app``."""
 
+    @functools.wraps(fn)
+    def wrapper(*args: Any, app_arg: str | None, app_opt: str | None, **kwargs: Any) -> Any:
+        if app_arg and app_opt and app_arg != app_opt:
+            raise click.UsageError(f"two apps given: {app_arg!r} and -A {app_opt!r}")
+        return fn(*args, app=app_opt or app_arg or os.environ.get("TASKQ_APP") or None, **kwargs)
 
-def app_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("-A", "--app", "app", envvar="TASKQ_APP", help=APP_HELP)(fn)
+    wrapper = click.option("-A", "--app", "app_opt", metavar="MODULE[:ATTR]", help=APP_HELP)(wrapper)
+    return click.argument("app_arg", required=False, metavar="[APP]")(wrapper)
 
 
 def _json_key(key: Any) -> str:

@@ -10,7 +10,7 @@ import click
 from taskq.control import LISTABLE
 from taskq.job import JobInfo
 
-from .common import app_option, emit_json, friendly, resolve_app
+from .common import app_params, emit_json, friendly, resolve_app
 
 
 def _when(ts: float | None) -> str:
@@ -23,7 +23,7 @@ def _show(info: JobInfo) -> None:
         ("priority", info.priority), ("args", info.args), ("kwargs", info.kwargs),
         ("created", _when(info.created_at)), ("started", _when(info.started_at)),
         ("finished", _when(info.finished_at)), ("due", _when(info.due_at)),
-        ("attempts", info.attempts), ("worker", info.worker or "-"),
+        ("attempts", info.attempts), ("lost", info.lost_count), ("worker", info.worker or "-"),
         ("requeues", info.requeue_count), ("cancels", info.cancel_count),
     ]
     if info.progress:
@@ -44,8 +44,8 @@ def job() -> None:
 
 
 @job.command("show")
-@app_option
 @click.argument("job_id")
+@app_params
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
 @friendly
 def job_show(app: str | None, job_id: str, as_json: bool) -> None:
@@ -56,8 +56,8 @@ def job_show(app: str | None, job_id: str, as_json: bool) -> None:
 
 def _control(name: str, help_text: str, **extra: Any) -> None:
     @job.command(name, help=help_text)
-    @app_option
     @click.argument("job_id")
+    @app_params
     @friendly
     def command(app: str | None, job_id: str, **kw: Any) -> None:
         the_app = resolve_app(app)
@@ -91,7 +91,7 @@ def _table(infos: list[JobInfo]) -> None:
 
 
 @click.command("jobs")
-@app_option
+@app_params
 @click.option("--state", type=click.Choice(LISTABLE), default="queued", show_default=True, help="The state to list.")
 @click.option("--queue", "-Q", default=None, help="Only jobs of this queue.")
 @click.option("--task", default=None, help="Only jobs of this task.")
@@ -116,7 +116,7 @@ def _filters(fn: Any) -> Any:
     fn = click.option("--task", default=None, help="Only jobs of this task.")(fn)
     fn = click.option("--queue", "-Q", default=None, help="Only jobs of this queue.")(fn)
     fn = click.option("--error-type", default=None, help="Exception type name of the last error.")(fn)
-    return app_option(fn)
+    return app_params(fn)
 
 
 @failed.command("list")
@@ -151,7 +151,7 @@ def failed_purge(app: str | None, task: str | None, queue: str | None, error_typ
 
 
 @click.command("purge")
-@app_option
+@app_params
 @click.option("--queue", "-Q", required=True, help="The queue to empty.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @friendly

@@ -18,7 +18,7 @@ from taskq.worker import Supervisor, WorkerConfig
 from taskq.worker.scheduler import Scheduler, run_recovery
 
 from . import jobs, status
-from .common import app_argument, friendly
+from .common import app_params, friendly
 from .loader import load_app
 
 @click.group()
@@ -35,7 +35,7 @@ def _csv(value: str | None) -> tuple[str, ...]:
 
 
 @main.command()
-@app_argument
+@app_params
 @click.option("-c", "--concurrency", type=click.IntRange(min=1), default=None, help="Worker processes (default: CPU count).")
 @click.option("-t", "--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="Jobs each worker process runs at once, one thread each (for tasks that wait on I/O).")
@@ -78,7 +78,7 @@ def worker(app: str | None, concurrency: int | None, threads: int, queues: str, 
 
 
 @main.command()
-@app_argument
+@app_params
 @click.option("--loglevel", "-l", default="INFO", show_default=True, type=LOG_LEVELS, help="Log level.")
 @friendly
 def scheduler(app: str | None, loglevel: str) -> None:
@@ -92,7 +92,7 @@ def scheduler(app: str | None, loglevel: str) -> None:
 
 
 @main.command()
-@app_argument
+@app_params
 @friendly
 def recover(app: str | None) -> None:
     """Return the jobs of dead workers to their queues now."""
@@ -138,19 +138,19 @@ def periodic() -> None:
 
 
 @periodic.command("list")
-@app_argument
+@app_params
 @friendly
 def periodic_list(app: str | None) -> None:
-    """Each periodic task with its schedule and next run time."""
+    """Each periodic task with its schedule and its next three ticks."""
     the_app = load_app(app)
     if not the_app.periodics:
         click.echo("no periodic tasks")
         return
     now = the_app.backend.server_time_ms()
     for name, p in sorted(the_app.periodics.items()):
-        tick = p.next_after(now)
-        nxt = "never" if tick is None else dt.datetime.fromtimestamp(tick / 1000, p.tz).isoformat(timespec="seconds")
-        click.echo(f"{name}  {p.description}  tz={p.tz}  next={nxt}  catch_up={p.catch_up}")
+        ticks = [dt.datetime.fromtimestamp(t / 1000, p.tz).isoformat(timespec="seconds") for t in p.next_ticks(now)]
+        click.echo(f"{name}  {p.description}  tz={p.tz}  catch_up={p.catch_up}  "
+                   f"next={', '.join(ticks) or 'never (the schedule has ended)'}")
 
 
 for _group in (jobs.job, jobs.jobs_cmd, jobs.failed, jobs.purge, status.status, status.metrics):

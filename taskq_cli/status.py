@@ -11,14 +11,14 @@ from taskq.metrics import metrics_url, serve_metrics
 from taskq.stats import Stats
 from taskq.status_text import render_status
 
-from .common import app_argument, emit_json, friendly, json_text
+from .common import app_params, emit_json, friendly, json_text
 from .loader import load_app
 
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear screen
 
 
 @click.command()
-@app_argument
+@app_params
 @click.option("--json", "as_json", is_flag=True, help="Print the snapshot and the workers as JSON.")
 @click.option("--watch", is_flag=True, help="Refresh every second until Ctrl-C.")
 @friendly
@@ -55,7 +55,7 @@ def status(app: str | None, as_json: bool, watch: bool) -> None:
 
 
 @click.command()
-@app_argument
+@app_params
 @click.option("--port", type=click.IntRange(0, 65535), default=9100, show_default=True,
               help="Port to listen on (0: any free one).")
 @click.option("--host", default="127.0.0.1", show_default=True,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from taskq.storage import server as srv
 from taskq.storage.server import stop_embedded_server
 from tests.conftest import wait_for
 
@@ -30,6 +31,7 @@ def test_demo_runs_on_the_embedded_server(tmp_path):
     env.update({"TASKQ_HOME": str(tmp_path / ".taskq"), "PYTHONPATH": str(ROOT)})
     try:
         out = run("demo.py", env, tmp_path)
+        assert srv.embedded_status(tmp_path / ".taskq") is None  # the demo stopped the server it started
     finally:
         stop_embedded_server(tmp_path / ".taskq")
     assert "(embedded) unix://" in out
@@ -79,7 +81,8 @@ def test_web_producer_submits_by_name_and_returns_the_result(example_env, namesp
 def test_crash_recovery_example(example_env):
     out = run("crash_recovery.py", example_env, EXAMPLES)
     assert "killing that process with SIGKILL" in out
-    assert "order 42 charged on attempt 2 (fencing token " in out
+    assert "order 42 charged on attempt 1 (fencing token " in out
+    assert "attempts used: 1, runs lost with their worker: 1" in out
     assert "WorkerLost" in out
 
 

@@ -188,7 +188,7 @@ def ensure_embedded_server(home: PathArg = None, stop: Callable[[], bool] | None
     with _locked(home), _client(unix_socket_path=str(sock)) as client:
         state = _probe(client)
         if state:
-            log.info("reusing running server at %s", url)
+            log.debug("reusing running server at %s", url)
             return url
         if state is None:
             path, desc = find_server_binary()
@@ -213,7 +213,7 @@ def ensure_embedded_server(home: PathArg = None, stop: Callable[[], bool] | None
     if started:
         log.info("started %s at %s", started, url)
     else:
-        log.info("reusing running server at %s", url)
+        log.debug("reusing running server at %s", url)
     return url
 
 

@@ -252,7 +252,7 @@ class Consumer:
         pause = 0.1
         while True:
             try:
-                self.backend.register_tasks({n: self.app.options_for(n).max_attempts for n in self.app.tasks})
+                self.backend.register_tasks({n: self.app.options_for(n).limits for n in self.app.tasks})
                 self.heartbeat.beat()
                 return
             except BrokerUnavailable as exc:

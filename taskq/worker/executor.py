@@ -170,7 +170,7 @@ class Executor:
         soft = _SoftTimeout(None if task.is_async else options.timeout)
         try:
             with soft:
-                value = task.fn(*args, **kwargs)
+                value = task.run(ctx, args, kwargs)
             if inspect.iscoroutine(value):  # an async def task (or a wrapper returning its coroutine)
                 spent = time.monotonic() - started
                 value = aio.run(value, options.timeout, max(options.timeout - spent, 0.001) if options.timeout else None)

@@ -107,9 +107,11 @@ class Supervisor:
                 pause = min(pause * 2, 2.0)
         info = b.info("server")
         version = info.get("valkey_version") or info.get("redis_version")
-        log.info("taskq worker: server %s (%s %s), namespace %r, queues %s, concurrency %d x %d thread(s)",
-                 redact_url(b.url), info.get("server_name", "redis"), version, self.app.settings.namespace,
-                 ",".join(self.config.queues), self.config.concurrency, self.config.threads)
+        tasks = sorted(self.app.tasks)
+        log.info("taskq worker: app %r, namespace %r, server %s (%s %s), queues %s, concurrency %d x %d "
+                 "thread(s), %d task(s): %s", self.app.name, self.app.settings.namespace, redact_url(b.url),
+                 info.get("server_name", "redis"), version, ",".join(self.config.queues), self.config.concurrency,
+                 self.config.threads, len(tasks), ", ".join(tasks) or "(none)")
         policy = b.config_get("maxmemory-policy")
         if policy and policy != "noeviction":
             log.warning("the server's maxmemory-policy is %r: it may silently DELETE JOBS when memory "
@@ -274,6 +276,8 @@ class Supervisor:
         return self.shutdown()
 
     def shutdown(self) -> int:
+        if self.scheduler is not None:
+            self.scheduler.stop_periodics()  # no tick is enqueued from here on
         log.info("shutting down: waiting up to %gs for running jobs", self.config.shutdown_timeout)
         for child in self.children.values():
             if child.process.exitcode is None:

@@ -26,14 +26,17 @@ def append_line(path: str, line: str) -> None:
 def build(redis_url: str | None = None, namespace: str | None = None, **settings: Any) -> TaskQ:
     app = basic.build(redis_url, namespace, **settings)
 
-    @app.task(name="slow_first", tombstone=True, retry=2, retry_interval=0)
+    @app.task(name="slow_first", tombstone=True, retry=0)  # a lost run uses no attempt
     def slow_first(path: str, seconds: float) -> int:
-        """Records ``<pid> <attempt>``; the first attempt then sleeps ``seconds``."""
+        """Records ``<pid> <attempt> <token>``; the first run then sleeps
+        ``seconds``. Returns how many runs the trace holds."""
         job = current_job()
+        first = not os.path.exists(path)
         append_line(path, f"{os.getpid()} {job.attempt} {job.fencing_token}")
-        if job.attempt == 1:
+        if first:
             time.sleep(seconds)
-        return job.attempt
+        with open(path) as fh:
+            return len(fh.readlines())
 
     @app.task(name="soft", tombstone=True, timeout=0.5, timeout_grace=10, retry=0)
     def soft(path: str) -> None:
@@ -67,13 +70,34 @@ def build(redis_url: str | None = None, namespace: str | None = None, **settings
             time.sleep(seconds)
         append_line(os.path.join(directory, f"{os.getpid()}.log"), str(n))
 
+    @app.task(name="mark0", retry=0)
+    def mark0(directory: str, n: int, seconds: float = 0.0) -> None:
+        """``mark`` with retry=0: only max_lost re-runs it after a kill."""
+        mark(directory, n, seconds)
+
+    def work(directory: str, n: int, seconds: float) -> None:
+        """Records the start and the end of each run of job ``n`` (lines
+        ``s <n> <time>`` and ``e <n> <time>`` in a per-process file): a run
+        with a start and no end was interrupted; two ends, a job that had
+        finished ran again."""
+        path = os.path.join(directory, f"{os.getpid()}.log")
+        append_line(path, f"s {n} {time.time():.6f}")
+        time.sleep(seconds)
+        append_line(path, f"e {n} {time.time():.6f}")
+
+    # the same work as two tasks: one always quicker than flush_interval, so
+    # its outcomes wait for their batch while the next job runs
+    app.task(name="work", retry=100, retry_interval=0)(work)
+    app.task(name="work_quick", retry=100, retry_interval=0)(work)
+
     @app.task(name="exit_first", tombstone=True, retry=1, retry_interval=0)
     def exit_first(path: str, how: str) -> int:
-        """Records ``<pid> <attempt>``; the first attempt then leaves by ``how``:
+        """Records ``<pid> <attempt>``; the first run then leaves by ``how``:
         ``sys.exit``, ``KeyboardInterrupt`` or ``os._exit`` (code 0)."""
         job = current_job()
+        first = not os.path.exists(path)
         append_line(path, f"{os.getpid()} {job.attempt}")
-        if job.attempt == 1:
+        if first:
             if how == "sys.exit":
                 sys.exit()
             if how == "KeyboardInterrupt":

@@ -17,7 +17,8 @@ def build(redis_url: str | None = None, namespace: str | None = None, **settings
     def body(n: int, ms: int, mode: str) -> int:
         """Runs ``ms`` ms (a cancel checkpoint every 10 ms), then ends by ``mode``:
         ok, fail, retry (first attempt), requeue (at random), crash (the
-        process exits on the first attempt)."""
+        process exits on the first attempt, and again on re-runs after it while
+        its losses stay within max_lost: they use no attempt)."""
         job = current_job()
         if mode == "crash" and job.attempt == 1:
             os._exit(3)

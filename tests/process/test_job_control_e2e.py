@@ -126,7 +126,8 @@ def test_a_finished_jobs_outcome_is_recorded_before_a_long_job_starts(client, st
 
 def test_a_killed_child_frees_the_unique_key_and_lock_of_its_last_attempt(client, start_worker):
     w = start_worker(APP, env=FAST)
-    job = client.tasks["block"].apply_async(("never",), unique_key="report", resource="printer")
+    # max_lost=0: its first loss is its last attempt
+    job = client.tasks["block"].apply_async(("never",), unique_key="report", resource="printer", max_lost=0)
     wait_for(lambda: job.id in started(client), 20, what="task start")
     assert client.tasks["block"].apply_async(("never",), unique_key="report").created is False
     for pid in w.child_pids():

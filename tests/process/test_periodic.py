@@ -459,14 +459,16 @@ def test_periodic_list_prints_schedule_and_next_run(capp, worker_env):
     assert out.returncode == 0, out.stderr
     lines = dict(line.split("  ", 1) for line in out.stdout.strip().splitlines())
     assert set(lines) == {"tick", "morning"}
-    assert lines["tick"].startswith("every 1s  tz=UTC  next=")
-    assert lines["tick"].endswith("catch_up=all")
-    nxt = dt.datetime.fromisoformat(lines["tick"].split("next=")[1].split()[0])
-    assert abs(nxt.timestamp() - time.time()) < 5
-    assert lines["morning"].startswith("30 9 * * 1-5  tz=Europe/Paris  next=")
-    nxt = dt.datetime.fromisoformat(lines["morning"].split("next=")[1].split()[0])
-    local = nxt.astimezone(dt.timezone(nxt.utcoffset()))
-    assert (local.hour, local.minute) == (9, 30) and local.weekday() < 5
+    assert lines["tick"].startswith("every 1s  tz=UTC  catch_up=all  next=")
+    ticks = [dt.datetime.fromisoformat(t) for t in lines["tick"].split("next=")[1].split(", ")]
+    assert len(ticks) == 3 and abs(ticks[0].timestamp() - time.time()) < 5
+    assert [(b - a).total_seconds() for a, b in zip(ticks, ticks[1:])] == [1, 1]
+    assert lines["morning"].startswith("30 9 * * 1-5  tz=Europe/Paris  catch_up=one  next=")
+    mornings = [dt.datetime.fromisoformat(t) for t in lines["morning"].split("next=")[1].split(", ")]
+    assert len(mornings) == 3 and len({m.date() for m in mornings}) == 3
+    for nxt in mornings:
+        local = nxt.astimezone(dt.timezone(nxt.utcoffset()))
+        assert (local.hour, local.minute) == (9, 30) and local.weekday() < 5
 
 
 def test_three_schedulers_enqueue_each_tick_exactly_once(capp, worker_env, tmp_path):

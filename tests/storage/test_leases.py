@@ -94,10 +94,10 @@ def test_late_outcome_of_a_reaped_worker_is_discarded(app, late_kind):
     assert first.attempt == 1
     assert app.backend.client.get(app.backend.keys.lock("res")) == job.id.encode()
 
-    assert reap(app, "w1", T0 + 20_000) == {job.id: "queued"}
+    assert reap(app, "w1", T0 + 20_000) == {job.id: "requeued"}
     assert app.backend.client.get(app.backend.keys.lock("res")) is None
     (second,) = claim(app, "w2", T0 + 20_100)
-    assert second.id == job.id and second.attempt == 2
+    assert second.id == job.id and second.attempt == 1  # the lost run used no attempt
     assert second.token > first.token
 
     before = snapshot(app, job.id, "res")
@@ -158,12 +158,12 @@ def test_fencing_token_seen_by_the_task_increases_on_every_claim(app):
         assert out.value == claimed.token  # what current_job().fencing_token said inside the task
         tokens.append(out.value)
         if worker != "w3":
-            assert reap(app, worker, now + 20_000) == {job.id: "queued"}
+            assert reap(app, worker, now + 20_000) == {job.id: "requeued"}
         else:
             assert settle(app, worker, out, now + 1) == 1
     assert tokens == sorted(set(tokens))
     assert job.state.value == "succeeded"
-    assert job.info().attempts == 3
+    assert (job.info().attempts, job.info().lost_count) == (1, 2)  # losses use no attempt
 
 
 def test_reaping_a_worker_bumps_the_token_of_every_job_it_held(app):
@@ -171,7 +171,7 @@ def test_reaping_a_worker_bumps_the_token_of_every_job_it_held(app):
     beat(app.backend, "w1", T0)
     held = claim(app, "w1", T0, count=3)
     assert {j.id for j in held} == {j.id for j in jobs}
-    assert set(reap(app, "w1", T0 + 20_000).values()) == {"queued"}
+    assert set(reap(app, "w1", T0 + 20_000).values()) == {"requeued"}
     for j in held:
         assert int(app.backend.job_hash(j.id)["k"]) > j.token
     assert not app.backend.workers()
@@ -200,7 +200,7 @@ def test_reaper_needs_a_full_timeout_of_its_own_observation(app):
     assert app.backend.job_hash(job_id)["s"] == b"active"
     assert reaper.tick(start + 10_000) == ["w1"]
     h = app.backend.job_hash(job_id)
-    assert h["s"] == b"queued" and h["a"] == b"1"
+    assert h["s"] == b"queued" and h["a"] == b"0" and h["lc"] == b"1"  # back, its attempt refunded
     assert not app.backend.workers()
 
 
@@ -278,7 +278,7 @@ def test_reap_with_a_stale_expected_heartbeat_does_nothing(app):
     assert app.backend.workers() == [("w1", T0 + 5000)]
     assert app.backend.client.smembers(app.backend.keys.worker_jobs("w1")) == {job_id.encode()}
     # With the heartbeat it really has, it is reaped.
-    assert reap(app, "w1", T0 + 20_000, expected_hb=T0 + 5000) == {job_id: "queued"}
+    assert reap(app, "w1", T0 + 20_000, expected_hb=T0 + 5000) == {job_id: "requeued"}
 
 
 def test_scheduler_tick_reaps_only_after_watching_a_whole_timeout(app):

@@ -211,7 +211,8 @@ def test_garbled_numbers_in_a_job_hash_do_not_break_listings(app):
 def test_unknown_task_in_a_hand_written_job_fails_by_name(app, consumer):
     put_job(app, "who", fields("no.such.task", codec.encode_args((), {})))
     drain(consumer)
-    err = assert_failed_cleanly(app, "who", "unknown task 'no.such.task'; this worker knows: echo, nothing")
+    err = assert_failed_cleanly(app, "who", f"unknown task 'no.such.task' in namespace {app.settings.namespace!r}; "
+                                            f"this worker (app {app.name!r}) knows: echo, nothing. ")
     assert err["type"] == "UnknownTask"
 
 

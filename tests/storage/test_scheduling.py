@@ -248,7 +248,7 @@ def test_a_retry_outcome_reschedules_with_its_error_in_one_script(capp):
 
 def test_a_worker_dying_before_it_sends_the_outcome_gets_the_job_back_with_the_attempt_counted(capp):
     b = capp.backend
-    b.register_tasks({"noop": 3})
+    b.register_tasks({"noop": "3:0"})  # max_lost 0: a loss counts as an attempt
     job = capp.tasks["noop"].delay()
     claim(capp)
     assert job.state == JobState.ACTIVE
@@ -271,7 +271,7 @@ def leased_to_w1(capp):
     """A noop job (2 attempts) leased to worker w1, which beat once: the job
     and that heartbeat's time."""
     b = capp.backend
-    b.register_tasks({"noop": 2})
+    b.register_tasks({"noop": "2:0"})  # max_lost 0: a loss counts as an attempt
     job = capp.tasks["noop"].delay()
     claim(capp)
     b.heartbeat("w1", 60_000)

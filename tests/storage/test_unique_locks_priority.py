@@ -108,7 +108,7 @@ def test_unique_key_frees_when_the_job_ends(capp, end):
 
 
 def test_unique_key_survives_a_retry_and_a_reap_until_attempts_are_exhausted(capp):
-    capp.backend.register_tasks({"noop": 2})
+    capp.backend.register_tasks({"noop": "2:0"})  # max_lost 0: each loss uses an attempt
     job = capp.tasks["noop"].apply_async(unique_key="k")
     claim(capp, "w1")
     assert reap(capp, "w1") == {job.id: "queued"}
@@ -320,12 +320,12 @@ def test_lock_is_freed_when_a_running_job_is_cancelled(capp):
 
 @pytest.mark.parametrize("how", ["reap", "requeue"])
 def test_lock_is_freed_when_the_worker_dies_or_the_job_is_taken_back(capp, how):
-    job = capp.tasks["locked_wait"].delay()
+    job = capp.tasks["locked_wait"].apply_async(max_lost=0)
     claim(capp, "w1")
     assert lock_holder(capp) == job.id
     w = waiter(capp)
     if how == "reap":
-        assert reap(capp, "w1") == {job.id: "failed"}  # retry=0: the worker death ends it
+        assert reap(capp, "w1") == {job.id: "failed"}  # retry=0, max_lost=0: the worker death ends it
     else:
         job.requeue()
     assert lock_holder(capp) is None and w.state == JobState.QUEUED

@@ -253,7 +253,8 @@ def test_unknown_task_fails_with_the_name_and_the_known_tasks():
     kind, err = run(app, claimed("no.such.task", codec.encode_args((), {})))
     assert kind == "fail"
     assert err["type"] == "UnknownTask"
-    assert err["message"] == "unknown task 'no.such.task'; this worker knows: add"
+    assert err["message"].startswith("unknown task 'no.such.task' in namespace 'unit'; this worker (app 'unit') "
+                                     "knows: add. A job of another app sharing the namespace?")
 
 
 @pytest.mark.parametrize("payload", [

@@ -324,7 +324,7 @@ def test_per_call_retry_is_stored_with_the_job_for_reapers(capp):
     """A per-call retry becomes the job's own max attempts, so a reaper that
     does not know the call still stops at the right attempt."""
     b = capp.backend
-    job = capp.tasks["noop"].apply_async(retry=2)
+    job = capp.tasks["noop"].apply_async(retry=2, max_lost=0)  # each loss uses an attempt
     assert b.job_hash(job.id)["m"] == b"3"
     lost = error_entry(None, 0, kind="lost", exc_type="WorkerLost", message="worker lost")
     for attempt in (1, 2, 3):

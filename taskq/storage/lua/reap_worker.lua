@@ -13,8 +13,14 @@
 -- ARGV[10] error entry for the running job  ARGV[11] delay_ms of its retry
 --   (-1: it must not retry: fail it whatever its attempts)
 -- Returns {reaped(1|0), id1, outcome1, ...}; outcome is queued | scheduled
---   | failed, or released (a prefetched job that never started: attempt
---   refunded).
+--   | failed, requeued (kind lost, within the job's max_lost: attempt
+--   refunded, `lc` counted) or released (a prefetched job that never
+--   started: attempt refunded).
+-- A job lost with its worker (kind lost) goes back to the head of its queue
+-- with its attempt refunded while its loss count `lc` is within max_lost;
+-- past that a loss counts as a failed attempt (retried while attempts
+-- remain, else failed as WorkerLost): a job that kills its worker every
+-- time runs at most max_lost + retry + 1 times.
 -- Invariants: every job in P wj:<worker> leaves it in one step, either back
 -- in its queue, in P sched, or failed; locks are freed with the lease; the
 -- fencing token is bumped so a late outcome from the worker is discarded.
@@ -57,7 +63,14 @@ for _, id in ipairs(redis.call('SMEMBERS', wj)) do
       if blob ~= '' then blob = with_attempt(blob, j[8]) end
       if rkind == 'timeout' and id == running then count(task, queue, 'timed_out') end
       append_error(jk, blob, CAPS.errors)
-      if tonumber(j[8] or '0') >= max_attempts(jk, task) or (id == running and rdue < 0) then
+      if rkind == 'lost' and redis.call('HINCRBY', jk, 'lc', 1) <= max_lost(jk, task) then
+        -- the worker died under it: back to the head of its queue, attempt refunded
+        redis.call('HINCRBY', jk, 'a', -1)
+        redis.call('HSET', jk, 's', 'queued')
+        push_ready(id, queue, j[5], true)
+        count(task, queue, 'lost')
+        outcome = 'requeued'
+      elseif tonumber(j[8] or '0') >= max_attempts(jk, task) or (id == running and rdue < 0) then
         finalize(id, jk, 'failed', j[7], ttl, 0, blob)
         count(task, queue, 'failed')
         outcome = 'failed'
