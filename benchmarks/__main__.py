@@ -18,11 +18,11 @@ from redis.utils import HIREDIS_AVAILABLE
 from taskq.embedded import server_version
 from taskq.ephemeral import EphemeralServer
 
-from . import bulk, dashboard, delayed, drain, enqueue, memory, roundtrip
+from . import aio, bulk, dashboard, delayed, drain, enqueue, memory, roundtrip
 from .common import MODES, Context
 from .report import Row, table
 
-FIGURES = {m.NAME: m for m in (enqueue, bulk, drain, roundtrip, delayed, memory, dashboard)}
+FIGURES = {m.NAME: m for m in (enqueue, bulk, drain, roundtrip, delayed, memory, dashboard, aio)}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

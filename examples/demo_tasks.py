@@ -38,3 +38,13 @@ def flaky(succeed_on: int) -> str:
 def slow_square(x: int) -> int:
     time.sleep(0.2)
     return x * x
+
+
+@app.task(tombstone=True)
+def walk(steps: int, pause: float = 0.1) -> str:
+    """Takes ``steps`` steps, recording its progress after each."""
+    job = current_job()
+    for step in range(1, steps + 1):
+        time.sleep(pause)
+        job.set_progress(step / steps, f"step {step} of {steps}")
+    return f"walked {steps} steps"

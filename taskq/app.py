@@ -10,6 +10,7 @@ from functools import cached_property
 from typing import Any, ParamSpec, TypeVar, overload
 
 from . import codec
+from .bulk import ENQUEUE_CHUNK, Bulk, Item  # noqa: F401 - ENQUEUE_CHUNK re-exported
 from .control import JobControl
 from .cron import Periodic
 from .embedded import ensure_embedded_server
@@ -19,15 +20,16 @@ from .events import EventListener
 from .job import Job
 from .options import AppSettings, TaskOptions, load_settings, warn_unknown_task_flags
 from .stats import Stats, WorkerInfo, collect_stats, collect_workers
+from .storage.aio import AsyncBackend
 from .storage.backend import Backend, check_url, redact_url
 from .storage.records import EnqueueRequest
 from .task import Task
+from .tracing import OFF, TRACE_FIELD, Off, Producing, enqueue_span
 
 log = logging.getLogger("taskq")
 P = ParamSpec("P")
 R = TypeVar("R")
 HOOK_EVENTS = frozenset({"job_started", "job_succeeded", "job_failed", "job_retried"})
-ENQUEUE_CHUNK = 1000
 
 
 class TaskQ:
@@ -57,6 +59,7 @@ class TaskQ:
         self.hooks: dict[str, list[Callable[..., Any]]] = {e: [] for e in HOOK_EVENTS}
         self._lock = threading.Lock()
         self._backend: Backend | None = None
+        self._abackend: AsyncBackend | None = None
         self._options_cache: dict[str, TaskOptions] = {}
         self._builders: dict[str, JobBuilder] = {}  # per task, for calls without overrides
 
@@ -78,6 +81,13 @@ class TaskQ:
         return self._backend
 
     @property
+    def abackend(self) -> AsyncBackend:
+        """The asyncio storage adapter (one connection pool per event loop)."""
+        if self._abackend is None or self._abackend.sync is not self.backend:
+            self._abackend = AsyncBackend(self.backend)
+        return self._abackend
+
+    @property
     def url(self) -> str:
         return self.backend.url
 
@@ -90,6 +100,13 @@ class TaskQ:
         if self._backend is not None:
             self._backend.close()
             self._backend = None
+        self._abackend = None
+
+    async def aclose(self) -> None:
+        """Close the running event loop's connections (the app may be used
+        again); :meth:`close` closes the rest."""
+        if self._abackend is not None:
+            await self._abackend.aclose()
 
     # ------------------------------------------------------------ registry
 
@@ -181,6 +198,7 @@ class TaskQ:
             call = codec.loads(overrides)
             if not isinstance(call, dict):
                 raise ValueError("undecodable payload: options are not a map")
+            call.pop(TRACE_FIELD, None)  # the producer's trace context, not an option
             options = options.merged(call)
         return options
 
@@ -207,23 +225,58 @@ class TaskQ:
         unique_key: str | None = None,
         resource: str | None = None,
     ) -> Job[Any]:
+        builder, fields = self._build(task_name, args, kwargs, call, job_id=job_id, eta=eta, front=front,
+                                      unique_key=unique_key, resource=resource)
+        durable = builder.options.durable or self.settings.durable
+        with enqueue_span(self.settings, task_name, builder.options.queue) as span:
+            result = self.backend.enqueue([span.inject(fields)], durable=durable, fresh=job_id is None)
+            span.enqueued(result)
+        (jid, created, state), = result
+        return Job(self, jid, task=task_name, created=created, state=state,
+                   result_timeout=builder.options.tombstone_timeout)
+
+    async def aenqueue_call(
+        self,
+        task_name: str,
+        args: tuple[Any, ...] | list[Any],
+        kwargs: Mapping[str, Any],
+        call: Mapping[str, Any] | None = None,
+        *,
+        job_id: str | None = None,
+        eta: dt.datetime | None = None,
+        front: bool = False,
+        unique_key: str | None = None,
+        resource: str | None = None,
+    ) -> Job[Any]:
+        """:meth:`enqueue_call`, awaited."""
+        builder, fields = self._build(task_name, args, kwargs, call, job_id=job_id, eta=eta, front=front,
+                                      unique_key=unique_key, resource=resource)
+        durable = builder.options.durable or self.settings.durable
+        with enqueue_span(self.settings, task_name, builder.options.queue) as span:
+            result = await self.abackend.enqueue([span.inject(fields)], durable=durable, fresh=job_id is None)
+            span.enqueued(result)
+        (jid, created, state), = result
+        return Job(self, jid, task=task_name, created=created, state=state,
+                   result_timeout=builder.options.tombstone_timeout)
+
+    async def aenqueue(self, task_name: str, *args: Any, **kwargs: Any) -> Job[Any]:
+        """:meth:`enqueue`, awaited."""
+        return await self.aenqueue_call(task_name, args, kwargs)
+
+    def _build(self, task_name: str, args: tuple[Any, ...] | list[Any], kwargs: Mapping[str, Any],
+               call: Mapping[str, Any] | None, **where: Any) -> tuple[JobBuilder, EnqueueRequest]:
+        """The builder of a call (cached per task when it has no overrides) and its job's fields."""
         if call:
             builder = JobBuilder(self.settings, task_name, self.options_for(task_name).merged(call), call)
         else:
             builder = self._builders.get(task_name) or self._builder(task_name)
-        fields = builder.build(args, kwargs, job_id=job_id, eta=eta, front=front, unique_key=unique_key,
-                               resource=resource)
-        durable = builder.options.durable or self.settings.durable
-        (jid, created, state), = self.backend.enqueue([fields], durable=durable, fresh=job_id is None)
-        return Job(self, jid, task=task_name, created=created, state=state,
-                   result_timeout=builder.options.tombstone_timeout)
+        return builder, builder.build(args, kwargs, **where)
 
     def _builder(self, task_name: str) -> JobBuilder:
         builder = self._builders[task_name] = JobBuilder(self.settings, task_name, self.options_for(task_name), {})
         return builder
 
-    def enqueue_many(self, items: Iterable[tuple[str, tuple[Any, ...] | list[Any], Mapping[str, Any]]],
-                     **call: Any) -> list[Job[Any]]:
+    def enqueue_many(self, items: Iterable[Item], **call: Any) -> list[Job[Any]]:
         """Enqueue many ``(task_name, args, kwargs)`` jobs, one script call per 1,000.
 
         Every per-job rule (unique keys, delays, priorities, ids) applies.
@@ -232,30 +285,11 @@ class TaskQ:
         with ``enqueued``: the handles of the jobs enqueued before it, in
         order, as a successful call returns them.
         """
-        names: dict[str, JobBuilder] = {}
-        builders: dict[str, JobBuilder] = {}  # with the call's overrides, once per task
+        with enqueue_span(self.settings) as span:
+            return self._enqueue_many(Bulk(self, items, call, None if span is OFF else span.inject), span)
 
-        def chunks() -> Iterator[tuple[list[EnqueueRequest], bool]]:
-            """Chunks, each with whether one of its jobs is durable (its task's
-            effective options: call > task_flags > decorator > task_defaults)."""
-            chunk: list[EnqueueRequest] = []
-            durable = self.settings.durable
-            for task_name, args, kwargs in items:
-                builder = builders.get(task_name)
-                if builder is None:
-                    builder = builders[task_name] = JobBuilder(
-                        self.settings, task_name, self.options_for(task_name).merged(call), call)
-                fields = builder.build(args, kwargs)
-                names[fields[0]] = builder
-                chunk.append(fields)
-                durable = durable or builder.options.durable
-                if len(chunk) >= ENQUEUE_CHUNK:
-                    yield chunk, durable
-                    chunk, durable = [], self.settings.durable
-            if chunk:
-                yield chunk, durable
-
-        source = chunks()
+    def _enqueue_many(self, bulk: Bulk, span: Producing | Off) -> list[Job[Any]]:
+        source = bulk.chunks()
         held: list[list[EnqueueRequest]] = []  # a durable chunk met by the stream
 
         def plain() -> Iterator[list[EnqueueRequest]]:
@@ -266,12 +300,6 @@ class TaskQ:
                 yield chunk
 
         results: list[list[tuple[str, bool, str]]] = []
-
-        def handles() -> list[Job[Any]]:
-            return [Job(self, jid, task=b.task if b else None, created=created, state=state,
-                        result_timeout=b.options.tombstone_timeout if b else None)
-                    for result in results for jid, created, state in result for b in (names.get(jid),)]
-
         try:
             while True:
                 results.extend(self.backend.enqueue_stream(plain(), fresh=True))  # builders generate every id
@@ -281,9 +309,27 @@ class TaskQ:
         except Exception as exc:
             if isinstance(exc, DurabilityUnavailable):  # enqueued, only not confirmed on disk
                 results.append(getattr(exc, "results", []))
-            exc.enqueued = handles()  # type: ignore[attr-defined]
+            exc.enqueued = bulk.handles(results)  # type: ignore[attr-defined]
             raise
-        return handles()
+        span.enqueued([r for result in results for r in result])
+        return bulk.handles(results)
+
+    async def aenqueue_many(self, items: Iterable[Item], **call: Any) -> list[Job[Any]]:
+        """:meth:`enqueue_many`, awaited: one script call per 1,000 jobs, in
+        order; an error midway carries ``enqueued`` as there."""
+        with enqueue_span(self.settings) as span:
+            bulk = Bulk(self, items, call, None if span is OFF else span.inject)
+            results: list[list[tuple[str, bool, str]]] = []
+            try:
+                for chunk, durable in bulk.chunks():
+                    results.append(await self.abackend.enqueue(chunk, durable=durable, fresh=True))
+            except Exception as exc:
+                if isinstance(exc, DurabilityUnavailable):
+                    results.append(getattr(exc, "results", []))
+                exc.enqueued = bulk.handles(results)  # type: ignore[attr-defined]
+                raise
+            span.enqueued([r for result in results for r in result])
+            return bulk.handles(results)
 
     def job(self, job_id: str) -> Job[Any]:
         """A handle on an existing job (no round trip until used)."""

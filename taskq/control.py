@@ -29,8 +29,11 @@ class JobControl:
     # ---------------------------------------------------------------- one job
 
     def cancel(self, job_id: str, force: bool = False) -> str:
-        return self._b.control("cancel", job_id, 1 if force else 0, self._ttl_ms,
-                               self.app.settings.done_max, operation="cancel")
+        return self._b.control("cancel", job_id, *self.cancel_args(force), operation="cancel")
+
+    def cancel_args(self, force: bool = False) -> tuple[int, int, int]:
+        """The cancel script's arguments after the job id (see cancel.lua)."""
+        return 1 if force else 0, self._ttl_ms, self.app.settings.done_max
 
     def requeue(self, job_id: str, front: bool = False) -> str:
         return self._b.control("requeue", job_id, 1 if front else 0, operation="requeue")

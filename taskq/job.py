@@ -1,11 +1,10 @@
-"""Job handles: state, result, info and control of one job."""
+"""Job handles: state, result, info and control of one job, from sync or
+async code (the result wait is one generator both drive)."""
 
 from __future__ import annotations
 
-import enum
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Generator
 from typing import Any, Generic, Protocol, TypeVar
 
 import msgpack
@@ -13,55 +12,14 @@ import msgpack
 from . import codec
 from .appview import AppView
 from .errors import JobNotFound, NoResult, ResultTimeout, TaskFailed
-from .storage.records import JobRecord
+from .info import JobInfo, decode_error, decode_errors, job_info
+from .states import FINISHED, JobState
+from .storage.aio import AsyncBackend
 
+__all__ = ["FINISHED", "Job", "JobInfo", "JobState", "decode_errors", "job_info", "not_found", "outcome_value"]
 
-class JobState(enum.StrEnum):
-    SCHEDULED = "scheduled"  # waits in the schedule for its due time
-    QUEUED = "queued"  # in its ready list
-    WAITING = "waiting"  # waits for a resource held by another job
-    ACTIVE = "active"  # leased by a worker
-    STALLED = "stalled"  # held back by an operator
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    SKIPPED = "skipped"  # its resource was busy (on_locked="skip")
-
-    @property
-    def finished(self) -> bool:
-        return self in FINISHED
-
-    def __str__(self) -> str:
-        return self.value
-
-
-FINISHED = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.SKIPPED})
 # Longest single blocking call; longer waits loop (keeps below the socket timeout).
 _WAIT_SLICE = 10.0
-
-
-def decode_error(blob: bytes) -> dict[str, Any]:
-    """An error entry as stored by the worker (empty dict if absent/garbled)."""
-    if not blob:
-        return {}
-    try:
-        value = codec.loads(blob)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def decode_errors(raw: bytes | None) -> list[dict[str, Any]]:
-    """The error history (a garbled one, not written by taskq, reads as empty)."""
-    if not raw:
-        return []
-    try:
-        entries = msgpack.unpackb(raw, raw=True)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
-        return []
-    if not isinstance(entries, list):
-        return []
-    return [decode_error(b) for b in entries if isinstance(b, bytes)]
 
 
 def outcome_value(job_id: str, state: str, blob: bytes) -> Any:
@@ -76,90 +34,6 @@ def outcome_value(job_id: str, state: str, blob: bytes) -> Any:
     raise TaskFailed(job_id, state, err.get("type", ""), err.get("message", ""), err.get("traceback", ""))
 
 
-@dataclass(frozen=True)
-class JobInfo:
-    """Everything stored about a job (see ``Job.info()``)."""
-
-    id: str
-    state: JobState
-    task: str
-    queue: str
-    priority: int
-    args: list[Any]
-    kwargs: dict[str, Any]
-    created_at: float | None
-    started_at: float | None
-    finished_at: float | None
-    due_at: float | None
-    attempts: int
-    lost_count: int  # times its worker was lost under it (not counted in attempts)
-    worker: str | None
-    errors: list[dict[str, Any]]
-    result: Any
-    progress: dict[str, Any] | None
-    requeue_count: int
-    cancel_count: int
-    cancel_requested: bool
-    unique_key: str | None
-    resource: str | None
-    skipped_by: str | None
-    options: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        d["state"] = self.state.value
-        return d
-
-
-def _seconds(ms: int | None) -> float | None:
-    return ms / 1000.0 if ms is not None else None
-
-
-def _blob(raw: bytes | None) -> Any:
-    """A msgpack value (None if absent or garbled)."""
-    if raw is None:
-        return None
-    try:
-        return codec.loads(raw)
-    except ValueError:
-        return None
-
-
-def job_info(rec: JobRecord) -> JobInfo:
-    """A stored job as the user sees it: arguments, result and progress decoded."""
-    try:
-        args, kwargs = codec.decode_args(rec.payload)
-    except ValueError:
-        args, kwargs = [], {"<undecodable payload>": repr(rec.payload)[:200]}
-    options = _blob(rec.options)
-    return JobInfo(
-        id=rec.id,
-        state=JobState(rec.state),
-        task=rec.task,
-        queue=rec.queue,
-        priority=rec.priority,
-        args=args,
-        kwargs=kwargs,
-        created_at=_seconds(rec.created_ms),
-        started_at=_seconds(rec.started_ms),
-        finished_at=_seconds(rec.finished_ms),
-        due_at=_seconds(rec.due_ms),
-        attempts=rec.attempts,
-        lost_count=rec.lost_count,
-        worker=rec.worker,
-        errors=decode_errors(rec.errors),
-        result=_blob(rec.result),
-        progress=_blob(rec.progress),
-        requeue_count=rec.requeue_count,
-        cancel_count=rec.cancel_count,
-        cancel_requested=rec.cancel_requested,
-        unique_key=rec.unique_key,
-        resource=rec.resource,
-        skipped_by=rec.skipped_by,
-        options=options if isinstance(options, dict) else {},
-    )
-
-
 R = TypeVar("R")
 
 
@@ -171,8 +45,40 @@ def not_found(app: AppView, job_id: str) -> JobNotFound:
                        f"succeeded_ttl={s.succeeded_ttl:g}s, a failed one failed_ttl={s.failed_ttl:g}s)")
 
 
+def outcome_steps(app: AppView, job_id: str, timeout: float) -> Generator[tuple[str, float], Any, tuple[str, bytes]]:
+    """The wait for a job's outcome, without its I/O: yields ``("watch",
+    within)`` (send back the watch reply, ``(state, blob)``) or ``("wait",
+    seconds)`` (send back the pushed outcome or None); returns (final state,
+    value-or-error blob) or raises. ``Job._outcome`` and ``Job._aoutcome``
+    drive it."""
+    deadline = time.monotonic() + timeout
+    # Always watch first, tombstone or not: it marks the job (wt) so that
+    # every way it can finish pushes its outcome -- the scripts' own
+    # finalizations (cancel before it ran, cancelled or skipped at claim,
+    # worker lost) keep no result (keep_ms 0) and push only for a watched job.
+    state, blob = yield "watch", min(timeout, _WAIT_SLICE)
+    if not state:
+        raise not_found(app, job_id)
+    if JobState(state).finished:
+        return state, blob
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        raw = yield "wait", min(left, _WAIT_SLICE)
+        if raw is not None:
+            state, blob = msgpack.unpackb(raw, raw=True)
+            return state.decode(), blob
+    state, blob = yield "watch", 0.0
+    if not state:
+        raise not_found(app, job_id)
+    if JobState(state).finished:
+        return state, blob
+    raise ResultTimeout(f"job {job_id} still {state} after {timeout:g}s")
+
 
 class _Control(Protocol):
+    def cancel_args(self, force: bool = False) -> tuple[int, int, int]: ...
     def cancel(self, job_id: str, force: bool = False) -> str: ...
     def requeue(self, job_id: str, front: bool = False) -> str: ...
     def stall(self, job_id: str) -> str: ...
@@ -194,6 +100,9 @@ class JobApp(AppView, Protocol):
 
     @property
     def events(self) -> _Events: ...
+
+    @property
+    def abackend(self) -> AsyncBackend: ...
 
 
 class Job(Generic[R]):
@@ -259,43 +168,71 @@ class Job(Generic[R]):
 
     def _outcome(self, timeout: float | None) -> tuple[str, bytes]:
         """Wait for the job's outcome: (final state, value-or-error blob)."""
-        if timeout is None:
-            timeout = self._default_wait()
-        deadline = time.monotonic() + timeout
         backend = self.app.backend
-        # Always watch first, tombstone or not: it marks the job (wt) so that
-        # every way it can finish pushes its outcome -- the scripts' own
-        # finalizations (cancel before it ran, cancelled or skipped at claim,
-        # worker lost) keep no result (keep_ms 0) and push only for a watched job.
-        state, blob = backend.watch(self.id, within=min(timeout, _WAIT_SLICE))
-        if not state:
-            raise not_found(self.app, self.id)
-        if JobState(state).finished:
-            return state, blob
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            raw = backend.wait_outcome(self.id, min(left, _WAIT_SLICE))
-            if raw is not None:
-                state, blob = msgpack.unpackb(raw, raw=True)
-                return state.decode(), blob
-        state, blob = backend.watch(self.id, within=0)
-        if not state:
-            raise not_found(self.app, self.id)
-        if JobState(state).finished:
-            return state, blob
-        raise ResultTimeout(f"job {self.id} still {state} after {timeout:g}s")
+        if timeout is None:
+            if self._result_timeout is None and self.task_name is None:  # a handle from app.job(id): ask the job
+                self.task_name = backend.job_task(self.id)
+            timeout = self._default_wait()
+        steps = outcome_steps(self.app, self.id, timeout)
+        reply: Any = None
+        try:
+            while True:
+                op, seconds = steps.send(reply)
+                reply = backend.watch(self.id, within=seconds) if op == "watch" else \
+                    backend.wait_outcome(self.id, seconds)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
     def _default_wait(self) -> float:
         """``tombstone_timeout`` of the enqueue that made this handle, else of its task."""
         if self._result_timeout is not None:
             return self._result_timeout
-        if self.task_name is None:  # a handle from app.job(id): ask the job
-            self.task_name = self.app.backend.job_task(self.id)
         if self.task_name is None:
             return self.app.settings.default_options.tombstone_timeout
         return self.app.options_for(self.task_name).tombstone_timeout
+
+    # -- asyncio: the same calls, awaited (see docs/asyncio.md)
+
+    async def astate(self) -> JobState:
+        """:attr:`state`, awaited."""
+        state = await self.app.abackend.job_state(self.id)
+        if state is None:
+            raise not_found(self.app, self.id)
+        return JobState(state)
+
+    async def ainfo(self) -> JobInfo:
+        """:meth:`info`, awaited."""
+        rec = await self.app.abackend.job_record(self.id)
+        if rec is None:
+            raise not_found(self.app, self.id)
+        return job_info(rec)
+
+    async def aresult(self, timeout: float | None = None) -> R:
+        """:meth:`result`, awaited: the wait blocks on the server, not the loop."""
+        state, blob = await self._aoutcome(timeout)
+        value: R = outcome_value(self.id, state, blob)
+        return value
+
+    async def acancel(self, force: bool = False) -> str:
+        """:meth:`cancel`, awaited."""
+        return await self.app.abackend.control("cancel", self.id, *self.app.control.cancel_args(force),
+                                               operation="cancel")
+
+    async def _aoutcome(self, timeout: float | None) -> tuple[str, bytes]:
+        backend = self.app.abackend
+        if timeout is None:
+            if self._result_timeout is None and self.task_name is None:
+                self.task_name = await backend.job_task(self.id)
+            timeout = self._default_wait()
+        steps = outcome_steps(self.app, self.id, timeout)
+        reply: Any = None
+        try:
+            while True:
+                op, seconds = steps.send(reply)
+                reply = await (backend.watch(self.id, within=seconds) if op == "watch" else
+                               backend.wait_outcome(self.id, seconds))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
     # -- control (each is one atomic script; see taskq/storage/lua)
 

@@ -217,6 +217,7 @@ class AppSettings:
     error_history: int = 10
     enqueue_retry_timeout: float = 5.0
     durable: bool = False
+    tracing: bool = True  # OpenTelemetry spans, when taskq[otel] is installed and a tracer provider set
     secret_key: str | None = field(default=None, repr=False)
     old_secret_keys: tuple[str, ...] = field(default=(), repr=False)
     task_flags: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -239,8 +240,9 @@ class AppSettings:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigurationError(f"{name} must be an int >= 1, not {value!r}")
             s(self, name, value)
-        if isinstance(self.durable, str):
-            s(self, "durable", self.durable.lower() in ("1", "true", "yes", "on"))
+        for name in ("durable", "tracing"):
+            if isinstance(getattr(self, name), str):
+                s(self, name, getattr(self, name).lower() in ("1", "true", "yes", "on"))
         if isinstance(self.old_secret_keys, str):  # "a, b" as from an environment variable
             s(self, "old_secret_keys", tuple(k.strip() for k in self.old_secret_keys.split(",") if k.strip()))
         if isinstance(self.include, str):

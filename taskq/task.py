@@ -30,6 +30,15 @@ class TaskApp(AppView, Protocol):
     def enqueue_many(self, items: Iterable[tuple[str, tuple[Any, ...] | list[Any], Mapping[str, Any]]],
                      **call: Any) -> list[Job[Any]]: ...
 
+    async def aenqueue_call(
+        self, task_name: str, args: tuple[Any, ...] | list[Any], kwargs: Mapping[str, Any],
+        call: Mapping[str, Any] | None = None, *, job_id: str | None = None, eta: dt.datetime | None = None,
+        front: bool = False, unique_key: str | None = None, resource: str | None = None,
+    ) -> Job[Any]: ...
+
+    async def aenqueue_many(self, items: Iterable[tuple[str, tuple[Any, ...] | list[Any], Mapping[str, Any]]],
+                            **call: Any) -> list[Job[Any]]: ...
+
 
 class Task(Generic[P, R]):
     """A function registered with an app. Calling it runs it here and now;
@@ -68,6 +77,10 @@ class Task(Generic[P, R]):
         """Enqueue with the task's options."""
         return self.app.enqueue_call(self.name, args, kwargs)
 
+    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
+        """:meth:`delay`, awaited."""
+        return await self.app.aenqueue_call(self.name, args, kwargs)
+
     def apply_async(
         self,
         args: tuple[Any, ...] | list[Any] = (),
@@ -87,15 +100,32 @@ class Task(Generic[P, R]):
     ) -> Job[R]:
         """Enqueue with per-call options (they win over every other source).
         ``countdown`` is ``delay`` under Celery's name."""
-        if countdown is not None:
-            if delay is not None:
-                raise ConfigurationError("give delay= or countdown= (the same option), not both")
-            delay = countdown
-        call = dict(flags)
-        for key, value in (("queue", queue), ("delay", delay), ("priority", priority), ("durable", durable)):
-            if value is not None:
-                call[key] = value
+        call = _call(flags, countdown, queue=queue, delay=delay, priority=priority, durable=durable)
         return self.app.enqueue_call(
+            self.name, tuple(args), dict(kwargs or {}), call,
+            job_id=job_id, eta=eta, front=front, unique_key=unique_key, resource=resource,
+        )
+
+    async def aapply_async(
+        self,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        delay: float | dt.timedelta | None = None,
+        countdown: float | dt.timedelta | None = None,
+        eta: dt.datetime | None = None,
+        job_id: str | None = None,
+        priority: int | str | None = None,
+        front: bool = False,
+        unique_key: str | None = None,
+        resource: str | None = None,
+        durable: bool | None = None,
+        **flags: Any,
+    ) -> Job[R]:
+        """:meth:`apply_async`, awaited."""
+        call = _call(flags, countdown, queue=queue, delay=delay, priority=priority, durable=durable)
+        return await self.app.aenqueue_call(
             self.name, tuple(args), dict(kwargs or {}), call,
             job_id=job_id, eta=eta, front=front, unique_key=unique_key, resource=resource,
         )
@@ -104,6 +134,13 @@ class Task(Generic[P, R]):
         """Enqueue one job per item (a tuple of args, a dict of kwargs, or one arg),
         thousands per round trip. An error midway carries ``enqueued``, the
         handles of the jobs enqueued before it (see ``TaskQ.enqueue_many``)."""
+        return self.app.enqueue_many(self._items(iterable), **call)
+
+    async def amap(self, iterable: Iterable[Any], **call: Any) -> list[Job[R]]:
+        """:meth:`map`, awaited."""
+        return await self.app.aenqueue_many(self._items(iterable), **call)
+
+    def _items(self, iterable: Iterable[Any]) -> list[tuple[str, tuple[Any, ...], Mapping[str, Any]]]:
         items: list[tuple[str, tuple[Any, ...], Mapping[str, Any]]] = []
         for item in iterable:
             if isinstance(item, tuple):
@@ -112,4 +149,18 @@ class Task(Generic[P, R]):
                 items.append((self.name, (), item))
             else:
                 items.append((self.name, (item,), {}))
-        return self.app.enqueue_many(items, **call)
+        return items
+
+
+def _call(flags: Mapping[str, Any], countdown: float | dt.timedelta | None, **named: Any) -> dict[str, Any]:
+    """A call's overrides: ``flags`` and the named options that were given
+    (``countdown`` is ``delay`` under Celery's name)."""
+    if countdown is not None:
+        if named.get("delay") is not None:
+            raise ConfigurationError("give delay= or countdown= (the same option), not both")
+        named["delay"] = countdown
+    call = dict(flags)
+    for key, value in named.items():
+        if value is not None:
+            call[key] = value
+    return call

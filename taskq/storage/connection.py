@@ -112,6 +112,18 @@ def translate_errors(url: str) -> Iterator[None]:
         raise mapped from None
 
 
+def library_answer(exc: ResponseError) -> bool | None:
+    """What a refused ``FUNCTION LOAD`` tells: True if the library is there
+    already, False if the server cannot have it (Redis < 7, FUNCTION denied
+    by an ACL: scripts are used instead), None if undecided (raise it)."""
+    text = str(exc).lower()
+    if "already exists" in text:
+        return True
+    if isinstance(exc, redis.exceptions.NoPermissionError) or "unknown command" in text or "noperm" in text:
+        return False
+    return None
+
+
 class Connection:
     """The connections of one namespace and the calls every part of storage makes."""
 
@@ -152,14 +164,11 @@ class Connection:
             else:
                 c.execute_command("FUNCTION", "LOAD", self.library.source)
         except ResponseError as exc:
-            text = str(exc).lower()
-            if "already exists" in text:
-                self.functions = True
-                return True
-            if isinstance(exc, redis.exceptions.NoPermissionError) or "unknown command" in text or "noperm" in text:
-                self.functions = False
-                return False
-            raise  # out of memory, read-only...: undecided, reported as such
+            loaded = library_answer(exc)
+            if loaded is None:
+                raise  # out of memory, read-only...: undecided, reported as such
+            self.functions = loaded
+            return loaded
         self.functions = True
         return True
 

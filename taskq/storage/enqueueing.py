@@ -67,6 +67,17 @@ def enqueued_again(jobs: Sequence[Sequence[Arg]], reply: list[Any]) -> list[tupl
             for job, (jid, created, state) in zip(jobs, enqueued(jobs, reply))]
 
 
+def aof_unconfirmed(aof: Any) -> DurabilityUnavailable | None:
+    """The error for a ``WAITAOF`` reply that does not confirm the write, or None."""
+    if isinstance(aof, Exception) or int(aof[0]) < 1:
+        return DurabilityUnavailable(
+            "durable enqueue needs WAITAOF (Redis >= 7.2 or Valkey) with appendonly on; "
+            f"the server said: {aof if isinstance(aof, Exception) else 'not confirmed in time'} "
+            "(the job was enqueued, but its persistence is not confirmed)"
+        )
+    return None
+
+
 class Enqueueing(PlainEnqueue):
     """Creating jobs."""
 
@@ -137,13 +148,7 @@ class Enqueueing(PlainEnqueue):
         if isinstance(reply, Exception):
             with translate_errors(self.url):
                 raise reply
-        if isinstance(aof, Exception) or int(aof[0]) < 1:
-            return reply, DurabilityUnavailable(
-                "durable enqueue needs WAITAOF (Redis >= 7.2 or Valkey) with appendonly on; "
-                f"the server said: {aof if isinstance(aof, Exception) else 'not confirmed in time'} "
-                "(the job was enqueued, but its persistence is not confirmed)"
-            )
-        return reply, None
+        return reply, aof_unconfirmed(aof)
 
     def enqueue_stream(self, chunks: Iterable[Sequence[Sequence[Arg]]], fresh: bool = False
                        ) -> Iterator[list[tuple[str, bool, str]]]:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .. import codec, signing
+from .. import codec, signing, tracing
 from ..context import JobContext, reset_current, set_current
 from ..errors import Cancelled, ConfigurationError, Requeue, Retry, SignatureError, TaskTimeout, UnknownTask
 from ..options import MAX_DELAY, TaskOptions, seconds
@@ -110,7 +110,17 @@ class Executor:
         return self.app.job_options(job.task, job.opts)
 
     def run(self, job: ClaimedJob, cancel_level: int = 0) -> Outcome:
-        """Run the job; always returns an outcome (never raises for task errors)."""
+        """Run the job; always returns an outcome (never raises for task errors).
+        Traced (a CONSUMER span continuing the producer's trace) when tracing is on."""
+        tracer = tracing.tracer(self.settings)
+        if tracer is None:
+            return self._run(job, cancel_level)
+        with tracing.consuming(tracer, job.id, job.task, job.queue, job.attempt, tracing.carrier_of(job.opts)) as span:
+            out = self._run(job, cancel_level)
+            tracing.record_outcome(span, out)
+        return out
+
+    def _run(self, job: ClaimedJob, cancel_level: int) -> Outcome:
         started = time.monotonic()
         try:
             if self.keys:

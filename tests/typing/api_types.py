@@ -37,8 +37,8 @@ reveal_type(job.result(timeout=5))  # T: int
 reveal_type(greet.delay("ana").get())  # T: str
 reveal_type(greet.apply_async(("bo",), {"punctuation": "?"}, countdown=dt.timedelta(seconds=5)))  # T: taskq.job.Job[str]
 reveal_type(add.map([(1, 2), (3, 4)]))  # T: list[taskq.job.Job[int]]
-reveal_type(job.state)  # T: taskq.job.JobState
-reveal_type(job.wait())  # T: taskq.job.JobState
+reveal_type(job.state)  # T: taskq.states.JobState
+reveal_type(job.wait())  # T: taskq.states.JobState
 reveal_type(add(1, 2))  # T: int
 reveal_type(app.job("some-id"))  # T: taskq.job.Job[Any]
 reveal_type(app.enqueue("add", 1, 2))  # T: taskq.job.Job[Any]
