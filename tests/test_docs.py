@@ -612,6 +612,11 @@ def test_a_block_without_a_rule_fails_naming_file_and_line(tmp_path: Path) -> No
                     "    livenessProbe: {httpGet: {path: /metrics, port: 9101}}\n```\n")
     with pytest.raises(DocError, match="--metrics-port"):
         plan(page)
+    page.write_text("```console\n$ taskq periodic list tasks:app\nno periodic tasks\n$ taskq status \\\n"
+                    "    tasks:app --watch\n```\n")
+    commands = plan(page).commands
+    assert [c.taskq_path for c in commands] == [("periodic", "list"), ("status",)]
+    assert [c.runnable for c in commands] == [True, False]  # --watch runs forever: parsed, not run
 
 
 def _free_port() -> int:
