@@ -32,11 +32,13 @@ class Sizes:
     backlog: int  # due jobs promoted per run
     memory: int  # queued jobs measured per run
     idle: float  # seconds a worker idles before its RSS is read
+    dash_queued: int = 100_000  # queued jobs behind the dashboard's overview
+    dash_failed: int = 10_000  # failed jobs behind it
 
 
 MODES = {
     "smoke": Sizes(runs=3, single=300, bulk=3000, drain=300, roundtrip=50, late=100, late_window=0.3,
-                   backlog=3000, memory=3000, idle=0.2),
+                   backlog=3000, memory=3000, idle=0.2, dash_queued=3000, dash_failed=300),
     "quick": Sizes(runs=3, single=5000, bulk=50_000, drain=5000, roundtrip=300, late=2000, late_window=3.0,
                    backlog=30_000, memory=30_000, idle=1.0),
     "full": Sizes(runs=5, single=20_000, bulk=200_000, drain=20_000, roundtrip=1000, late=10_000,
@@ -155,6 +157,12 @@ class Context:
         """Start ``taskq worker benchmarks.tasks:app -c N`` on ``namespace``."""
         cmd = [sys.executable, "-m", "taskq_cli.main", "worker", "benchmarks.tasks:app", "-c", str(concurrency),
                "--loglevel", "WARNING"]
+        return Proc(self, cmd, {"TASKQ_REDIS_URL": self.url, "TASKQ_NAMESPACE": namespace})
+
+    def worker_proc(self, namespace: str) -> Proc:
+        """Start ``taskq worker benchmarks.dashboard_tasks:app -c 2 -Q work`` on ``namespace``."""
+        cmd = [sys.executable, "-m", "taskq_cli.main", "worker", "benchmarks.dashboard_tasks:app", "-c", "2",
+               "-Q", "work", "--loglevel", "ERROR"]
         return Proc(self, cmd, {"TASKQ_REDIS_URL": self.url, "TASKQ_NAMESPACE": namespace})
 
     def wait_registered(self, proc: Proc, namespace: str, count: int, timeout: float = 60.0) -> None:

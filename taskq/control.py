@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from .errors import ConfigurationError, InvalidJobState, JobNotFound
 from .job import JobInfo, JobState, job_info_from_hash
+from .listing import JobPage, PeriodicInfo, page_jobs, periodic_infos
 
 if TYPE_CHECKING:
     from .app import TaskQ
@@ -83,6 +84,20 @@ class JobControl:
                 if len(out) >= limit:
                     return out
         return out
+
+    def page(self, state: str, *, queue: str | None = None, task: str | None = None,
+             error_type: str | None = None, cursor: str = "", limit: int = 50, budget: int = 5000) -> JobPage:
+        """One page of jobs in ``state`` matching the filters, from ``cursor``
+        (a previous page's ``next_cursor``; "" for the first), reading at most
+        ``budget`` index entries (see ``taskq.listing``)."""
+        if state not in LISTABLE:
+            raise ConfigurationError(f"unknown state {state!r}; one of: {', '.join(LISTABLE)}")
+        return page_jobs(self, state, queue=queue, task=task, error_type=error_type, cursor=cursor,
+                         limit=limit, budget=budget)
+
+    def periodics(self) -> list[PeriodicInfo]:
+        """The app's periodic tasks with their last and next tick."""
+        return periodic_infos(self.app)
 
     def _id_pages(self, state: str, queue: str | None, batch: int) -> Iterator[list[str]]:
         """Candidate ids for :meth:`list_jobs`, in pages. An index (scheduled,

@@ -12,8 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .errors import JobNotFound
-from .job import JobState
+from .job import JobState, not_found
 
 if TYPE_CHECKING:
     from .app import TaskQ
@@ -48,7 +47,7 @@ class EventListener:
         try:
             state, _ = self.app.backend.watch(job.id)
             if not state:  # it would wait for an outcome that never comes
-                raise JobNotFound(f"no job {job.id!r} (never created, deleted, or expired)")
+                raise not_found(self.app, job.id)
         except Exception:  # not registered: a call again after a server error adds one callback, not two
             with self._lock:
                 entries = self._callbacks.get(job.id, [])

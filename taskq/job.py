@@ -180,6 +180,14 @@ def job_info_from_hash(job_id: str, h: dict[str, bytes]) -> JobInfo:
     )
 
 
+def not_found(app: TaskQ, job_id: str) -> JobNotFound:
+    """The error for a job id with no job: it names the retention that drops
+    finished jobs, the likeliest reason a job once there is gone."""
+    s = app.settings
+    return JobNotFound(f"no job {job_id!r} (never created, deleted, or expired: a finished job is kept "
+                       f"succeeded_ttl={s.succeeded_ttl:g}s, a failed one failed_ttl={s.failed_ttl:g}s)")
+
+
 class Job:
     """A handle on one job. Cheap to create: it holds only the id."""
 
@@ -205,13 +213,13 @@ class Job:
     def state(self) -> JobState:
         raw = self.app.backend.job_hash(self.id).get("s")
         if raw is None:
-            raise JobNotFound(f"no job {self.id!r} (never created, deleted, or expired)")
+            raise not_found(self.app, self.id)
         return JobState(raw.decode())
 
     def info(self) -> JobInfo:
         h = self.app.backend.job_hash(self.id)
         if "s" not in h:
-            raise JobNotFound(f"no job {self.id!r} (never created, deleted, or expired)")
+            raise not_found(self.app, self.id)
         return job_info_from_hash(self.id, h)
 
     def result(self, timeout: float | None = None) -> Any:
@@ -251,7 +259,7 @@ class Job:
         # worker lost) keep no result (keep_ms 0) and push only for a watched job.
         state, blob = backend.watch(self.id, within=min(timeout, _WAIT_SLICE))
         if not state:
-            raise JobNotFound(f"no job {self.id!r} (never created, deleted, or expired)")
+            raise not_found(self.app, self.id)
         if JobState(state).finished:
             return state, blob
         while True:
@@ -264,7 +272,7 @@ class Job:
                 return state.decode(), blob
         state, blob = backend.watch(self.id, within=0)
         if not state:
-            raise JobNotFound(f"no job {self.id!r} (never created, deleted, or expired)")
+            raise not_found(self.app, self.id)
         if JobState(state).finished:
             return state, blob
         raise ResultTimeout(f"job {self.id} still {state} after {timeout:g}s")

@@ -17,7 +17,7 @@ from taskq.storage.server import embedded_home, embedded_status, stop_embedded_s
 from taskq.worker import Supervisor, WorkerConfig
 from taskq.worker.scheduler import Scheduler, run_recovery
 
-from . import jobs, status
+from . import dashboard, jobs, status
 from .common import app_params, friendly
 from .loader import load_app
 
@@ -153,7 +153,8 @@ def periodic_list(app: str | None) -> None:
                    f"next={', '.join(ticks) or 'never (the schedule has ended)'}")
 
 
-for _group in (jobs.job, jobs.jobs_cmd, jobs.failed, jobs.purge, status.status, status.metrics):
+for _group in (jobs.job, jobs.jobs_cmd, jobs.failed, jobs.purge, status.status, status.metrics,
+               dashboard.dashboard):
     main.add_command(_group)
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ FIGURES = {
     "4 round trip": ["p50", "p99"],
     "5 delayed": ["lateness p50", "lateness p99", "promote a due backlog"],
     "6 memory": ["bytes/job beyond", "idle worker RSS: child", "idle worker RSS: supervisor"],
+    "7 dashboard": ["overview", "failed jobs page"],
 }
 
 

@@ -703,6 +703,16 @@ class Backend:
             return None
         return {reply[i].decode(): reply[i + 1].decode() for i in range(1, len(reply), 2)}
 
+    def reaper_pass(self, timeout_ms: int, max_gap_ms: int, limit: int = 1000,
+                    now_ms: Arg = "") -> tuple[str, int, int, list[tuple[str, int]]]:
+        """One reaper look (see reaper_pass.lua): why the shared watch
+        restarted ('' if it did not), when it began, the server's now, and
+        the workers whose silence it has watched for ``timeout_ms``, with
+        their heartbeat."""
+        reply = self.run("reaper_pass", now_ms, timeout_ms, max_gap_ms, limit)
+        rows = [(reply[i].decode(), int(float(reply[i + 1]))) for i in range(3, len(reply), 2)]
+        return reply[0].decode(), int(reply[1]), int(reply[2]), rows
+
     def release_orphans(self, worker_id: str, known: Sequence[str]) -> list[str]:
         return [x.decode() for x in self.run("release_orphans", "", worker_id, *known)]
 

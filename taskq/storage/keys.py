@@ -56,6 +56,11 @@ class Keys:
     def workers(self) -> str:
         return f"{self.prefix}workers"
 
+    @property
+    def reaper(self) -> str:
+        """The reapers' shared watch: time of the last pass, start of the unbroken watch."""
+        return f"{self.prefix}reaper"
+
     def worker(self, worker_id: str) -> str:
         return f"{self.prefix}w:{worker_id}"
 

@@ -21,6 +21,7 @@ SCRIPT_NAMES = (
     "settle_claim",
     "heartbeat",
     "reap_worker",
+    "reaper_pass",
     "release_orphans",
     "promote",
     "fire_periodic",

@@ -31,51 +31,42 @@ SERVER_TIMER_SLACK = 0.25  # seconds: below this the scheduler sleeps on its own
 class Reaper:
     """Finds workers whose heartbeat stopped and returns their jobs.
 
-    A worker is reaped only after this reaper itself watched its heartbeat
-    stay unchanged for a whole ``heartbeat_timeout`` of server time, while
-    ticking without a gap: after a server pause or a lost connection the
-    observations start over, so a stall never causes a stampede. So they do
-    when the server's clock goes back (a failover, an NTP step); a heartbeat
-    from before that, later than now, is as old as the watch says.
+    A worker is reaped only once the namespace's reapers have watched its
+    heartbeat stay silent for a whole ``heartbeat_timeout`` of server time,
+    passing without a gap longer than half of it. The watch lives on the
+    server (``reaper_pass.lua``), shared by every reaper of the namespace:
+    a reaper that starts carries on the watch of those before it, so a dead
+    worker is found within ``heartbeat_timeout`` + a pass while any reaper
+    lives, however short-lived each one is. After a gap (a server pause, a
+    time when no reaper could reach the server) or a server clock that went
+    back or jumped, the watch starts over, so a stall never causes a
+    stampede; a heartbeat from before the clock went back, later than now,
+    is as old as the watch.
     """
 
     def __init__(self, app: TaskQ) -> None:
         self.app = app
         s = app.settings
         self.timeout_ms = int(s.heartbeat_timeout * 1000)
-        # Longer between two ticks than this counts as a pause. Below the timeout
+        # Longer between two passes than this counts as a pause. Below the timeout
         # itself, or a short outage with a short timeout would reap live workers.
         self.max_gap_ms = self.timeout_ms // 2
         self.caps = (s.failed_max, s.error_history, int(s.failed_ttl * 1000))
-        self.seen: dict[str, tuple[int, int]] = {}  # worker -> (heartbeat, first seen at)
         self.last_tick_ms: int | None = None
 
-    def tick(self, now_ms: int) -> list[str]:
-        """One pass; returns the ids of workers reaped."""
-        if self.last_tick_ms is not None and now_ms - self.last_tick_ms > self.max_gap_ms:
-            log.info("reaper was away for %.1fs: restarting its observations", (now_ms - self.last_tick_ms) / 1000)
-            self.seen.clear()
-        elif self.last_tick_ms is not None and now_ms < self.last_tick_ms:
-            log.info("the server's clock went back %.1fs: restarting the reaper's observations",
-                     (self.last_tick_ms - now_ms) / 1000)
-            self.seen.clear()
-        self.last_tick_ms = now_ms
+    def tick(self, now_ms: int | None = None) -> list[str]:
+        """One pass (``now_ms``: the server's clock if None); returns the ids of workers reaped."""
+        restart, _, now, silent = self.app.backend.reaper_pass(
+            self.timeout_ms, self.max_gap_ms, now_ms="" if now_ms is None else now_ms)
+        if restart == "gap" and self.last_tick_ms is not None:
+            log.info("no reaper passed for over %.1fs: the watch of heartbeats starts over", self.max_gap_ms / 1000)
+        elif restart == "clock":
+            log.info("the server's clock went back: the watch of heartbeats starts over")
+        self.last_tick_ms = now
         reaped = []
-        workers = self.app.backend.workers()
-        present = set()
-        for wid, hb in workers:
-            present.add(wid)
-            prev = self.seen.get(wid)
-            if prev is None or prev[0] != hb:
-                self.seen[wid] = (hb, now_ms)
-                continue
-            if now_ms - prev[1] >= self.timeout_ms and (now_ms - hb >= self.timeout_ms or hb > now_ms):
-                if self.reap(wid, hb):
-                    reaped.append(wid)
-                    self.seen.pop(wid, None)
-        for wid in list(self.seen):
-            if wid not in present:
-                del self.seen[wid]
+        for wid, hb in silent:
+            if self.reap(wid, hb):
+                reaped.append(wid)
         return reaped
 
     def reap(self, worker_id: str, expected_hb: int | None) -> bool:

@@ -75,6 +75,21 @@ def build(redis_url: str | None = None, namespace: str | None = None, **settings
         """``mark`` with retry=0: only max_lost re-runs it after a kill."""
         mark(directory, n, seconds)
 
+    def work(directory: str, n: int, seconds: float) -> None:
+        """Records the start and the end of each run of job ``n`` (lines
+        ``s <n> <time>`` and ``e <n> <time>`` in a per-process file): a run
+        with a start and no end was interrupted; two ends, a job that had
+        finished ran again."""
+        path = os.path.join(directory, f"{os.getpid()}.log")
+        append_line(path, f"s {n} {time.time():.6f}")
+        time.sleep(seconds)
+        append_line(path, f"e {n} {time.time():.6f}")
+
+    # the same work as two tasks: one always quicker than flush_interval, so
+    # its outcomes wait for their batch while the next job runs
+    app.task(name="work", retry=100, retry_interval=0)(work)
+    app.task(name="work_quick", retry=100, retry_interval=0)(work)
+
     @app.task(name="exit_first", tombstone=True, retry=1, retry_interval=0)
     def exit_first(path: str, how: str) -> int:
         """Records ``<pid> <attempt>``; the first run then leaves by ``how``:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from taskq import JobState
-from taskq.errors import ResultTimeout
+from taskq.errors import BrokerUnavailable, ResultTimeout
 from tests.conftest import drain, wait_for
 
 
@@ -63,3 +63,43 @@ def test_a_custom_id_created_by_a_send_whose_reply_was_lost_reports_created(make
     assert not again.created and again.id == "order-7"
     assert app.backend.ready_ids("default", 10) == ["order-7"]
 
+
+
+@pytest.mark.parametrize("how", ["generated id", "custom id"])
+def test_a_unique_job_created_by_a_send_whose_reply_was_lost_reports_created(make_app, monkeypatch, how):
+    """The resend of a unique job finds the job its own first send created
+    (the unique key names it): ``created`` is True. Another call with the
+    same key is still told False."""
+    app = make_app()
+    task = app.task(name="once", unique=True)(lambda *a: None)
+    lost = lose_first_enqueue_reply(app, monkeypatch)
+    if how == "generated id":
+        job = task.delay(1)
+    else:
+        job = task.apply_async((1,), job_id="invoice-9")
+    assert lost == [1] and job.created and job.state == JobState.QUEUED
+    again = task.delay(1)
+    assert (again.id, again.created) == (job.id, False)
+    assert app.backend.ready_ids("default", 10) == [job.id]
+
+
+def test_a_finished_job_found_by_a_late_resend_still_counts_as_created(make_app, monkeypatch):
+    """The job its first send created ran and finished before the resend
+    came: it is still there (its TTL), so the resend reports it created and
+    creates nothing."""
+    app = make_app()
+    task = app.task(name="noop")(lambda *a: None)
+    real = app.backend.run
+    done: list[int] = []
+
+    def run(name, *args, **kwargs):
+        reply = real(name, *args, **kwargs)
+        if name == "enqueue" and not done:
+            done.append(1)
+            drain(app, [app.job("order-8")])  # it runs and finishes meanwhile
+            raise BrokerUnavailable("connection lost before the reply (test)")
+        return reply
+
+    monkeypatch.setattr(app.backend, "run", run)
+    job = task.apply_async((1,), job_id="order-8")
+    assert job.created and job.state == JobState.SUCCEEDED

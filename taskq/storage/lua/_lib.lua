@@ -233,9 +233,10 @@ end
 -- ---------------------------------------------------------------- finishing
 -- Terminal states: succeeded failed cancelled skipped.
 -- finalize() keeps the invariants of a finished job in one place:
---   * it is in exactly one finished index (P failed or P done), capped --
---     added when the script ends (flush(): every script calling finalize
---     ends with it, so no call leaves a finished job unindexed);
+--   * it is in exactly one finished index (P failed or P done) -- added
+--     when the script ends (flush(): every script calling finalize ends
+--     with it, so no call leaves a finished job unindexed) -- until the
+--     index's cap trims its entry (the job stays until its TTL);
 --   * its unique key is freed;
 --   * its hash expires after ttl_ms (0 = keep);
 --   * waiters (P r:<id> list, BLMOVEd onto itself so every waiter wakes)
@@ -255,6 +256,8 @@ local FINISHED_IN = {succeeded = 'done', cancelled = 'done', skipped = 'done', f
 -- FINISHED: ids finished in this call per index, added at flush() with one
 -- ZADD per index (then trimmed once), not one ZADD + ZCARD per job.
 local FINISHED
+-- FOREVER[index] true: this call finished a job of that index without expiry
+local FOREVER
 
 -- `wt`: the job's `wt` field when the caller already read it (false = not
 -- set); nil reads it here. `res`: the result to store in the hash, if kept.
@@ -270,7 +273,7 @@ local function finalize(id, jk, state, ukey, ttl_ms, keep_ms, blob, wt, res)
   local f = FINISHED[idx]
   if not f then f = {}; FINISHED[idx] = f end
   f[#f + 1] = NOWS; f[#f + 1] = id
-  if ttl_ms > 0 then redis.call('PEXPIRE', jk, ttl_ms) end
+  if ttl_ms > 0 then redis.call('PEXPIRE', jk, ttl_ms) else FOREVER[idx] = true end
   if wt == nil then wt = redis.call('HGET', jk, 'wt') end
   if keep_ms > 0 or wt then
     local rk = P .. 'r:' .. id
@@ -293,7 +296,13 @@ local function call_chunked(cmd, key, items, step)
 end
 
 -- Adds the jobs finished in this call to their index; an index is trimmed in
--- steps (at 5% over its cap), not on every finished job.
+-- steps (at 5% over its cap), not on every finished job. The cap bounds the
+-- index (what listings show), not how long a job stays readable: a job
+-- trimmed from it keeps its hash (and outcome) until its TTL, so app.job(id)
+-- finds it as long as succeeded_ttl / failed_ttl say. Where jobs are kept
+-- without expiry (the call finished its jobs of this index with ttl 0) the
+-- trimmed ones are deleted: then the cap is their retention, and memory
+-- stays bounded.
 local function flush_finished()
   for idx, items in pairs(FINISHED) do
     call_chunked('ZADD', idx, items, 2000)
@@ -302,17 +311,19 @@ local function flush_finished()
     if redis.call('ZCARD', idx) > cap + math.floor(cap / 20) then
       local old = redis.call('ZRANGE', idx, 0, -(cap + 1))
       redis.call('ZREMRANGEBYRANK', idx, 0, -(cap + 1))
-      local name = string.sub(idx, #P + 1)
-      local keys = {}  -- deleted with one DEL per 1000 keys, not one per job
-      for _, oid in ipairs(old) do
-        -- a stale entry (FINISHED_IN) is dropped, its id's job kept: by now it
-        -- may be a new job (a reused custom id), live or in the other index
-        local st = redis.call('HGET', jkey(oid), 's')
-        if not st or FINISHED_IN[st] == name then
-          keys[#keys + 1] = jkey(oid); keys[#keys + 1] = P .. 'r:' .. oid
+      if FOREVER[idx] then
+        local name = string.sub(idx, #P + 1)
+        local keys = {}  -- deleted with one DEL per 1000 keys, not one per job
+        for _, oid in ipairs(old) do
+          -- a stale entry (FINISHED_IN) is dropped, its id's job kept: by now it
+          -- may be a new job (a reused custom id), live or in the other index
+          local st = redis.call('HGET', jkey(oid), 's')
+          if not st or FINISHED_IN[st] == name then
+            keys[#keys + 1] = jkey(oid); keys[#keys + 1] = P .. 'r:' .. oid
+          end
         end
+        for i = 1, #keys, 1000 do redis.call('DEL', unpack(keys, i, math.min(i + 999, #keys))) end
       end
-      for i = 1, #keys, 1000 do redis.call('DEL', unpack(keys, i, math.min(i + 999, #keys))) end
     end
   end
 end
@@ -454,5 +465,6 @@ local function begin(keys, args)
   COUNTS, HIST = {}, {}
   CAPS.failed, CAPS.done, CAPS.errors = 10000, 1000, 10
   FINISHED = {}
+  FOREVER = {}
   PUSHES = {}
 end

@@ -33,7 +33,8 @@
 --     the rest of the call;
 --   * attempts are counted at claim, so a job that kills its worker every
 --     time still exhausts its attempts;
---   * a resource lock is held only by an active job and freed with its lease.
+--   * a resource lock is held only by an active job and freed with its lease;
+--   * a worker that claims is in P workers (a reaper can see its leases).
 local wid = ARGV[2]
 local want = tonumber(ARGV[3])
 CAPS.failed = tonumber(ARGV[4]); CAPS.done = tonumber(ARGV[5]); CAPS.errors = tonumber(ARGV[6])
@@ -194,6 +195,10 @@ local function take(id)
 end
 
 if want > 0 then
+  -- a worker a reaper removed while it lived (a late heartbeat) is listed
+  -- again before it leases anything: a lease of a worker no reaper can see
+  -- would outlive the worker (its next beat may never come)
+  redis.call('ZADD', P .. 'workers', 'NX', NOWS, wid)
   for _, q in ipairs(queues) do
     if got >= want then break end
     local pk = P .. 'qp:' .. q
