@@ -1,7 +1,7 @@
 """taskq benchmarks: ``python -m benchmarks [--smoke|--quick|--full] [--only NAME]``.
 
 Every figure runs against a throwaway server started for the run
-(:class:`taskq.storage.server.EphemeralServer`, appendonly off unless
+(:class:`taskq.embedded.EphemeralServer`, appendonly off unless
 ``--appendonly``) and is printed next to a *raw floor*: a hand-written
 redis-py loop doing only the round trips the operation cannot avoid, on the
 same server with the same client settings as taskq's backend. A figure is

@@ -15,7 +15,7 @@ from pathlib import Path
 import redis
 from redis.utils import HIREDIS_AVAILABLE
 
-from taskq.storage.server import EphemeralServer, server_version
+from taskq.embedded import EphemeralServer, server_version
 
 from . import bulk, dashboard, delayed, drain, enqueue, memory, roundtrip
 from .common import MODES, Context

@@ -35,7 +35,7 @@ BACKLOG_TARGET_S_PER_100K = 2.0
 def due_times(n: int, window: float) -> list[dt.datetime]:
     """Due times spread over ``window`` s, starting once enqueueing surely ended."""
     start = time.time() + 0.25 + n / 10_000
-    return [dt.datetime.fromtimestamp(start + window * i / n, dt.timezone.utc) for i in range(n)]
+    return [dt.datetime.fromtimestamp(start + window * i / n, dt.UTC) for i in range(n)]
 
 
 def taskq_lateness(ctx: Context, app: TaskQ, path: Path) -> list[float]:

@@ -15,8 +15,9 @@ import sys
 import tempfile
 import time
 
-from taskq import JobState, TaskQ, current_job
 from worker_process import running_worker
+
+from taskq import JobState, TaskQ, current_job
 
 app = TaskQ("crash", namespace="example-crash")
 

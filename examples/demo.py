@@ -18,7 +18,7 @@ sys.path.insert(0, str(HERE))
 from demo_tasks import add, app, flaky, slow_square, word_count  # noqa: E402
 from worker_process import running_worker  # noqa: E402
 
-from taskq.storage.server import embedded_status, stop_embedded_server  # noqa: E402
+from taskq.embedded import embedded_status, stop_embedded_server  # noqa: E402
 
 
 def main() -> int:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import sys
 import time
 
-from taskq import TaskFailed, TaskQ
 from worker_process import running_worker
+
+from taskq import TaskFailed, TaskQ
 
 app = TaskQ("control", namespace="example-control")
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import sys
 import time
 
+from worker_process import running_worker
+
 from taskq import TaskQ
 from taskq.metrics import render_prometheus
 from taskq.status_text import render_status
-from worker_process import running_worker
 
 app = TaskQ("obs", namespace="example-observability")
 

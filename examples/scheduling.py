@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from taskq import TaskQ, current_job
 from worker_process import running_worker
+
+from taskq import TaskQ, current_job
 
 app = TaskQ("scheduling", namespace="example-scheduling")
 
 
 @app.task(tombstone=True, name="scheduling.stamp")
 def stamp(label: str) -> str:
-    return f"{label} ran at {datetime.now(timezone.utc):%H:%M:%S.%f}"[:-3]
+    return f"{label} ran at {datetime.now(UTC):%H:%M:%S.%f}"[:-3]
 
 
 @app.task(tombstone=True, retry=4, retry_interval=0.1, retry_backoff=2, name="scheduling.unreliable")
@@ -43,7 +44,7 @@ def main() -> int:
             job = stamp.apply_async(("delayed 1s",), delay=1)
             print("state right after enqueue:", job.state.value)
             print(job.result(timeout=15), f"(after {time.monotonic() - t0:.2f}s)")
-            eta = datetime.now(timezone.utc) + timedelta(seconds=0.5)
+            eta = datetime.now(UTC) + timedelta(seconds=0.5)
             print(stamp.apply_async(("at an eta",), eta=eta).result(timeout=15))
             job = unreliable.delay()
             print(job.result(timeout=15), "- errors before:", [e["message"] for e in job.info().errors])

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import sys
 
-from taskq import TaskFailed, TaskQ
 from worker_process import running_worker
+
+from taskq import TaskFailed, TaskQ
 
 SECRET = os.environ.setdefault("EXAMPLE_SIGNING_KEY", "new-key")
 OLD = "old-key"

@@ -19,7 +19,7 @@ app = TaskQ("web")  # same server as the workers: embedded ./.taskq or TASKQ_RED
 
 
 class Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         url = urlparse(self.path)
         if url.path != "/add":
             return self.reply(404, {"error": "try /add?a=1&b=2"})

@@ -9,8 +9,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
 from typing import Any, ParamSpec, TypeVar, overload
 
+from . import codec
 from .control import JobControl
 from .cron import Periodic
+from .embedded import ensure_embedded_server
 from .enqueue import JobBuilder, encode_payload
 from .errors import ConfigurationError, DurabilityUnavailable, UnknownTask
 from .events import EventListener
@@ -18,7 +20,7 @@ from .job import Job
 from .options import AppSettings, TaskOptions, load_settings, warn_unknown_task_flags
 from .stats import Stats, WorkerInfo, collect_stats, collect_workers
 from .storage.backend import Backend, check_url, redact_url
-from .storage.server import ensure_embedded_server
+from .storage.records import EnqueueRequest
 from .task import Task
 
 log = logging.getLogger("taskq")
@@ -170,13 +172,25 @@ class TaskQ:
             self._options_cache[name] = cached
         return cached
 
+    def job_options(self, name: str, overrides: bytes | None) -> TaskOptions:
+        """Effective options of one job: its task's (``options_for``) with the
+        per-call overrides stored with the job (msgpack; ValueError if they
+        are not a map)."""
+        options = self.options_for(name)
+        if overrides:
+            call = codec.loads(overrides)
+            if not isinstance(call, dict):
+                raise ValueError("undecodable payload: options are not a map")
+            options = options.merged(call)
+        return options
+
     def check_settings(self) -> list[str]:
         """Warn about settings naming tasks that do not exist; returns their names."""
         return warn_unknown_task_flags(self.settings, set(self.tasks))
 
     # ------------------------------------------------------------ enqueue
 
-    def enqueue(self, task_name: str, *args: Any, **kwargs: Any) -> Job:
+    def enqueue(self, task_name: str, *args: Any, **kwargs: Any) -> Job[Any]:
         """Enqueue by name, from code that does not import the task."""
         return self.enqueue_call(task_name, args, kwargs)
 
@@ -192,7 +206,7 @@ class TaskQ:
         front: bool = False,
         unique_key: str | None = None,
         resource: str | None = None,
-    ) -> Job:
+    ) -> Job[Any]:
         if call:
             builder = JobBuilder(self.settings, task_name, self.options_for(task_name).merged(call), call)
         else:
@@ -209,7 +223,7 @@ class TaskQ:
         return builder
 
     def enqueue_many(self, items: Iterable[tuple[str, tuple[Any, ...] | list[Any], Mapping[str, Any]]],
-                     **call: Any) -> list[Job]:
+                     **call: Any) -> list[Job[Any]]:
         """Enqueue many ``(task_name, args, kwargs)`` jobs, one script call per 1,000.
 
         Every per-job rule (unique keys, delays, priorities, ids) applies.
@@ -221,10 +235,10 @@ class TaskQ:
         names: dict[str, JobBuilder] = {}
         builders: dict[str, JobBuilder] = {}  # with the call's overrides, once per task
 
-        def chunks() -> Iterator[tuple[list[list[Any]], bool]]:
+        def chunks() -> Iterator[tuple[list[EnqueueRequest], bool]]:
             """Chunks, each with whether one of its jobs is durable (its task's
             effective options: call > task_flags > decorator > task_defaults)."""
-            chunk: list[list[Any]] = []
+            chunk: list[EnqueueRequest] = []
             durable = self.settings.durable
             for task_name, args, kwargs in items:
                 builder = builders.get(task_name)
@@ -242,9 +256,9 @@ class TaskQ:
                 yield chunk, durable
 
         source = chunks()
-        held: list[list[list[Any]]] = []  # a durable chunk met by the stream
+        held: list[list[EnqueueRequest]] = []  # a durable chunk met by the stream
 
-        def plain() -> Iterator[list[list[Any]]]:
+        def plain() -> Iterator[list[EnqueueRequest]]:
             for chunk, durable in source:
                 if durable:
                     held.append(chunk)
@@ -253,7 +267,7 @@ class TaskQ:
 
         results: list[list[tuple[str, bool, str]]] = []
 
-        def handles() -> list[Job]:
+        def handles() -> list[Job[Any]]:
             return [Job(self, jid, task=b.task if b else None, created=created, state=state,
                         result_timeout=b.options.tombstone_timeout if b else None)
                     for result in results for jid, created, state in result for b in (names.get(jid),)]
@@ -271,7 +285,7 @@ class TaskQ:
             raise
         return handles()
 
-    def job(self, job_id: str) -> Job:
+    def job(self, job_id: str) -> Job[Any]:
         """A handle on an existing job (no round trip until used)."""
         return Job(self, job_id)
 

@@ -57,7 +57,8 @@ _packer = msgpack.Packer(default=_default, use_bin_type=True, datetime=False)
 def dumps(value: Any) -> bytes:
     """Encode one value."""
     try:
-        return _packer.pack(value)
+        out: bytes = _packer.pack(value)
+        return out
     except Exception:
         _packer.reset()
         raise

@@ -4,24 +4,22 @@ script) and the bulk ones built from them."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
+from .appview import AppView
 from .errors import ConfigurationError, InvalidJobState, JobNotFound
-from .job import JobInfo, JobState, job_info_from_hash
+from .job import JobInfo, JobState, job_info
 from .listing import JobPage, PeriodicInfo, page_jobs, periodic_infos
-
-if TYPE_CHECKING:
-    from .app import TaskQ
+from .storage.backend import Backend
 
 LISTABLE = ("queued", "scheduled", "active", "waiting", "stalled", "failed", "succeeded", "cancelled", "skipped")
 
 
 class JobControl:
-    def __init__(self, app: TaskQ) -> None:
+    def __init__(self, app: AppView) -> None:
         self.app = app
 
     @property
-    def _b(self):  # noqa: ANN202
+    def _b(self) -> Backend:
         return self.app.backend
 
     @property
@@ -73,11 +71,11 @@ class JobControl:
         out = []
         seen: set[str] = set()  # the index may shift between pages
         for ids in self._id_pages(state, queue, batch):
-            for jid, h in zip(ids, self._b.job_hashes(ids)):
-                if jid in seen or "s" not in h or h["s"].decode() != state:
+            for jid, rec in zip(ids, self._b.job_records(ids)):
+                if jid in seen or rec is None or rec.state != state:
                     continue
                 seen.add(jid)
-                info = job_info_from_hash(jid, h)
+                info = job_info(rec)
                 if (queue and info.queue != queue) or (task and info.task != task):
                     continue
                 out.append(info)

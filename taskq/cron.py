@@ -53,7 +53,7 @@ class Periodic:
                 tz = zoneinfo.ZoneInfo(tz)
             except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
                 raise ConfigurationError(f"unknown time zone {tz!r}: {exc}") from None
-        zone = tz or dt.timezone.utc
+        zone = tz or dt.UTC
         every_ms = None
         if cron is not None:
             if not isinstance(cron, str):
@@ -76,7 +76,7 @@ class Periodic:
 
     @property
     def description(self) -> str:
-        return self.cron if self.cron else f"every {self.every_ms / 1000:g}s"
+        return self.cron if self.cron else f"every {(self.every_ms or 0) / 1000:g}s"
 
     def next_after(self, ms: int) -> int | None:
         """The first tick strictly after ``ms``; None after the last one (a
@@ -102,7 +102,7 @@ class Periodic:
         local = dt.datetime.fromtimestamp(ms / 1000, self.tz)
         if not local.fold or local.replace(fold=0).utcoffset() == local.utcoffset():
             return False
-        return croniter(self.cron).expanded[1] != ["*"]
+        return bool(croniter(self.cron).expanded[1] != ["*"])
 
     def next_ticks(self, ms: int, n: int = 3) -> list[int]:
         """The next ``n`` ticks after ``ms`` (fewer once the schedule ends)."""
@@ -124,8 +124,9 @@ class Periodic:
         span = 1000
         while True:
             lo = max(last_ms, now_ms - span)
-            t = self.next_after(lo)
-            if t is not None and t <= now_ms:
+            first = self.next_after(lo)
+            if first is not None and first <= now_ms:
+                t = first
                 while True:
                     nxt = self.next_after(t)
                     if nxt is None or nxt > now_ms:

@@ -13,6 +13,7 @@ from typing import Any
 from . import codec, signing
 from .errors import ConfigurationError, PayloadTooLarge
 from .options import CALL_FLAGS, AppSettings, TaskOptions, check_flag_names, seconds
+from .storage.records import EnqueueRequest
 
 # Per-call options stored with the job and honoured by the worker.
 EXEC_FLAGS = frozenset({
@@ -131,7 +132,7 @@ class JobBuilder:
         front: bool = False,
         unique_key: str | None = None,
         resource: str | None = None,
-    ) -> list[Any]:
+    ) -> EnqueueRequest:
         """The fields of one job."""
         settings, task, options = self.settings, self.task, self.options
         payload = encode_payload(settings, task, args, kwargs)
@@ -153,11 +154,11 @@ class JobBuilder:
         if res is not None and (not isinstance(res, str) or not res):
             raise ConfigurationError(f"resource must be a non-empty string, not {res!r}")
         sig = signing.sign(settings.secret_key, jid, task, payload) if settings.secret_key else ""
-        return [
+        return EnqueueRequest(
             jid, task, options.queue, options.priority, payload, self.opts_blob, self.delay_ms,
             _eta_ms(eta) if eta is not None else 0, ukey, self.unique_ttl_ms, 1 if front else 0,
             res or "", options.on_locked, self.max_attempts, sig,
-        ]
+        )
 
 
 def build_job(
@@ -168,6 +169,6 @@ def build_job(
     options: TaskOptions,
     call: Mapping[str, Any],
     **where: Any,
-) -> list[Any]:
+) -> EnqueueRequest:
     """The fields of one job (a :class:`JobBuilder` used once)."""
     return JobBuilder(settings, task, options, call).build(args, kwargs, **where)

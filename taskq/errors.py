@@ -35,7 +35,11 @@ class BrokerRefused(TaskQError):
 
 
 class DurabilityUnavailable(TaskQError):
-    """`durable=True` was asked for but the server cannot confirm AOF writes."""
+    """`durable=True` was asked for but the server cannot confirm AOF writes.
+    ``results``: the enqueue's (id, created, state) rows, where the jobs were
+    written all the same."""
+
+    results: list[tuple[str, bool, str]] | None = None
 
 
 class ServerNotFound(TaskQError):
@@ -108,7 +112,7 @@ class SignatureError(TaskQError):
 # --- exceptions a task raises to steer its own job -------------------------
 
 
-class Retry(Exception):  # noqa: N818 - reads as an instruction inside tasks
+class Retry(Exception):
     """Raise inside a task to retry it after ``countdown`` (seconds or a timedelta)."""
 
     def __init__(self, countdown: float | dt.timedelta | None = None, reason: str = "") -> None:
@@ -117,7 +121,7 @@ class Retry(Exception):  # noqa: N818 - reads as an instruction inside tasks
         self.reason = reason
 
 
-class Requeue(Exception):  # noqa: N818
+class Requeue(Exception):
     """Raise inside a task to give the job back to its queue (no attempt counted)."""
 
     def __init__(self, reason: str = "", countdown: float | dt.timedelta | None = None) -> None:
@@ -126,11 +130,11 @@ class Requeue(Exception):  # noqa: N818
         self.countdown = countdown
 
 
-class Cancelled(Exception):  # noqa: N818
+class Cancelled(Exception):
     """Raised at a checkpoint of a task whose job was cancelled."""
 
 
-class TaskTimeout(Exception):  # noqa: N818
+class TaskTimeout(Exception):
     """Raised inside a task when its ``timeout`` expires (the soft limit)."""
 
 

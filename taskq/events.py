@@ -10,22 +10,19 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .job import JobState, not_found
-
-if TYPE_CHECKING:
-    from .app import TaskQ
-    from .job import Job
+from .appview import AppView
+from .job import Job, JobState, not_found
 
 log = logging.getLogger("taskq.events")
-Callback = Callable[["Job", JobState], Any]
+Callback = Callable[[Job[Any], JobState], Any]
 
 
 class EventListener:
-    def __init__(self, app: TaskQ) -> None:
+    def __init__(self, app: AppView) -> None:
         self.app = app
-        self._callbacks: dict[str, list[tuple[Job, Callback]]] = {}
+        self._callbacks: dict[str, list[tuple[Job[Any], Callback]]] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -39,7 +36,7 @@ class EventListener:
             self._thread = threading.Thread(target=self._run, name="taskq-events", daemon=True)
             self._thread.start()
 
-    def on_finish(self, job: Job, fn: Callback) -> None:
+    def on_finish(self, job: Job[Any], fn: Callback) -> None:
         self._ensure_started()
         entry = (job, fn)
         with self._lock:

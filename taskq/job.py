@@ -6,18 +6,17 @@ import enum
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgpack
 
 from . import codec
+from .appview import AppView
 from .errors import JobNotFound, NoResult, ResultTimeout, TaskFailed
-
-if TYPE_CHECKING:
-    from .app import TaskQ
+from .storage.records import JobRecord
 
 
-class JobState(str, enum.Enum):
+class JobState(enum.StrEnum):
     SCHEDULED = "scheduled"  # waits in the schedule for its due time
     QUEUED = "queued"  # in its ready list
     WAITING = "waiting"  # waits for a resource held by another job
@@ -112,75 +111,59 @@ class JobInfo:
         return d
 
 
-def _int(raw: bytes | None) -> int:
-    """A count or priority field (a garbled one, not written by taskq, reads as 0)."""
-    try:
-        return int(raw) if raw else 0
-    except ValueError:
-        return 0
+def _seconds(ms: int | None) -> float | None:
+    return ms / 1000.0 if ms is not None else None
 
 
-def _ms(raw: bytes | None) -> float | None:
-    """A time in ms as seconds (a garbled one reads as None)."""
+def _blob(raw: bytes | None) -> Any:
+    """A msgpack value (None if absent or garbled)."""
+    if raw is None:
+        return None
     try:
-        return int(raw) / 1000.0 if raw else None
+        return codec.loads(raw)
     except ValueError:
         return None
 
 
-def job_info_from_hash(job_id: str, h: dict[str, bytes]) -> JobInfo:
+def job_info(rec: JobRecord) -> JobInfo:
+    """A stored job as the user sees it: arguments, result and progress decoded."""
     try:
-        args, kwargs = codec.decode_args(h.get("d", b""))
+        args, kwargs = codec.decode_args(rec.payload)
     except ValueError:
-        args, kwargs = [], {"<undecodable payload>": repr(h.get("d", b""))[:200]}
-    result = None
-    if "res" in h:
-        try:
-            result = codec.loads(h["res"])
-        except ValueError:
-            result = None
-    progress = None
-    if "pr" in h:
-        try:
-            progress = codec.loads(h["pr"])
-        except ValueError:
-            progress = None
-    options = {}
-    if "o" in h:
-        try:
-            options = codec.loads(h["o"])
-        except ValueError:
-            options = {}
-    text = lambda k: h[k].decode("utf-8", "replace") if k in h else None  # noqa: E731
+        args, kwargs = [], {"<undecodable payload>": repr(rec.payload)[:200]}
+    options = _blob(rec.options)
     return JobInfo(
-        id=job_id,
-        state=JobState(h["s"].decode()),
-        task=text("t") or "",
-        queue=text("q") or "",
-        priority=_int(h.get("p")),
+        id=rec.id,
+        state=JobState(rec.state),
+        task=rec.task,
+        queue=rec.queue,
+        priority=rec.priority,
         args=args,
         kwargs=kwargs,
-        created_at=_ms(h.get("c")),
-        started_at=_ms(h.get("sa")),
-        finished_at=_ms(h.get("f")),
-        due_at=_ms(h.get("due")),
-        attempts=_int(h.get("a")),
-        lost_count=_int(h.get("lc")),
-        worker=text("w"),
-        errors=decode_errors(h.get("err")),
-        result=result,
-        progress=progress,
-        requeue_count=_int(h.get("rq")),
-        cancel_count=_int(h.get("cc")),
-        cancel_requested="cr" in h,
-        unique_key=text("u"),
-        resource=text("r"),
-        skipped_by=text("sk"),
+        created_at=_seconds(rec.created_ms),
+        started_at=_seconds(rec.started_ms),
+        finished_at=_seconds(rec.finished_ms),
+        due_at=_seconds(rec.due_ms),
+        attempts=rec.attempts,
+        lost_count=rec.lost_count,
+        worker=rec.worker,
+        errors=decode_errors(rec.errors),
+        result=_blob(rec.result),
+        progress=_blob(rec.progress),
+        requeue_count=rec.requeue_count,
+        cancel_count=rec.cancel_count,
+        cancel_requested=rec.cancel_requested,
+        unique_key=rec.unique_key,
+        resource=rec.resource,
+        skipped_by=rec.skipped_by,
         options=options if isinstance(options, dict) else {},
     )
 
 
-def not_found(app: TaskQ, job_id: str) -> JobNotFound:
+R = TypeVar("R")
+
+
+def not_found(app: AppView, job_id: str) -> JobNotFound:
     """The error for a job id with no job: it names the retention that drops
     finished jobs, the likeliest reason a job once there is gone."""
     s = app.settings
@@ -188,10 +171,36 @@ def not_found(app: TaskQ, job_id: str) -> JobNotFound:
                        f"succeeded_ttl={s.succeeded_ttl:g}s, a failed one failed_ttl={s.failed_ttl:g}s)")
 
 
-class Job:
-    """A handle on one job. Cheap to create: it holds only the id."""
 
-    def __init__(self, app: TaskQ, job_id: str, *, task: str | None = None, created: bool = True,
+class _Control(Protocol):
+    def cancel(self, job_id: str, force: bool = False) -> str: ...
+    def requeue(self, job_id: str, front: bool = False) -> str: ...
+    def stall(self, job_id: str) -> str: ...
+    def unstall(self, job_id: str) -> str: ...
+    def retract(self, job_id: str) -> str: ...
+    def delete(self, job_id: str) -> str: ...
+
+
+class _Events(Protocol):
+    def on_finish(self, job: Job[Any], fn: Callable[[Job[Any], JobState], Any]) -> None: ...
+
+
+class JobApp(AppView, Protocol):
+    """What a job handle needs of its app: :class:`AppView`, job control and
+    the event listener."""
+
+    @property
+    def control(self) -> _Control: ...
+
+    @property
+    def events(self) -> _Events: ...
+
+
+class Job(Generic[R]):
+    """A handle on one job. Cheap to create: it holds only the id. ``R`` is
+    its task's return type: what ``result()`` returns."""
+
+    def __init__(self, app: JobApp, job_id: str, *, task: str | None = None, created: bool = True,
                  state: str | None = None, result_timeout: float | None = None) -> None:
         self.app = app
         self.id = job_id
@@ -211,18 +220,18 @@ class Job:
 
     @property
     def state(self) -> JobState:
-        raw = self.app.backend.job_hash(self.id).get("s")
-        if raw is None:
+        state = self.app.backend.job_state(self.id)
+        if state is None:
             raise not_found(self.app, self.id)
-        return JobState(raw.decode())
+        return JobState(state)
 
     def info(self) -> JobInfo:
-        h = self.app.backend.job_hash(self.id)
-        if "s" not in h:
+        rec = self.app.backend.job_record(self.id)
+        if rec is None:
             raise not_found(self.app, self.id)
-        return job_info_from_hash(self.id, h)
+        return job_info(rec)
 
-    def result(self, timeout: float | None = None) -> Any:
+    def result(self, timeout: float | None = None) -> R:
         """Block until the job finishes and return its value.
 
         Raises ``TaskFailed`` if it failed (or was cancelled/skipped),
@@ -232,9 +241,10 @@ class Job:
         enqueued with, per call or the task's).
         """
         state, blob = self._outcome(timeout)
-        return outcome_value(self.id, state, blob)
+        value: R = outcome_value(self.id, state, blob)
+        return value
 
-    def get(self, timeout: float | None = None) -> Any:
+    def get(self, timeout: float | None = None) -> R:
         """``result()`` under Celery's and RQ's name."""
         return self.result(timeout)
 
@@ -308,7 +318,7 @@ class Job:
     def delete(self) -> None:
         self.app.control.delete(self.id)
 
-    def on_finish(self, fn: Callable[[Job, JobState], Any]) -> None:
+    def on_finish(self, fn: Callable[[Job[R], JobState], Any]) -> None:
         """Call ``fn(job, state)`` once, in this process, when the job finishes.
         Raises ``JobNotFound`` if there is no such job."""
         self.app.events.on_finish(self, fn)

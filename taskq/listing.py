@@ -11,15 +11,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from .appview import AppView
 from .errors import ConfigurationError
-from .job import JobInfo, job_info_from_hash
+from .job import JobInfo, job_info
 from .storage.pages import cron_ticks, ready_slice, scan_job_states
 
-if TYPE_CHECKING:
-    from .app import TaskQ
-    from .control import JobControl
+
+class JobSource(Protocol):
+    """Where pages come from: job control's indexes (``JobControl``)."""
+
+    @property
+    def app(self) -> AppView: ...
+
+    def _active_ids(self) -> list[str]: ...
+
+    def _index_key(self, state: str) -> str: ...
 
 BATCH = 200  # job hashes read per round trip
 SCAN_COUNT = 1000  # keys per SCAN step (waiting jobs)
@@ -63,7 +71,7 @@ def _matches(info: JobInfo, queue: str | None, task: str | None, error_type: str
     return not error_type or bool(info.errors and info.errors[-1].get("type") == error_type)
 
 
-def page_jobs(control: JobControl, state: str, *, queue: str | None = None, task: str | None = None,
+def page_jobs(control: JobSource, state: str, *, queue: str | None = None, task: str | None = None,
               error_type: str | None = None, cursor: str = "", limit: int = 50, budget: int = 5000) -> JobPage:
     """Up to ``limit`` jobs in ``state`` matching the filters, from ``cursor``
     on, reading at most ``budget`` index entries: a page may hold fewer jobs
@@ -94,12 +102,12 @@ def page_jobs(control: JobControl, state: str, *, queue: str | None = None, task
     while len(out) < limit and pos - start < budget:
         want = min(BATCH, budget - (pos - start))
         ids = fetch(pos, want)
-        for jid, h in zip(ids, b.job_hashes(ids)):
+        for jid, rec in zip(ids, b.job_records(ids)):
             pos += 1
-            if jid in seen or h.get("s", b"").decode() != state:
+            if jid in seen or rec is None or rec.state != state:
                 continue
             seen.add(jid)
-            info = job_info_from_hash(jid, h)
+            info = job_info(rec)
             if _matches(info, queue, task, error_type):
                 out.append(info)
                 if len(out) >= limit:
@@ -109,7 +117,7 @@ def page_jobs(control: JobControl, state: str, *, queue: str | None = None, task
     return JobPage(state, out, cursor, str(pos), total, pos - start)
 
 
-def _page_scan(app: TaskQ, state: str, queue: str | None, task: str | None, error_type: str | None,
+def _page_scan(app: AppView, state: str, queue: str | None, task: str | None, error_type: str | None,
                cursor: str, limit: int, budget: int) -> JobPage:
     """Waiting jobs have no index: a resumable SCAN of the job hashes. A page
     ends after the SCAN step that filled it (so it may hold a few more than
@@ -124,9 +132,9 @@ def _page_scan(app: TaskQ, state: str, queue: str | None, task: str | None, erro
         ids = [jid for jid, st in rows if st == state]
         for i in range(0, len(ids), BATCH):
             chunk = ids[i:i + BATCH]
-            for jid, h in zip(chunk, b.job_hashes(chunk)):
-                if h.get("s", b"").decode() == state:
-                    info = job_info_from_hash(jid, h)
+            for rec in b.job_records(chunk):
+                if rec is not None and rec.state == state:
+                    info = job_info(rec)
                     if _matches(info, queue, task, error_type):
                         out.append(info)
         if scan == 0:
@@ -135,7 +143,7 @@ def _page_scan(app: TaskQ, state: str, queue: str | None, task: str | None, erro
             return JobPage(state, out, cursor, f"s{scan}", None, examined)
 
 
-def periodic_infos(app: TaskQ) -> list[PeriodicInfo]:
+def periodic_infos(app: AppView) -> list[PeriodicInfo]:
     """Every periodic task of the app, by name, with its last tick (as the
     schedulers recorded it) and its next one (on the server's clock)."""
     b = app.backend

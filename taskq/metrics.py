@@ -17,13 +17,10 @@ import threading
 import weakref
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
 
+from .appview import AppView
 from .errors import TaskQError
 from .stats import COUNTERS, Stats, WorkerInfo, collect_stats, collect_workers
-
-if TYPE_CHECKING:
-    from .app import TaskQ
 
 log = logging.getLogger("taskq.metrics")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -113,9 +110,9 @@ def render_prometheus(stats: Stats, workers: Sequence[WorkerInfo]) -> str:
     return out.text()
 
 
-def _handler(app: TaskQ) -> type[BaseHTTPRequestHandler]:
+def _handler(app: AppView) -> type[BaseHTTPRequestHandler]:
     class MetricsHandler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             if self.path.split("?", 1)[0] != "/metrics":
                 self._reply(404, "not found: metrics are at /metrics\n")
                 return
@@ -134,7 +131,7 @@ def _handler(app: TaskQ) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             log.debug("metrics %s: " + format, self.client_address[0], *args)
 
     return MetricsHandler
@@ -174,14 +171,14 @@ def metrics_url(host: str, port: int) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}/metrics"
 
 
-def serve_metrics(app: TaskQ, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+def serve_metrics(app: AppView, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
     """Serve ``/metrics`` on ``host:port`` (IPv4, or IPv6 for a host such as
     ``::`` or ``::1``) from a daemon thread; returns the server
     (``server.server_address`` has the port when ``port`` is 0; stop it with
     ``server.shutdown()``). Forked processes close their copy of the socket."""
     server = _server_class(host)((host, port), _handler(app))
     ref = weakref.ref(server)
-    os.register_at_fork(after_in_child=lambda: _close_in_child(ref))
+    os.register_at_fork(after_in_child=lambda: _close_in_child(ref))  # type: ignore[arg-type]  # a subclass
     threading.Thread(target=server.serve_forever, name="taskq-metrics", daemon=True).start()
     log.info("serving metrics on %s", metrics_url(host, server.server_address[1]))
     return server

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .appview import AppView
 from .storage.keys import HISTOGRAM_BUCKETS_MS
-
-if TYPE_CHECKING:
-    from .app import TaskQ
 
 COUNTERS = ("enqueued", "started", "succeeded", "failed", "retried", "timed_out",
             "skipped", "cancelled", "requeued", "retracted", "lost")
@@ -200,7 +198,7 @@ def _split(flat: dict[str, int]) -> dict[str, dict[str, int]]:
     return out
 
 
-def collect_stats(app: TaskQ, now_ms: int | None = None) -> Stats:
+def collect_stats(app: AppView, now_ms: int | None = None) -> Stats:
     """Read a snapshot of the app's namespace. ``now_ms`` defaults to the server's clock."""
     b = app.backend
     now = b.server_time_ms() if now_ms is None else int(now_ms)
@@ -246,7 +244,7 @@ def _int(raw: bytes | None) -> int | None:
         return None
 
 
-def collect_workers(app: TaskQ) -> list[WorkerInfo]:
+def collect_workers(app: AppView) -> list[WorkerInfo]:
     """Every worker in the registry, most recent heartbeat first. A worker
     whose process died stays listed (with a growing heartbeat age) until a
     reaper returns its jobs."""

@@ -57,7 +57,7 @@ def render_status(stats: Stats, workers: Sequence[WorkerInfo], previous: Stats |
     """The ``taskq status`` screen. Queues show their in/out rates over the last
     complete minute, or, with ``previous`` (an earlier snapshot, as in
     ``--watch``), per minute since then."""
-    when = dt.datetime.fromtimestamp(stats.now_ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    when = dt.datetime.fromtimestamp(stats.now_ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     lines = [
         f"taskq  namespace {stats.namespace}  {when}",
         f"jobs: {stats.ready} ready  {stats.scheduled} scheduled  {stats.active} active  "

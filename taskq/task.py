@@ -6,25 +6,36 @@ import datetime as dt
 import functools
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
+from .appview import AppView
 from .context import JobContext
 from .errors import ConfigurationError
+from .job import Job
 from .options import TaskOptions, check_flag_names
-
-if TYPE_CHECKING:
-    from .app import TaskQ
-    from .job import Job
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class TaskApp(AppView, Protocol):
+    """What a task needs of its app: :class:`AppView` and the enqueue calls."""
+
+    def enqueue_call(
+        self, task_name: str, args: tuple[Any, ...] | list[Any], kwargs: Mapping[str, Any],
+        call: Mapping[str, Any] | None = None, *, job_id: str | None = None, eta: dt.datetime | None = None,
+        front: bool = False, unique_key: str | None = None, resource: str | None = None,
+    ) -> Job[Any]: ...
+
+    def enqueue_many(self, items: Iterable[tuple[str, tuple[Any, ...] | list[Any], Mapping[str, Any]]],
+                     **call: Any) -> list[Job[Any]]: ...
 
 
 class Task(Generic[P, R]):
     """A function registered with an app. Calling it runs it here and now;
     ``.delay()`` / ``.apply_async()`` enqueue it for a worker."""
 
-    def __init__(self, app: TaskQ, fn: Callable[P, R], name: str, flags: Mapping[str, Any],
+    def __init__(self, app: TaskApp, fn: Callable[P, R], name: str, flags: Mapping[str, Any],
                  bind: bool = False) -> None:
         check_flag_names(flags, "task flag")
         self.app = app
@@ -53,7 +64,7 @@ class Task(Generic[P, R]):
         """Effective options: settings task_flags > decorator > task_defaults > default."""
         return self.app.options_for(self.name)
 
-    def delay(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """Enqueue with the task's options."""
         return self.app.enqueue_call(self.name, args, kwargs)
 
@@ -73,7 +84,7 @@ class Task(Generic[P, R]):
         resource: str | None = None,
         durable: bool | None = None,
         **flags: Any,
-    ) -> Job:
+    ) -> Job[R]:
         """Enqueue with per-call options (they win over every other source).
         ``countdown`` is ``delay`` under Celery's name."""
         if countdown is not None:
@@ -89,7 +100,7 @@ class Task(Generic[P, R]):
             job_id=job_id, eta=eta, front=front, unique_key=unique_key, resource=resource,
         )
 
-    def map(self, iterable: Iterable[Any], **call: Any) -> list[Job]:
+    def map(self, iterable: Iterable[Any], **call: Any) -> list[Job[R]]:
         """Enqueue one job per item (a tuple of args, a dict of kwargs, or one arg),
         thousands per round trip. An error midway carries ``enqueued``, the
         handles of the jobs enqueued before it (see ``TaskQ.enqueue_many``)."""

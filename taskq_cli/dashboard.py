@@ -50,10 +50,10 @@ def dashboard(app: str | None, host: str, port: int, read_only: bool, auth: str 
         raise click.UsageError("give --auth or --auth-hook, not both")
     setup_logging(loglevel)
     try:  # the optional extra
-        import uvicorn  # noqa: PLC0415
+        import uvicorn
 
-        from taskq.web import create_app  # noqa: PLC0415
-        from taskq.web.security import bind_warning, parse_credentials  # noqa: PLC0415
+        from taskq.web import create_app
+        from taskq.web.security import bind_warning, parse_credentials
     except ImportError:
         raise click.ClickException("the dashboard needs the web extra: pip install 'taskq[web]'") from None
     the_app = load_app(app)  # puts the working directory on sys.path for the hook too

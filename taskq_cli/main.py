@@ -11,15 +11,16 @@ from typing import Any
 
 import click
 
+from taskq.embedded import embedded_home, embedded_status, stop_embedded_server
 from taskq.logs import setup_logging
 from taskq.metrics import serve_metrics
-from taskq.storage.server import embedded_home, embedded_status, stop_embedded_server
 from taskq.worker import Supervisor, WorkerConfig
 from taskq.worker.scheduler import Scheduler, run_recovery
 
 from . import dashboard, jobs, status
 from .common import app_params, friendly
 from .loader import load_app
+
 
 @click.group()
 @click.version_option(package_name="taskq")

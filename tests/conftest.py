@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from taskq import TaskQ
-from taskq.storage.server import EphemeralServer
+from taskq.embedded import EphemeralServer
 from tests.apps.control import build as build_control_app
 
 ROOT = Path(__file__).resolve().parent.parent

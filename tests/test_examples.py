@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from taskq.storage import server as srv
-from taskq.storage.server import stop_embedded_server
+from taskq import embedded as srv
+from taskq.embedded import stop_embedded_server
 from tests.conftest import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent

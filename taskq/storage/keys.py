@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 # Upper bounds (ms) of the run-time histogram buckets: the fields of
 # ``st:h:<task>`` are ``le_<bound>`` for these, ``le_inf`` and ``sum_ms``.
+# How long a per-minute stats bucket (``st:m:<minute>``) lives: two hours, so
+# the last hour is always whole. The Lua prelude has the same MINUTE_TTL_MS.
+MINUTE_BUCKET_TTL_MS = 7_200_000
 HISTOGRAM_BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000)
 
 

@@ -34,7 +34,8 @@ def packed(conn: Any, commands: Sequence[Sequence[Any]]) -> list[bytes]:
     """``commands`` in the wire protocol, ready for ``send_packed_command``."""
     if _pack is not None:
         return [b"".join([_pack(tuple(c)) for c in commands])]
-    return conn.pack_commands(commands)
+    out: list[bytes] = conn.pack_commands(commands)
+    return out
 
 
 def _buffered_reader(conn: Any) -> Any:
@@ -100,7 +101,7 @@ class Wire:
             conn, reused = self._take()
             try:
                 conn.send_packed_command(data if data is not None else packed(conn, commands), False)
-                replies = []
+                replies: list[Any] = []
                 reader = _buffered_reader(conn) if len(commands) > 1 else None
                 for _ in commands:
                     if replies and reader is not None:

@@ -24,7 +24,7 @@ def create_app(app: TaskQ, read_only: bool = False, auth: Any = None, *, refresh
     seconds between live updates of an open page (0: none).
     """
     try:
-        from .server import build_app  # noqa: PLC0415 -- the optional extra is imported only when asked for
+        from .server import build_app
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.split(".")[0] in ("starlette", "jinja2", "markupsafe"):
             raise ImportError(MISSING) from exc

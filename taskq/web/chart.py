@@ -43,14 +43,14 @@ def throughput_chart(throughput: list[tuple[int, dict[str, int]]]) -> Chart:
     bars = []
     for i, (minute, ok, bad) in enumerate(counts):
         ok_h, fail_h = ok * scale, bad * scale
-        label = dt.datetime.fromtimestamp(minute, dt.timezone.utc).strftime("%H:%M")
+        label = dt.datetime.fromtimestamp(minute, dt.UTC).strftime("%H:%M")
         bars.append(Bar(x=round(i * step, 1), width=round(max(step - GAP, 1), 1),
                         ok_y=round(HEIGHT - ok_h, 1), ok_h=round(ok_h, 1),
                         fail_y=round(HEIGHT - ok_h - fail_h, 1), fail_h=round(fail_h, 1),
                         title=f"{label} UTC: {ok} succeeded, {bad} failed"))
 
     def label_of(k: int) -> str:
-        return dt.datetime.fromtimestamp(counts[k][0], dt.timezone.utc).strftime("%H:%M") if counts else ""
+        return dt.datetime.fromtimestamp(counts[k][0], dt.UTC).strftime("%H:%M") if counts else ""
 
     return Chart(width=WIDTH, height=HEIGHT, bars=bars, peak=peak, total_ok=sum(c[1] for c in counts),
                  total_failed=sum(c[2] for c in counts), first=label_of(0), last=label_of(-1))

@@ -12,7 +12,6 @@ import logging
 import secrets
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from typing import Union
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection, Request
@@ -21,8 +20,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger("taskq.web")
 
-AuthHook = Callable[[Request], Union[bool, Awaitable[bool]]]
-Auth = Union[tuple[str, str], AuthHook, None]
+AuthHook = Callable[[Request], bool | Awaitable[bool]]
+Auth = tuple[str, str] | AuthHook | None
 CSRF_COOKIE = "taskq_csrf"
 CSRF_FIELD = "csrf"
 

@@ -18,9 +18,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BrokerUnavailable, TaskQError
+from ..storage.records import ClaimedJob
 from . import aio
 from .config import WorkerConfig
-from .executor import ClaimedJob, Executor
+from .executor import Executor
 from .heartbeat import Heartbeat, kill_self
 from .outcome import Outcome
 from .shared import Slot

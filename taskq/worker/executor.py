@@ -22,6 +22,7 @@ from .. import codec, signing
 from ..context import JobContext, reset_current, set_current
 from ..errors import Cancelled, ConfigurationError, Requeue, Retry, SignatureError, TaskTimeout, UnknownTask
 from ..options import MAX_DELAY, TaskOptions, seconds
+from ..storage.records import ClaimedJob
 from . import aio
 from .outcome import Outcome, error_entry
 from .watchdog import SoftTimeoutExpired, watchdog
@@ -31,22 +32,6 @@ if TYPE_CHECKING:
     from ..storage.backend import Backend
 
 log = logging.getLogger("taskq.worker")
-
-
-class ClaimedJob:
-    """A leased job as returned by the claim script."""
-
-    __slots__ = ("attempt", "id", "opts", "payload", "queue", "sig", "task", "token")
-
-    def __init__(self, row: list[Any]) -> None:
-        self.id = row[0].decode()
-        self.token = int(row[1])
-        self.attempt = int(row[2])
-        self.task = row[3].decode("utf-8", "replace")
-        self.payload = row[4]
-        self.opts = row[5]
-        self.sig = row[6].decode("ascii", "replace")
-        self.queue = row[7].decode("utf-8", "replace")
 
 
 class _SoftTimeout:
@@ -122,13 +107,7 @@ class Executor:
         self.current: JobContext | None = None
 
     def _options(self, job: ClaimedJob) -> TaskOptions:
-        options = self.app.options_for(job.task)
-        if job.opts:
-            overrides = codec.loads(job.opts)
-            if not isinstance(overrides, dict):
-                raise ValueError("undecodable payload: options are not a map")
-            options = options.merged(overrides)
-        return options
+        return self.app.job_options(job.task, job.opts)
 
     def run(self, job: ClaimedJob, cancel_level: int = 0) -> Outcome:
         """Run the job; always returns an outcome (never raises for task errors)."""

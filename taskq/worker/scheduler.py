@@ -13,9 +13,10 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
+from ..embedded import ensure_embedded_server
 from ..enqueue import build_job
 from ..errors import BrokerRefused, BrokerUnavailable, TaskQError
-from ..storage.server import ensure_embedded_server
+from ..storage.records import EnqueueRequest
 from .outcome import error_entry
 
 if TYPE_CHECKING:
@@ -172,7 +173,7 @@ class Scheduler:
             log.error("periodic %s cannot be enqueued (%s); its ticks wait until it can", periodic.name, text,
                       exc_info=not isinstance(exc, TaskQError))
 
-    def _job(self, periodic: Periodic, tick: int) -> list:
+    def _job(self, periodic: Periodic, tick: int) -> EnqueueRequest:
         options = self.app.options_for(periodic.name)
         return build_job(self.app.settings, periodic.name, periodic.args, periodic.kwargs, options, {},
                          job_id=f"cron:{periodic.name}:{tick}")

@@ -28,11 +28,12 @@ class Slot:
 
     @property
     def job_id(self) -> str:
-        return self._id.value.decode("utf-8", "replace")  # never raise in the supervisor's loop
+        raw: bytes = self._id.value
+        return raw.decode("utf-8", "replace")  # never raise in the supervisor's loop
 
     @property
     def deadline(self) -> float:
-        return self._deadline.value
+        return float(self._deadline.value)
 
     @property
     def killed_self(self) -> bool:

@@ -21,11 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .. import codec
+from ..embedded import ensure_embedded_server
 from ..errors import ServerLoading, TaskQError, TaskTimeout
 from ..options import TaskOptions
 from ..storage.backend import redact_url
-from ..storage.server import ensure_embedded_server
 from .child import child_main
 from .config import WorkerConfig
 from .outcome import error_entry
@@ -202,16 +201,14 @@ class Supervisor:
 
     def _options_of(self, job_id: str) -> tuple[TaskOptions, int]:
         """Effective options (with per-call overrides) and attempt of a job."""
-        h = self.app.backend.job_hash(job_id) if job_id else {}
-        task = h.get("t", b"").decode("utf-8", "replace")
-        opts = self.app.options_for(task) if task else self.app.settings.default_options
-        if h.get("o"):
-            try:
-                overrides = codec.loads(h["o"])
-                opts = opts.merged(overrides) if isinstance(overrides, dict) else opts
-            except (ValueError, TaskQError):
-                pass
-        return opts, int(h.get("a", b"1") or 1)
+        rec = self.app.backend.job_record(job_id) if job_id else None
+        if rec is None or not rec.task:
+            return self.app.settings.default_options, (rec.attempts or 1) if rec else 1
+        try:
+            opts = self.app.job_options(rec.task, rec.options)
+        except (ValueError, TaskQError):  # garbled overrides: the task's own options
+            opts = self.app.options_for(rec.task)
+        return opts, rec.attempts or 1
 
     # ---------------------------------------------------------------- loop
 

@@ -3,8 +3,8 @@ installed. The worker must say so in one line and exit non-zero."""
 
 from __future__ import annotations
 
-from taskq import TaskQ
-
 import taskq_no_such_dependency  # noqa: F401  -- raises ImportError
+
+from taskq import TaskQ
 
 app = TaskQ("bad")

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from taskq import TaskQ
-from taskq.storage.server import EphemeralServer
+from taskq.embedded import EphemeralServer
 from tests.apps.crashy import build
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -29,13 +29,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from taskq import TaskQ
-from taskq.storage.server import EphemeralServer
+from taskq.embedded import EphemeralServer
 from tests.apps.crashy import build
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -32,8 +32,8 @@ import traceback
 from pathlib import Path
 
 from taskq import TaskQ
+from taskq.embedded import EphemeralServer
 from taskq.errors import TaskQError
-from taskq.storage.server import EphemeralServer
 from tests.apps import stress as stressapp
 from tests.chaos.chaos import registered_children
 from tests.storage.invariants import LIVE, jobs_of, snapshot, violations

@@ -16,8 +16,8 @@ import pytest
 import redis
 
 from taskq import JobState
-from taskq.storage import server as srv
-from taskq.storage.server import EphemeralServer
+from taskq import embedded as srv
+from taskq.embedded import EphemeralServer
 from tests.apps.basic import build
 from tests.conftest import ROOT, drain, wait_for
 

@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from taskq import BrokerUnavailable, DurabilityUnavailable, JobState, TaskQ
-from taskq.storage.server import EphemeralServer
+from taskq.embedded import EphemeralServer
 from taskq.worker.child import Consumer
 from taskq.worker.config import WorkerConfig
 from tests.apps.crashy import build
@@ -258,7 +258,7 @@ def test_jobs_done_before_a_quick_task_hung_are_not_run_again_when_it_is_killed(
     wait_for(lambda: victim not in w.child_pids(), 20, what="the hard timeout to kill the child")
     wait_for(lambda: jobs[19].state == JobState.SUCCEEDED, 20, what="the hung job's retry")
     runs = collections.Counter(int(line.split()[0]) for line in lines(trace))
-    assert runs == {**{n: 1 for n in range(19)}, 19: 2}
+    assert runs == {**dict.fromkeys(range(19), 1), 19: 2}
     assert all(j.state == JobState.SUCCEEDED and j.info().attempts == 1 for j in jobs[:19])
 
 

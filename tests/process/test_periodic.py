@@ -21,7 +21,7 @@ from taskq.worker.scheduler import Scheduler
 from tests.apps.control import build
 from tests.conftest import ROOT, wait_for
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def ms(*args: int, tz: dt.tzinfo = UTC) -> int:

@@ -15,8 +15,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-import taskq.storage.server
-from taskq.storage.server import START_TIMEOUT, EphemeralServer
+import taskq.embedded
+from taskq.embedded import START_TIMEOUT, EphemeralServer
 from tests.apps.basic import build
 from tests.conftest import ROOT, wait_for
 
@@ -52,7 +52,7 @@ def loading_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[EphemeralS
         server.kill()
         # start() waits for the end of the loading (and would kill a server
         # still loading after START_TIMEOUT): here it ends when the test says
-        monkeypatch.setattr(taskq.storage.server, "START_TIMEOUT", 600.0)
+        monkeypatch.setattr(taskq.embedded, "START_TIMEOUT", 600.0)
         failed: list[BaseException] = []
 
         def start() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import signal
 
-from taskq.storage import server as srv
+from taskq import embedded as srv
 from tests.apps import control
 from tests.conftest import wait_for
 from tests.process.test_periodic import cron_jobs

@@ -15,7 +15,6 @@ from tests.apps.control import consumer, run_until, stop
 from tests.conftest import wait_for
 from tests.storage.test_job_control import claimed, settle
 
-
 # ---------------------------------------------------------------- result waits
 
 
@@ -54,7 +53,7 @@ def test_a_tombstone_waiter_wakes_when_the_job_is_cancelled(capp):
     def wait() -> None:
         try:
             job.result(timeout=60)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             outcome.append(exc)
 
     t = threading.Thread(target=wait)
@@ -152,7 +151,7 @@ def test_cap_trim_never_deletes_a_live_job_with_a_reused_id(capp):
     new = noop.apply_async(job_id="order-42", queue="qb")
     assert new.created and new.state == JobState.QUEUED
     # 21 more jobs finish: the done index (cap 20) is trimmed
-    for i in range(21):
+    for _i in range(21):
         noop.apply_async(queue="qa")
     _, rows = b.settle_claim("wa", 21, [], ["qa"], [], caps)
     assert len(rows) == 21

@@ -13,9 +13,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from taskq import BrokerRefused, ConfigurationError, JobState, PayloadTooLarge, TaskQ
-from taskq.errors import BrokerUnavailable
 from taskq.app import ENQUEUE_CHUNK
-from taskq.storage.server import EphemeralServer
+from taskq.embedded import EphemeralServer
+from taskq.errors import BrokerUnavailable
 from taskq.worker.outcome import Outcome
 from tests.conftest import wait_for
 
@@ -255,7 +255,7 @@ def test_a_first_send_run_late_leaves_the_job_its_resend_created_and_a_worker_le
     s = bulk_app.settings
     caps = (s.failed_max, s.done_max, s.error_history, int(s.succeeded_ttl * 1000))
     # due soon, but not before the resend below (however slow the machine): it is scheduled
-    eta = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2) if path == "delayed script" else None
+    eta = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2) if path == "delayed script" else None
     job = bulk_app._builder("echo").build((1,), {}, eta=eta)
     jid = str(job[0])
     if path == "plain":

@@ -75,15 +75,7 @@ def references(app, job_id: str) -> list[str]:
     for raw in r.scan_iter(match=b.keys.pattern, count=1000):
         key = raw.decode()
         kind = r.type(raw).decode()
-        if job_id in key:
-            out.append(key)
-        elif kind == "list" and job_id.encode() in r.lrange(raw, 0, -1):
-            out.append(key)
-        elif kind == "zset" and r.zscore(raw, job_id) is not None:
-            out.append(key)
-        elif kind == "set" and r.sismember(raw, job_id):
-            out.append(key)
-        elif kind == "string" and r.get(raw) == job_id.encode():
+        if job_id in key or kind == "list" and job_id.encode() in r.lrange(raw, 0, -1) or kind == "zset" and r.zscore(raw, job_id) is not None or kind == "set" and r.sismember(raw, job_id) or kind == "string" and r.get(raw) == job_id.encode():
             out.append(key)
     return out
 

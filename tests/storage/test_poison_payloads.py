@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from taskq import BrokerRefused, BrokerUnavailable, JobState, PayloadTooLarge, TaskFailed, TaskQ, codec
-from taskq.storage.server import EphemeralServer
+from taskq.embedded import EphemeralServer
 from taskq.worker.child import Consumer
 from taskq.worker.config import WorkerConfig
 from tests.conftest import wait_for

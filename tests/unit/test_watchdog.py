@@ -25,7 +25,7 @@ def in_thread(fn: Any) -> Any:
     def target() -> None:
         try:
             box.append(fn())
-        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+        except BaseException as exc:
             box.append(exc)
 
     t = threading.Thread(target=target)
@@ -174,7 +174,7 @@ def test_deadlines_racing_the_end_of_tasks_never_hang_leak_or_escape():
                         wrong.append("no work timed out against a 10 s deadline")
                     else:
                         counts["completed"] += 1
-        except BaseException as exc:  # noqa: BLE001 - an escape is the failure
+        except BaseException as exc:
             escaped.append(exc)
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from taskq import JobNotFound, JobState, TaskQ
-from taskq.storage.server import EphemeralServer
+from taskq.embedded import EphemeralServer
 from taskq.web import create_app
 from tests.apps.control import build
 from tests.conftest import ROOT, wait_for

@@ -117,11 +117,11 @@ def test_bind_passes_the_running_job_first(app):
 
 def test_six_field_cron_reads_seconds_last_and_refuses_seconds_first():
     every_10s = Periodic.build(cron="* * * * * */10", every=None, tz=None, catch_up="one")
-    t0 = int(dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    t0 = int(dt.datetime(2030, 1, 1, tzinfo=dt.UTC).timestamp() * 1000)
     assert every_10s.next_ticks(t0) == [t0 + 10_000, t0 + 20_000, t0 + 30_000]
     with pytest.raises(ConfigurationError, match=r"seconds field is the last.*'\* \* \* \* \* \*/10'"):
         Periodic.build(cron="*/10 * * * * *", every=None, tz=None, catch_up="one")
     every_second = Periodic.build(cron="* * * * * *", every=None, tz=None, catch_up="one")  # unambiguous
     assert every_second.next_ticks(t0, 2) == [t0 + 1000, t0 + 2000]
     yearly = Periodic.build(cron="0 0 1 1 * 0 2031", every=None, tz=None, catch_up="one")  # 7th: the year
-    assert yearly.next_ticks(t0) == [int(dt.datetime(2031, 1, 1, tzinfo=dt.timezone.utc).timestamp() * 1000)]
+    assert yearly.next_ticks(t0) == [int(dt.datetime(2031, 1, 1, tzinfo=dt.UTC).timestamp() * 1000)]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from taskq import JobState
 from taskq.errors import BrokerUnavailable
 from tests.apps.control import consumer

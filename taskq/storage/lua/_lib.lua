@@ -11,7 +11,7 @@
 --   * Times are integer milliseconds; durations end in _ms.
 --   * Job hash fields (short names keep memory per job low):
 --       t task  q queue  p priority  d payload  o per-call options
---       s state c created_ms  a attempts  k fencing token  w worker
+--       s state  c created_ms  a attempts  k fencing token  w worker
 --       sa started_ms  f finished_ms  due due_ms  u unique key
 --       r resource  ol on_locked  m max attempts  g signature
 --       res result  err error history (msgpack list)  pr progress
@@ -19,6 +19,8 @@
 --       sk skipped because of job  wt someone waits for the outcome
 --       ps state before stall  fr a scheduled job goes to the front when due
 --       lc times its worker was lost (SIGKILL, OOM, a vanished machine)
+--       n mark of the enqueue call that created it
+--   (taskq/storage/records.py names the same fields for Python)
 
 -- Per-call state, set by begin() at the start of every call: as a script,
 -- from the KEYS/ARGV globals; in the function library, from FCALL's
@@ -54,6 +56,8 @@ local function fmt(n) return string.format('%d', n) end  -- an integer argument,
 --   P st:m:<min>   'q:<queue>|<counter>'       that minute
 -- and the histogram as P st:h:<task> '<bucket>' and 'sum_ms'.
 local COUNTS, HIST
+-- how long a per-minute bucket lives (keys.py MINUTE_BUCKET_TTL_MS)
+local MINUTE_TTL_MS = 7200000
 
 local function count(task, queue, counter, n)
   local q = COUNTS[queue]
@@ -97,7 +101,7 @@ local function flush_stats()
   incr_fields(P .. 'st:c', all)
   -- a per-minute bucket expires after 2 h (set when one of its fields is new)
   local mk = P .. 'st:m:' .. string.format('%d', math.floor(NOW / 60000))
-  if incr_fields(mk, minute) then redis.call('PEXPIRE', mk, 7200000) end
+  if incr_fields(mk, minute) then redis.call('PEXPIRE', mk, MINUTE_TTL_MS) end
   for task, h in pairs(HIST) do incr_fields(P .. 'st:h:' .. task, h) end
 end
 

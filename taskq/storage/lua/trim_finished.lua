@@ -25,9 +25,9 @@ end
 local minute = math.floor(NOW / 60000)
 for m = minute - 2, minute + 1 do
   local mk = P .. 'st:m:' .. fmt(m)
-  local r = redis.pcall('PEXPIRE', mk, 7200000, 'NX')  -- only where none is set
+  local r = redis.pcall('PEXPIRE', mk, MINUTE_TTL_MS, 'NX')  -- only where none is set
   if type(r) == 'table' and r.err then  -- a server before 7.0 (no NX)
-    if redis.call('PTTL', mk) == -1 then redis.call('PEXPIRE', mk, 7200000) end
+    if redis.call('PTTL', mk) == -1 then redis.call('PEXPIRE', mk, MINUTE_TTL_MS) end
   end
 end
 trim('failed', tonumber(ARGV[2]))

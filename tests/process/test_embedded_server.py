@@ -1,4 +1,4 @@
-"""Tests for taskq.storage.server, run against real server processes."""
+"""Tests for taskq.embedded, run against real server processes."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from taskq import embedded as srv
 from taskq.errors import ServerNotFound, ServerStartError, ServerStopError
-from taskq.storage import server as srv
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -106,7 +106,7 @@ def test_concurrent_processes_share_one_server(home):
     go = home.parent / "go"
     code = (  # import first, then wait for the "go" file so all callers race for real
         "import os, sys, time, redis\n"
-        "from taskq.storage.server import ensure_embedded_server\n"
+        "from taskq.embedded import ensure_embedded_server\n"
         "deadline = time.monotonic() + 30\n"
         "while not os.path.exists(sys.argv[2]) and time.monotonic() < deadline:\n"
         "    time.sleep(0.001)\n"
@@ -122,7 +122,7 @@ def test_concurrent_processes_share_one_server(home):
     ]
     go.touch()
     results = [p.communicate(timeout=60) for p in procs]
-    for p, (out, err) in zip(procs, results):
+    for p, (_out, err) in zip(procs, results):
         assert p.returncode == 0, err
     pids = {int(out.strip()) for out, _ in results}
     assert len(pids) == 1
@@ -342,7 +342,7 @@ def test_ephemeral_default_binary_and_independent_ports():
 
 def test_ephemeral_server_killed_at_interpreter_exit(server_bin):
     code = (
-        "from taskq.storage.server import EphemeralServer\n"
+        "from taskq.embedded import EphemeralServer\n"
         "import sys\n"
         "s = EphemeralServer(binary=sys.argv[1]).start()\n"
         "print(s.pid, s.dir)\n"
@@ -404,7 +404,7 @@ def test_stopping_a_server_that_loads_while_an_app_waits_for_it_is_bounded_by_it
 def _swallow(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - the outcome is not what these tests look at
+    except Exception as exc:
         return exc
 
 

