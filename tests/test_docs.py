@@ -274,11 +274,10 @@ def shell_lines(block: Block) -> Iterator[tuple[int, str]]:
     pending, start = "", 0
     for n, raw in enumerate(block.code.splitlines(), block.line + 1):
         line = raw
-        if block.lang == "console":
-            if not pending:
-                if not line.startswith("$ "):
-                    continue
-                line = line[2:]
+        if block.lang == "console" and not pending:
+            if not line.startswith("$ "):
+                continue
+            line = line[2:]
         if not pending:
             start = n
         if line.rstrip().endswith("\\"):
@@ -351,8 +350,7 @@ def commands_in_yaml(node: Any) -> Iterator[list[str]]:
 
 def containers_in(node: Any) -> Iterator[dict[str, Any]]:
     if isinstance(node, dict):
-        for c in node.get("containers", []) or []:
-            yield c
+        yield from node.get("containers", []) or []
         for v in node.values():
             yield from containers_in(v)
     elif isinstance(node, list):
