@@ -41,7 +41,8 @@ class Planner:
         got = self._builders.get(key)
         if got is None:
             builder = JobBuilder(self.app.settings, sig.task, self.app.options_for(sig.task).merged(call), call)
-            stored = codec.loads(builder.opts_blob) if builder.opts_blob else {}
+            blob = builder.opts_blob
+            stored = codec.loads(blob) if isinstance(blob, bytes) and blob else {}
             if mark:
                 stored[FLOW_MARK] = mark
             got = self._builders[key] = (builder, codec.dumps(stored) if stored else "")

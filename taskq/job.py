@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from .storage.records import JobRecord
 class JobState(enum.StrEnum):
     SCHEDULED = "scheduled"  # waits in the schedule for its due time
     QUEUED = "queued"  # in its ready list
-    WAITING = "waiting"  # waits for a resource held by another job
+    WAITING = "waiting"  # waits for a resource held by another job, or for its dependencies
     ACTIVE = "active"  # leased by a worker
     STALLED = "stalled"  # held back by an operator
     SUCCEEDED = "succeeded"
@@ -104,6 +105,20 @@ class JobInfo:
     resource: str | None
     skipped_by: str | None
     options: dict[str, Any] = field(default_factory=dict)
+    # workflows: the jobs waiting for this one, a handle's jobs, the
+    # dependencies it still waits for (of dependency_count)
+    parents: list[str] = field(default_factory=list)
+    children: list[str] = field(default_factory=list)
+    dependencies: list[str] = field(default_factory=list)
+    dependency_count: int = 0
+    waiting_for: str | None = None  # "dependencies" | "resource" (state waiting)
+    workflow: str | None = None  # chain | group | chord: this job is a workflow's handle
+    cause: str | None = None  # the job whose failure ended it
+
+    @property
+    def parent(self) -> str | None:
+        """The first job waiting for this one (a workflow's next step or handle)."""
+        return self.parents[0] if self.parents else None
 
     def as_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -157,7 +172,18 @@ def job_info(rec: JobRecord) -> JobInfo:
         resource=rec.resource,
         skipped_by=rec.skipped_by,
         options=options if isinstance(options, dict) else {},
+        parents=_parent_ids(rec.parents),
+        dependency_count=rec.dependency_count,
+        waiting_for=(None if rec.state != "waiting" else "dependencies" if rec.dependency_count else "resource"),
+        workflow=rec.workflow_kind,
+        cause=rec.cause,
     )
+
+
+def _parent_ids(raw: bytes | None) -> list[str]:
+    """The ids in a ``parents`` field (msgpack [id, index, ...])."""
+    value = _blob(raw)
+    return [str(x) for x in value[::2]] if isinstance(value, list) else []
 
 
 R = TypeVar("R")
@@ -226,10 +252,16 @@ class Job(Generic[R]):
         return JobState(state)
 
     def info(self) -> JobInfo:
+        """Everything stored about the job, with its workflow links (parents,
+        a handle's children, the dependencies it still waits for)."""
         rec = self.app.backend.job_record(self.id)
         if rec is None:
             raise not_found(self.app, self.id)
-        return job_info(rec)
+        info = job_info(rec)
+        if rec.parents or rec.dependency_count or rec.workflow_kind:
+            links = self.app.backend.links(self.id)
+            info = dataclasses.replace(info, children=links.members, dependencies=links.pending)
+        return info
 
     def result(self, timeout: float | None = None) -> R:
         """Block until the job finishes and return its value.

@@ -66,7 +66,7 @@ class Workflow(Job[R]):
     def members(self) -> list[str]:
         """The ids of the workflow's jobs, in creation order (empty for a plain job)."""
         links = self.app.backend.links(self.id, limit=1 << 30)
-        return links.members
+        return links.members[::-1]  # stored parents first: the reverse of creation
 
     def results(self, timeout: float | None = None) -> list[MemberOutcome]:
         """Each member's outcome in member order (a group's members, a chain's

@@ -20,14 +20,12 @@
 --       ps state before stall  fr a scheduled job goes to the front when due
 --       lc times its worker was lost (SIGKILL, OOM, a vanished machine)
 --       n mark of the enqueue call that created it
---     workflows (see the workflows section below):
---       pa parents: msgpack {parent id, index, ...} of the jobs waiting on it
---       dn number of dependencies  dm how their values reach it ('' | one | all | err)
---       df on a dependency's failure: cancel | run | collect | onfail
---       op the enqueue of its workflow is still sending (no release yet)
---       wk kind of a workflow handle (chain | group | chord): never runs
+--       pa parents: msgpack {parent id, index, ...} (workflows, see below)
+--       dn number of dependencies  dm how their values reach it: one|all|err
+--       df on a dependency's failure: cancel|run|collect|onfail
+--       op its workflow's enqueue is still sending  wk kind of a workflow handle
 --       tt "<succeeded ttl_ms>:<failed ttl_ms>" of a job that finishes itself
---       dc the job whose failure ended it (root cause)  le its link_error job
+--       dc the job whose failure ended it  le its link_error job
 --   (taskq/storage/records.py names the same fields for Python)
 
 -- Per-call state, set by begin() at the start of every call: as a script,
