@@ -4,6 +4,7 @@ worker imports ``app`` (server and namespace from TASKQ_*)."""
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from taskq import TaskQ
@@ -40,14 +41,16 @@ def build(redis_url: str | None = None, namespace: str | None = None, **settings
         raise ValueError("nope")
 
     @app.task(name="step", retry=2, retry_interval=0)
-    def step(value: int, trace: str = "") -> int:
+    def step(value: int, trace: str = "", pause: float = 0.0) -> int:
         """One chain step: records its input, returns it + 1."""
+        time.sleep(pause)
         if trace:
             append_line(trace, f"{value}")
         return value + 1
 
     @app.task(name="member", retry=2, retry_interval=0)
-    def member(i: int) -> int:
+    def member(i: int, pause: float = 0.0) -> int:
+        time.sleep(pause)
         return i * 3
 
     return app
