@@ -85,7 +85,7 @@ class Workflow(Job[R]):
         out: list[MemberOutcome] = []
         for (idx, jid), rec in zip(order, states):
             if str(idx) in outcomes:
-                out.append(MemberOutcome(jid, JobState.SUCCEEDED, codec.loads(outcomes[str(idx)])))
+                out.append(MemberOutcome(jid, JobState.SUCCEEDED.value, codec.loads(outcomes[str(idx)])))
                 continue
             state = outcomes.get(f"x{idx}", b"").decode() or (rec.state if rec else "expired")
             error = None
