@@ -34,11 +34,15 @@ class Sizes:
     idle: float  # seconds a worker idles before its RSS is read
     dash_queued: int = 100_000  # queued jobs behind the dashboard's overview
     dash_failed: int = 10_000  # failed jobs behind it
+    wf_chord: int = 10_000  # members of the chord enqueued (workflows)
+    wf_latency: int = 50  # small chords timed for callback latency
+    wf_chain: int = 1000  # steps of the chain
 
 
 MODES = {
     "smoke": Sizes(runs=3, single=300, bulk=3000, drain=300, roundtrip=50, late=100, late_window=0.3,
-                   backlog=3000, memory=3000, idle=0.2, dash_queued=3000, dash_failed=300),
+                   backlog=3000, memory=3000, idle=0.2, dash_queued=3000, dash_failed=300,
+                   wf_chord=1000, wf_latency=10, wf_chain=50),
     "quick": Sizes(runs=3, single=5000, bulk=50_000, drain=5000, roundtrip=300, late=2000, late_window=3.0,
                    backlog=30_000, memory=30_000, idle=1.0),
     "full": Sizes(runs=5, single=20_000, bulk=200_000, drain=20_000, roundtrip=1000, late=10_000,

@@ -29,6 +29,10 @@ def build(redis_url: str | None = None, namespace: str | None = None) -> TaskQ:
     def add(a: int, b: int) -> int:
         return a + b
 
+    @app.task(name="count")
+    def count(values: list[Any], *args: Any) -> int:
+        return len(values)
+
     @app.task(name="late")
     def late(due_ms: float, path: str) -> None:
         record_lateness(due_ms, path)

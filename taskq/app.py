@@ -11,12 +11,14 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from . import codec
 from .bulk import ENQUEUE_CHUNK, Bulk, Item  # noqa: F401 - ENQUEUE_CHUNK re-exported
+from .canvas import Canvas, Signature
 from .control import JobControl
 from .cron import Periodic
 from .embedded import ensure_embedded_server
 from .enqueue import JobBuilder, encode_payload
 from .errors import ConfigurationError, DurabilityUnavailable, UnknownTask
 from .events import EventListener
+from .flowplan import enqueue_dependent, launch
 from .job import Job
 from .options import AppSettings, TaskOptions, load_settings, warn_unknown_task_flags
 from .stats import Stats, WorkerInfo, collect_stats, collect_workers
@@ -25,6 +27,7 @@ from .storage.backend import Backend, check_url, redact_url
 from .storage.records import EnqueueRequest
 from .task import Task
 from .tracing import OFF, TRACE_FIELD, Off, Producing, enqueue_span
+from .workflow import FLOW_MARK, Workflow
 
 log = logging.getLogger("taskq")
 P = ParamSpec("P")
@@ -199,6 +202,7 @@ class TaskQ:
             if not isinstance(call, dict):
                 raise ValueError("undecodable payload: options are not a map")
             call.pop(TRACE_FIELD, None)  # the producer's trace context, not an option
+            call.pop(FLOW_MARK, None)  # its place in a workflow, not an option
             options = options.merged(call)
         return options
 
@@ -331,9 +335,32 @@ class TaskQ:
             span.enqueued([r for result in results for r in result])
             return bulk.handles(results)
 
-    def job(self, job_id: str) -> Job[Any]:
-        """A handle on an existing job (no round trip until used)."""
-        return Job(self, job_id)
+    def job(self, job_id: str) -> Workflow[Any]:
+        """A handle on an existing job or workflow (no round trip until used)."""
+        return Workflow(self, job_id)
+
+    # ------------------------------------------------------------ workflows
+
+    def signature(self, task_name: str, args: tuple[Any, ...] | list[Any] = (),
+                  kwargs: Mapping[str, Any] | None = None, *, immutable: bool = False,
+                  **options: Any) -> Signature:
+        """A call of ``task_name`` not yet made, built without the task's code
+        (see ``taskq.canvas``)."""
+        return Signature(self, task_name, args, kwargs, options, immutable)
+
+    def launch_workflow(self, canvas: Canvas, *, link_error: Signature | None = None,
+                        defaults: Mapping[str, Any] | None = None) -> Workflow[Any]:
+        """Enqueue a chain, group or chord (``canvas.apply_async()`` calls this)."""
+        return launch(self, canvas, link_error=link_error, defaults=defaults)
+
+    def enqueue_after(self, task_name: str, args: tuple[Any, ...] | list[Any], kwargs: Mapping[str, Any],
+                      call: Mapping[str, Any] | None, depends_on: Iterable[Job[Any] | str],
+                      on_dependency_failure: str = "cancel", **where: Any) -> Job[Any]:
+        """Enqueue a job that waits until every job of ``depends_on`` succeeded."""
+        call = dict(call or {})
+        builder = JobBuilder(self.settings, task_name, self.options_for(task_name).merged(call), call)
+        fields = builder.build(args, kwargs, **where)
+        return enqueue_dependent(self, fields, depends_on, on_dependency_failure)
 
     def get_task(self, name: str) -> Task[Any, Any]:
         try:

@@ -119,3 +119,28 @@ def decode_args(data: bytes) -> tuple[list[Any], dict[str, Any]]:
     ):
         raise ValueError("undecodable payload: expected [args, kwargs]")
     return value[0], value[1]
+
+
+def without_first_arg(data: bytes) -> bytes:
+    """The payload with its first positional argument cut out, byte for byte:
+    the inverse of the server putting a workflow value in front (see
+    ``prepend_arg`` in storage/lua/_lib.lua). ValueError if it has none."""
+    if len(data) < 3 or data[0] != 0x92:
+        raise ValueError("undecodable payload: expected [args, kwargs]")
+    head = data[1]
+    if 0x91 <= head <= 0x9F:
+        n, at = head - 0x90, 2
+    elif head == 0xDC:
+        n, at = int.from_bytes(data[2:4], "big"), 4
+    elif head == 0xDD:
+        n, at = int.from_bytes(data[4:6], "big") + (int.from_bytes(data[2:4], "big") << 16), 6
+    else:
+        raise ValueError("undecodable payload: no first argument")
+    unpacker = msgpack.Unpacker(raw=True, strict_map_key=False)
+    unpacker.feed(data[at:])
+    unpacker.skip()
+    rest = data[at + unpacker.tell():]
+    m = n - 1
+    header = bytes([0x90 + m]) if m < 16 else (b"\xdc" + m.to_bytes(2, "big") if m < 65536
+                                              else b"\xdd" + m.to_bytes(4, "big"))
+    return b"\x92" + header + rest

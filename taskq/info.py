@@ -65,6 +65,20 @@ class JobInfo:
     resource: str | None
     skipped_by: str | None
     options: dict[str, Any] = field(default_factory=dict)
+    # workflows: the jobs waiting for this one, a handle's jobs, the
+    # dependencies it still waits for (of dependency_count)
+    parents: list[str] = field(default_factory=list)
+    children: list[str] = field(default_factory=list)
+    dependencies: list[str] = field(default_factory=list)
+    dependency_count: int = 0
+    waiting_for: str | None = None  # "dependencies" | "resource" (state waiting)
+    workflow: str | None = None  # chain | group | chord: this job is a workflow's handle
+    cause: str | None = None  # the job whose failure ended it
+
+    @property
+    def parent(self) -> str | None:
+        """The first job waiting for this one (a workflow's next step or handle)."""
+        return self.parents[0] if self.parents else None
 
     def as_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -118,4 +132,15 @@ def job_info(rec: JobRecord) -> JobInfo:
         resource=rec.resource,
         skipped_by=rec.skipped_by,
         options=options if isinstance(options, dict) else {},
+        parents=_parent_ids(rec.parents),
+        dependency_count=rec.dependency_count,
+        waiting_for=(None if rec.state != "waiting" else "dependencies" if rec.dependency_count else "resource"),
+        workflow=rec.workflow_kind,
+        cause=rec.cause,
     )
+
+
+def _parent_ids(raw: bytes | None) -> list[str]:
+    """The ids in a ``parents`` field (msgpack [id, index, ...])."""
+    value = _blob(raw)
+    return [str(x) for x in value[::2]] if isinstance(value, list) else []

@@ -3,6 +3,7 @@ async code (the result wait is one generator both drive)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Generator
 from typing import Any, Generic, Protocol, TypeVar
@@ -135,10 +136,16 @@ class Job(Generic[R]):
         return JobState(state)
 
     def info(self) -> JobInfo:
+        """Everything stored about the job, with its workflow links (parents,
+        a handle's children, the dependencies it still waits for)."""
         rec = self.app.backend.job_record(self.id)
         if rec is None:
             raise not_found(self.app, self.id)
-        return job_info(rec)
+        info = job_info(rec)
+        if rec.parents or rec.dependency_count or rec.workflow_kind:
+            links = self.app.backend.links(self.id)
+            info = dataclasses.replace(info, children=links.members, dependencies=links.pending)
+        return info
 
     def result(self, timeout: float | None = None) -> R:
         """Block until the job finishes and return its value.

@@ -8,7 +8,7 @@ import enum
 class JobState(enum.StrEnum):
     SCHEDULED = "scheduled"  # waits in the schedule for its due time
     QUEUED = "queued"  # in its ready list
-    WAITING = "waiting"  # waits for a resource held by another job
+    WAITING = "waiting"  # waits for a resource held by another job, or for its dependencies
     ACTIVE = "active"  # leased by a worker
     STALLED = "stalled"  # held back by an operator
     SUCCEEDED = "succeeded"

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 from .appview import AppView
+from .canvas import Signature
 from .context import JobContext
 from .errors import ConfigurationError
 from .job import Job
@@ -38,6 +39,14 @@ class TaskApp(AppView, Protocol):
 
     async def aenqueue_many(self, items: Iterable[tuple[str, tuple[Any, ...] | list[Any], Mapping[str, Any]]],
                             **call: Any) -> list[Job[Any]]: ...
+
+    def enqueue_after(self, task_name: str, args: tuple[Any, ...] | list[Any], kwargs: Mapping[str, Any],
+                      call: Mapping[str, Any] | None, depends_on: Iterable[Job[Any] | str],
+                      on_dependency_failure: str = "cancel", **where: Any) -> Job[Any]: ...
+
+    def signature(self, task_name: str, args: tuple[Any, ...] | list[Any] = (),
+                  kwargs: Mapping[str, Any] | None = None, *, immutable: bool = False,
+                  **options: Any) -> Signature: ...
 
 
 class Task(Generic[P, R]):
@@ -96,11 +105,20 @@ class Task(Generic[P, R]):
         unique_key: str | None = None,
         resource: str | None = None,
         durable: bool | None = None,
+        depends_on: Iterable[Job[Any] | str] | None = None,
+        on_dependency_failure: str = "cancel",
         **flags: Any,
     ) -> Job[R]:
         """Enqueue with per-call options (they win over every other source).
-        ``countdown`` is ``delay`` under Celery's name."""
+        ``countdown`` is ``delay`` under Celery's name. ``depends_on``: the job
+        waits (state ``waiting``) until every one of these jobs succeeded;
+        ``on_dependency_failure``: ``"cancel"`` it (the default) or ``"run"``
+        it anyway when one does not."""
         call = _call(flags, countdown, queue=queue, delay=delay, priority=priority, durable=durable)
+        if depends_on is not None:
+            return self.app.enqueue_after(self.name, tuple(args), dict(kwargs or {}), call, depends_on,
+                                          on_dependency_failure, job_id=job_id, eta=eta, front=front,
+                                          unique_key=unique_key, resource=resource)
         return self.app.enqueue_call(
             self.name, tuple(args), dict(kwargs or {}), call,
             job_id=job_id, eta=eta, front=front, unique_key=unique_key, resource=resource,
@@ -129,6 +147,14 @@ class Task(Generic[P, R]):
             self.name, tuple(args), dict(kwargs or {}), call,
             job_id=job_id, eta=eta, front=front, unique_key=unique_key, resource=resource,
         )
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature: this call not yet made (in a chain it receives the previous value first)."""
+        return self.app.signature(self.name, args, kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable signature: in a chain it ignores the previous value."""
+        return self.app.signature(self.name, args, kwargs, immutable=True)
 
     def map(self, iterable: Iterable[Any], **call: Any) -> list[Job[R]]:
         """Enqueue one job per item (a tuple of args, a dict of kwargs, or one arg),

@@ -9,6 +9,7 @@ import click
 
 from taskq.control import LISTABLE
 from taskq.job import JobInfo
+from taskq.workflow import TreeNode, Workflow
 
 from .common import app_params, emit_json, friendly, resolve_app
 
@@ -32,10 +33,26 @@ def _show(info: JobInfo) -> None:
         rows.append(("result", info.result))
     if info.skipped_by:
         rows.append(("skipped by", info.skipped_by))
+    if info.waiting_for:
+        rows.append(("waits for", info.waiting_for))
+    if info.dependency_count:
+        rows.append(("depends on", f"{len(info.dependencies)} of {info.dependency_count} pending: "
+                                   f"{' '.join(info.dependencies[:20]) or '-'}"))
+    if info.parents:
+        rows.append(("parents", " ".join(info.parents)))
+    if info.cause:
+        rows.append(("ended by", info.cause))
     for k, v in rows:
         click.echo(f"{k:>10}: {v}")
     for err in info.errors:
         click.echo(f"     error: attempt {err.get('attempt')}: {err.get('type')}: {err.get('message')}")
+
+
+def _tree(node: TreeNode, depth: int = 0) -> None:
+    """A workflow as an indented tree: each job above the jobs it waits for."""
+    click.echo(f"{'  ' * depth}{'- ' if depth else ''}{node.id} {node.task} [{node.state}]")
+    for kid in node.waits_for:
+        _tree(kid, depth + 1)
 
 
 @click.group()
@@ -50,8 +67,26 @@ def job() -> None:
 @friendly
 def job_show(app: str | None, job_id: str, as_json: bool) -> None:
     """Everything stored about a job: state, arguments, times, errors, result."""
-    info = resolve_app(app).job(job_id).info()
-    emit_json(info.as_dict()) if as_json else _show(info)
+    handle = resolve_app(app).job(job_id)
+    info = handle.info()
+    if as_json:
+        emit_json(info.as_dict())
+        return
+    _show(info)
+    if info.workflow or info.parents or info.dependency_count:
+        click.echo("  workflow:")
+        root = info.id if info.workflow else _handle_of(handle, info)
+        _tree(handle.__class__(handle.app, root).tree())
+
+
+def _handle_of(handle: Workflow[Any], info: JobInfo) -> str:
+    """The workflow handle above a job (following the first parent up)."""
+    seen = {info.id}
+    cur = info
+    while cur.parents and cur.parents[0] not in seen:
+        seen.add(cur.parents[0])
+        cur = handle.__class__(handle.app, cur.parents[0]).info()
+    return cur.id
 
 
 def _control(name: str, help_text: str, **extra: Any) -> None:

@@ -76,7 +76,9 @@ PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
 # The integration pages' blocks need their frameworks' programs around them
 # (an event loop, a Django project, a tracer provider): tests/test_docs_integrations.py
 # runs them or checks them against the tested example and project.
-RUN_ELSEWHERE = {"asyncio.md", "django.md", "fastapi.md", "opentelemetry.md"}
+RUN_ELSEWHERE = {"asyncio.md": "tests/test_docs_integrations.py", "django.md": "tests/test_docs_integrations.py",
+                 "fastapi.md": "tests/test_docs_integrations.py", "opentelemetry.md": "tests/test_docs_integrations.py",
+                 "workflows.md": "tests/workflows/test_docs.py"}
 
 FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
 FILE_HEADER = re.compile(r"^#\s*(?P<name>[A-Za-z_][\w/]*\.py)\s*$")
@@ -563,8 +565,8 @@ def run_page(page: Page, workdir: Path, redis_url: str, namespace: str) -> None:
 @pytest.mark.parametrize("path", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
 def test_page_code_blocks_run(path: Path, redis_url: str, namespace: str, tmp_path: Path) -> None:
     if path.name in RUN_ELSEWHERE:
-        integrations = (ROOT / "tests" / "test_docs_integrations.py").read_text()
-        assert f'"{path.name}"' in integrations, f"{path.name} is in no test of tests/test_docs_integrations.py"
+        runner = RUN_ELSEWHERE[path.name]
+        assert path.name in (ROOT / runner).read_text(), f"{runner} does not run {path.name}"
         return
     run_page(plan(path), tmp_path, redis_url, namespace)
 

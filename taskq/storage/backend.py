@@ -9,7 +9,8 @@ knows key names and commands, and turns Redis errors into taskq's.
 - ``leases``: claims, outcomes, heartbeats and reaping;
 - ``scheduling``: due jobs, cron ticks, retention;
 - ``jobcontrol``: operations on one job and result waits;
-- ``reads``: inspection, listings and stats.
+- ``reads``: inspection, listings and stats;
+- ``workflows``: creating workflows, reading their links.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from .jobcontrol import JobControl
 from .leases import Leases
 from .reads import Reads
 from .scheduling import Scheduling
+from .workflows import Workflows
 
 __all__ = ["REPLY_MARGIN", "Arg", "Backend", "check_url", "enqueue_args", "redact_url", "translate_errors"]
 
 
-class Backend(Enqueueing, Leases, Scheduling, JobControl, Reads):
+class Backend(Enqueueing, Leases, Scheduling, JobControl, Reads, Workflows):
     """Redis mechanics for one namespace."""

@@ -79,6 +79,18 @@ class Keys:
     def lock_waiters(self, resource: str) -> str:
         return f"{self.prefix}lw:{resource}"
 
+    def pending_dependencies(self, job_id: str) -> str:
+        """Set: the dependencies a waiting job still waits for."""
+        return f"{self.prefix}dp:{job_id}"
+
+    def dependency_values(self, job_id: str) -> str:
+        """Hash: what its finished dependencies left (``<index>`` value, ``x<index>`` state, ``f``)."""
+        return f"{self.prefix}dv:{job_id}"
+
+    def workflow_members(self, job_id: str) -> str:
+        """List: the jobs of a workflow handle, in creation order."""
+        return f"{self.prefix}wm:{job_id}"
+
     @property
     def failed(self) -> str:
         return f"{self.prefix}failed"

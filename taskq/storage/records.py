@@ -47,6 +47,16 @@ class Field:
     FRONT = "fr"
     LOST = "lc"
     MARK = "n"
+    # workflows (see lua/_lib.lua)
+    PARENTS = "pa"
+    DEPENDENCY_COUNT = "dn"
+    DEPENDENCY_VALUES = "dm"
+    ON_DEPENDENCY_FAILURE = "df"
+    OPEN = "op"
+    WORKFLOW_KIND = "wk"
+    OWN_TTLS = "tt"
+    CAUSE = "dc"
+    LINK_ERROR = "le"
 
 
 JOB_FIELDS = {name: value for name, value in vars(Field).items() if name.isupper()}
@@ -96,6 +106,10 @@ class JobRecord:
     cancel_count: int
     cancel_requested: bool
     skipped_by: str | None
+    parents: bytes | None = None  # msgpack [parent id, index, ...]
+    dependency_count: int = 0
+    workflow_kind: str | None = None
+    cause: str | None = None
 
     @classmethod
     def from_hash(cls, job_id: str, h: Mapping[Any, bytes]) -> JobRecord | None:
@@ -119,6 +133,8 @@ class JobRecord:
             result=raw.get(f.RESULT), errors=raw.get(f.ERRORS), progress=raw.get(f.PROGRESS),
             requeue_count=_int(raw.get(f.REQUEUES)), cancel_count=_int(raw.get(f.CANCELS)),
             cancel_requested=f.CANCEL_REQUESTED in raw, skipped_by=text(f.SKIPPED_BY),
+            parents=raw.get(f.PARENTS), dependency_count=_int(raw.get(f.DEPENDENCY_COUNT)),
+            workflow_kind=text(f.WORKFLOW_KIND), cause=text(f.CAUSE),
         )
 
 

@@ -23,6 +23,7 @@ from ..context import JobContext, reset_current, set_current
 from ..errors import Cancelled, ConfigurationError, Requeue, Retry, SignatureError, TaskTimeout, UnknownTask
 from ..options import MAX_DELAY, TaskOptions, seconds
 from ..storage.records import ClaimedJob
+from ..workflow import FLOW_MARK, SENDS_VALUE, TAKES_VALUE
 from . import aio
 from .outcome import Outcome, error_entry
 from .watchdog import SoftTimeoutExpired, watchdog
@@ -109,6 +110,14 @@ class Executor:
     def _options(self, job: ClaimedJob) -> TaskOptions:
         return self.app.job_options(job.task, job.opts)
 
+    @staticmethod
+    def _flow(job: ClaimedJob) -> int:
+        """The workflow bits of a job (0 for one of no workflow, see taskq.flowplan)."""
+        if not job.opts or FLOW_MARK.encode() not in job.opts:
+            return 0
+        overrides = codec.loads(job.opts)
+        return int(overrides.get(FLOW_MARK, 0)) if isinstance(overrides, dict) else 0
+
     def run(self, job: ClaimedJob, cancel_level: int = 0) -> Outcome:
         """Run the job; always returns an outcome (never raises for task errors).
         Traced (a CONSUMER span continuing the producer's trace) when tracing is on."""
@@ -123,8 +132,10 @@ class Executor:
     def _run(self, job: ClaimedJob, cancel_level: int) -> Outcome:
         started = time.monotonic()
         try:
-            if self.keys:
-                signing.verify(self.keys, job.id, job.task, job.payload, job.sig)
+            flow = self._flow(job)
+            if self.keys:  # a value the server put in front of a workflow step's arguments is not signed
+                signed = codec.without_first_arg(job.payload) if flow & TAKES_VALUE else job.payload
+                signing.verify(self.keys, job.id, job.task, signed, job.sig)
             if job.task not in self.app.tasks:
                 raise UnknownTask(self.app.unknown_task_message(job.task))
             task = self.app.tasks[job.task]
@@ -182,14 +193,15 @@ class Executor:
             reset_current(token)
             self.current = None
             self.on_start(job, -1.0)
-        return self._succeeded(job, task, options, started, value)
+        return self._succeeded(job, task, options, started, value, flow)
 
     # ---------------------------------------------------------------- outcomes
 
-    def _succeeded(self, job: ClaimedJob, task: Any, options: TaskOptions, started: float, value: Any) -> Outcome:
+    def _succeeded(self, job: ClaimedJob, task: Any, options: TaskOptions, started: float, value: Any,
+                   flow: int = 0) -> Outcome:
         keep_ms = int(options.tombstone_ttl * 1000) if options.tombstone else 0
         blob = b""
-        if keep_ms:
+        if keep_ms or flow & SENDS_VALUE:  # a workflow's step passes its value on
             try:
                 blob = codec.dumps(value)
             except (TypeError, ValueError, OverflowError) as exc:

@@ -40,7 +40,7 @@ reveal_type(add.map([(1, 2), (3, 4)]))  # T: list[taskq.job.Job[int]]
 reveal_type(job.state)  # T: taskq.states.JobState
 reveal_type(job.wait())  # T: taskq.states.JobState
 reveal_type(add(1, 2))  # T: int
-reveal_type(app.job("some-id"))  # T: taskq.job.Job[Any]
+reveal_type(app.job("some-id"))  # T: taskq.workflow.Workflow[Any]
 reveal_type(app.enqueue("add", 1, 2))  # T: taskq.job.Job[Any]
 state: JobState = job.get_status()
 other: Job[int] = add.delay(3, 4)

@@ -20,6 +20,12 @@
 --       ps state before stall  fr a scheduled job goes to the front when due
 --       lc times its worker was lost (SIGKILL, OOM, a vanished machine)
 --       n mark of the enqueue call that created it
+--       pa parents: msgpack {parent id, index, ...} (workflows, see below)
+--       dn number of dependencies  dm how their values reach it: one|all|err
+--       df on a dependency's failure: cancel|run|collect|onfail
+--       op its workflow's enqueue is still sending  wk kind of a workflow handle
+--       tt "<succeeded ttl_ms>:<failed ttl_ms>" of a job that finishes itself
+--       dc the job whose failure ended it  le its link_error job
 --   (taskq/storage/records.py names the same fields for Python)
 
 -- Per-call state, set by begin() at the start of every call: as a script,
@@ -260,12 +266,19 @@ local FINISHED_IN = {succeeded = 'done', cancelled = 'done', skipped = 'done', f
 -- FINISHED: ids finished in this call per index, added at flush() with one
 -- ZADD per index (then trimmed once), not one ZADD + ZCARD per job.
 local FINISHED
+-- DELIVER: outcomes of jobs with parents finished in this call, applied to
+-- their parents by flush_deliveries() (see the workflows section)
+local DELIVER
 -- FOREVER[index] true: this call finished a job of that index without expiry
 local FOREVER
 
 -- `wt`: the job's `wt` field when the caller already read it (false = not
 -- set); nil reads it here. `res`: the result to store in the hash, if kept.
-local function finalize(id, jk, state, ukey, ttl_ms, keep_ms, blob, wt, res)
+-- `pa`: the job's `pa` field when the caller already read it (false = not
+-- set); nil reads it here. A job with parents queues its outcome for them.
+local function finalize(id, jk, state, ukey, ttl_ms, keep_ms, blob, wt, res, pa)
+  if pa == nil then pa = redis.call('HGET', jk, 'pa') end
+  if pa then DELIVER[#DELIVER + 1] = {id, state, blob or '', pa} end
   if res then
     redis.call('HSET', jk, 's', state, 'f', NOWS, 'res', res)
   else
@@ -332,8 +345,213 @@ local function flush_finished()
   end
 end
 
+-- ---------------------------------------------------------------- workflows
+-- A job may wait for others (its dependencies) in state 'waiting' (with
+-- `dn` set; a job waiting for a resource has `r` instead):
+--   P dp:<id>  set of its dependencies not yet finished (pending)
+--   P dv:<id>  hash of what the finished ones left: '<index>' -> value
+--              (msgpack) of a success, 'x<index>' -> the state of any other
+--              end, 'f' -> the first dependency that did not succeed
+-- and each dependency names it in its `pa` field with its index. When a
+-- dependency finishes, finalize() queues its outcome (DELIVER) and the end
+-- of the call applies it to every parent (flush_deliveries, also called by
+-- settle_claim between its settle and claim parts): the dependency's id
+-- moves from the parent's pending set to its processed hash, so a job that
+-- finishes twice (run again after its worker was lost) counts once; when
+-- none is pending (and the enqueue that made the parent has ended: `op`)
+-- the parent is released -- queued with the values it takes spliced into
+-- its arguments, or, for a workflow handle (`wk`), finished with the
+-- workflow's outcome. A dependency that failed cancels the parent
+-- (df=cancel, naming it in `dc` and its error), or counts like a success
+-- (run), or is recorded for the outcome (collect: handles; onfail:
+-- link_error jobs, which run only when one failed).
+-- P wm:<id>  list of the jobs of a workflow handle (cancel, inspection);
+--   it and P dv:<id> of a handle expire with the handle.
+-- All of it is in the namespace's slot: one script. (Across slots a
+-- finishing job would instead record "deliver outcome of M to W" in its own
+-- slot, applied idempotently by a deliverer pass: see docs/workflows.md.)
+
+-- A msgpack array header of n elements.
+local function array_header(n)
+  if n < 16 then return string.char(0x90 + n) end
+  if n < 65536 then return string.char(0xdc, math.floor(n / 256), n % 256) end
+  return string.char(0xdd, math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256,
+    math.floor(n / 256) % 256, n % 256)
+end
+
+-- The payload (msgpack [args, kwargs]) with `value` (msgpack) as its first
+-- argument, spliced as bytes (values keep every msgpack type exactly). A
+-- payload not of that form is left alone (the worker fails it as undecodable).
+local function prepend_arg(payload, value)
+  if string.byte(payload, 1) ~= 0x92 then return payload end
+  local b = string.byte(payload, 2)
+  local n, hl
+  if b and b >= 0x90 and b <= 0x9f then n = b - 0x90; hl = 1
+  elseif b == 0xdc then
+    n = string.byte(payload, 3) * 256 + string.byte(payload, 4); hl = 3
+  elseif b == 0xdd then
+    local b3, b4, b5, b6 = string.byte(payload, 3, 6)
+    n = ((b3 * 256 + b4) * 256 + b5) * 256 + b6; hl = 5
+  else return payload end
+  return '\146' .. array_header(n + 1) .. value .. string.sub(payload, 2 + hl)
+end
+
+-- The values of dependencies 0..n-1 of a parent, as one msgpack array
+-- (nil where one left none).
+local function values_list(vk, n)
+  local parts = {array_header(n)}
+  for i = 0, n - 1, 1000 do
+    local fields = {}
+    for k = i, math.min(i + 999, n - 1) do fields[#fields + 1] = tostring(k) end
+    local vals = redis.call('HMGET', vk, unpack(fields))
+    for k = 1, #fields do parts[#parts + 1] = vals[k] or '\192' end
+  end
+  return table.concat(parts)
+end
+
+local function ttls(tt)
+  local a, b = string.match(tt or '', '^(%d+):(%d+)$')
+  return tonumber(a) or 0, tonumber(b) or 0
+end
+
+-- The root cause of a dependency's failure: the job that first failed down
+-- the line (a cancelled step names the one whose failure cancelled it).
+local function root_of(dep)
+  return redis.call('HGET', jkey(dep), 'dc') or dep
+end
+
+-- An error entry naming the dependency `dep` that ended `dstate`, with the
+-- type and message of its root cause's last error.
+local function dependency_error(dep, dstate, kind)
+  local root = root_of(dep)
+  local r = redis.call('HMGET', jkey(root), 't', 's', 'err')
+  local etype, msg = 'DependencyFailed', ''
+  if r[3] then
+    local ok, l = pcall(cmsgpack.unpack, r[3])
+    if ok and type(l) == 'table' and l[#l] then
+      local ok2, e = pcall(cmsgpack.unpack, l[#l])
+      if ok2 and type(e) == 'table' then etype = e.type or etype; msg = e.message or '' end
+    end
+  end
+  local text = 'step ' .. root .. ' (' .. (r[1] or '?') .. ') ' .. (r[2] or dstate)
+  if msg ~= '' then text = text .. ': ' .. msg end
+  if root ~= dep then text = text .. ' (via ' .. dep .. ')' end
+  return root, cmsgpack.pack({type = etype, kind = kind, traceback = '', attempt = 0, at = NOW / 1000,
+    message = text, job = root})
+end
+
+-- Ends a waiting parent that will not run: its keys go, its outcome is
+-- delivered to its own parents in turn.
+local function end_waiting(pid, pk, state, blob, root, count_it)
+  redis.call('DEL', P .. 'dp:' .. pid)
+  local p = redis.call('HMGET', pk, 't', 'q', 'u', 'tt', 'wk')
+  local ok_ttl, fail_ttl = ttls(p[4])
+  local ttl = fail_ttl
+  if state == 'succeeded' or state == 'skipped' then ttl = ok_ttl end
+  if root then redis.call('HSET', pk, 'dc', root) end
+  if blob ~= '' and state ~= 'succeeded' then append_error(pk, blob, CAPS.errors) end
+  local keep = 0
+  if p[5] then
+    keep = ttl  -- a handle keeps its outcome for result() as long as it lives
+    if ttl > 0 then
+      redis.call('PEXPIRE', P .. 'dv:' .. pid, ttl)
+      redis.call('PEXPIRE', P .. 'wm:' .. pid, ttl)
+    end
+  else
+    redis.call('DEL', P .. 'dv:' .. pid)
+  end
+  local res = nil
+  if state == 'succeeded' then res = blob end
+  finalize(pid, pk, state, p[3], ttl, keep, blob, nil, res)
+  if count_it and not p[5] then count(p[1], p[2], state) end
+end
+
+-- Every dependency of a parent has finished: queue it, or finish a handle.
+local function release(pid, pk)
+  local p = redis.call('HMGET', pk, 'wk', 'dm', 'dn', 'd', 'q', 'p', 'df')
+  local vk = P .. 'dv:' .. pid
+  local failed = redis.call('HGET', vk, 'f')
+  if p[1] then
+    if failed then
+      local st = redis.call('HGET', jkey(root_of(failed)), 's')
+      if st ~= 'cancelled' then st = 'failed' end
+      local root, blob = dependency_error(failed, st, st)
+      end_waiting(pid, pk, st, blob, root, false)
+    else
+      local value
+      if p[2] == 'all' then value = values_list(vk, tonumber(p[3]))
+      else value = redis.call('HGET', vk, '0') or '\192' end
+      end_waiting(pid, pk, 'succeeded', value, nil, false)
+    end
+    return
+  end
+  if p[7] == 'onfail' and not failed then
+    end_waiting(pid, pk, 'skipped', '', nil, true)
+    return
+  end
+  local value = nil
+  if p[2] == 'one' then value = redis.call('HGET', vk, '0') or '\192'
+  elseif p[2] == 'all' then value = values_list(vk, tonumber(p[3]))
+  elseif p[2] == 'err' then value = cmsgpack.pack(failed and root_of(failed) or '') end
+  if value then redis.call('HSET', pk, 'd', prepend_arg(p[4], value)) end
+  redis.call('DEL', vk)
+  redis.call('HSET', pk, 's', 'queued')
+  push_ready(pid, p[5], p[6], false)
+end
+
+-- Dependency `dep` of `pid` (its index `idx`) ended `state` (`blob`: its
+-- value if it succeeded). Counted once: only the call that moves it out of
+-- the pending set applies it.
+local function deliver(dep, state, blob, pid, idx)
+  local dk = P .. 'dp:' .. pid
+  if redis.call('SREM', dk, dep) == 0 then return end
+  local pk = jkey(pid)
+  local p = redis.call('HMGET', pk, 's', 'df', 'op', 'dm', 'wk')
+  if p[1] ~= 'waiting' then return end
+  local vk = P .. 'dv:' .. pid
+  if state == 'succeeded' then
+    if blob ~= '' and (p[4] == 'one' or p[4] == 'all' or p[5]) then redis.call('HSET', vk, idx, blob) end
+  else
+    redis.call('HSET', vk, 'x' .. idx, state)
+    redis.call('HSETNX', vk, 'f', dep)
+    if p[2] == 'cancel' then
+      local root, eb = dependency_error(dep, state, 'cancelled')
+      end_waiting(pid, pk, 'cancelled', eb, root, true)
+      return
+    end
+  end
+  if not p[3] and redis.call('SCARD', dk) == 0 then release(pid, pk) end
+end
+
+-- Applies the outcomes queued by finalize() to their parents; a parent
+-- that ends in turn queues its own (a chain cancelled step by step).
+local function flush_deliveries()
+  local i = 1
+  while i <= #DELIVER do
+    local d = DELIVER[i]
+    local ok, ps = pcall(cmsgpack.unpack, d[4])
+    if ok and type(ps) == 'table' then
+      for k = 1, #ps - 1, 2 do deliver(d[1], d[2], d[3], ps[k], tostring(ps[k + 1])) end
+    end
+    i = i + 1
+  end
+  DELIVER = {}
+end
+
+-- Ends the sending of a workflow for parent `pid`: released if nothing is
+-- pending.
+local function seal(pid)
+  local pk = jkey(pid)
+  if redis.call('HGET', pk, 'op') == false then return end
+  redis.call('HDEL', pk, 'op')
+  if redis.call('HGET', pk, 's') == 'waiting' and redis.call('SCARD', P .. 'dp:' .. pid) == 0 then
+    release(pid, pk)
+  end
+end
+
 -- The end of every script that changes jobs: counters and finished indexes.
 local function flush()
+  flush_deliveries()
   flush_pushes()
   flush_finished()
   flush_stats()
@@ -454,7 +672,9 @@ local function unindex(id, jk, st)
     -- it may be the waiter a release handed the resource to: pass the turn on
     if j[3] and not redis.call('GET', P .. 'l:' .. j[3]) then hand_off(j[3]) end
   elseif st == 'scheduled' then redis.call('ZREM', P .. 'sched', id)
-  elseif st == 'waiting' then redis.call('LREM', P .. 'lw:' .. j[3], 1, id)
+  elseif st == 'waiting' then
+    if j[3] then redis.call('LREM', P .. 'lw:' .. j[3], 1, id) end
+    redis.call('DEL', P .. 'dp:' .. id)  -- waited for dependencies: it no longer does
   elseif st == 'stalled' then redis.call('ZREM', P .. 'stalled', id)
   elseif st == 'failed' then redis.call('ZREM', P .. 'failed', id)
   else redis.call('ZREM', P .. 'done', id) end
@@ -471,4 +691,5 @@ local function begin(keys, args)
   FINISHED = {}
   FOREVER = {}
   PUSHES = {}
+  DELIVER = {}
 end

@@ -25,6 +25,8 @@
 --   active but still carries this worker and token got exactly this
 --   worker's outcome for that lease (one outcome is sent per lease).
 -- Invariants:
+--   * a finished job's effect on the jobs waiting for it (workflows) is
+--     applied in this same call (flush_deliveries, before the claim);
 --   * fencing: an outcome is recorded only if the job is active, held by
 --     this worker, and carries the same token (HINCRBY'd at every claim);
 --   * a claimed job is in P wj:<worker> and nowhere else (no instant when a
@@ -52,7 +54,7 @@ for i = 1, n do
   b = b + 10
   local jk = jkey(id)
   -- the priority is read only when the job goes back to a queue (below)
-  local j = redis.call('HMGET', jk, 's', 'k', 'w', 't', 'q', 'r', 'u', 'wt')
+  local j = redis.call('HMGET', jk, 's', 'k', 'w', 't', 'q', 'r', 'u', 'wt', 'pa')
   if j[1] ~= 'active' or j[2] ~= token or j[3] ~= wid then
     if j[1] and j[2] == token and j[3] == wid then out[#out + 1] = 2 else out[#out + 1] = 0 end
   else
@@ -90,19 +92,21 @@ for i = 1, n do
         push_ready(id, queue, redis.call('HGET', jk, 'p'), kind == 'release')
       end
     elseif kind == 'ok' then
-      finalize(id, jk, 'succeeded', j[7], ttl, keep, blob, wt, keep > 0 and blob or nil)
+      finalize(id, jk, 'succeeded', j[7], ttl, keep, blob, wt, keep > 0 and blob or nil, j[9])
       count(task, queue, 'succeeded')
     elseif kind == 'cancel' then
       append_error(jk, blob, CAPS.errors)
-      finalize(id, jk, 'cancelled', j[7], ttl, keep, blob, wt)
+      finalize(id, jk, 'cancelled', j[7], ttl, keep, blob, wt, nil, j[9])
       count(task, queue, 'cancelled')
     else
       append_error(jk, blob, CAPS.errors)
-      finalize(id, jk, 'failed', j[7], ttl, keep, blob, wt)
+      finalize(id, jk, 'failed', j[7], ttl, keep, blob, wt, nil, j[9])
       count(task, queue, 'failed')
     end
   end
 end
+-- workflows: what these outcomes release is queued before the claim below
+flush_deliveries()
 
 -- before the claim: a job retried at once may be leased again just below
 if #released > 0 then call_chunked('SREM', wj, released, 1000) end
