@@ -19,13 +19,14 @@ from .storage.records import JobRecord
 class JobState(enum.StrEnum):
     SCHEDULED = "scheduled"  # waits in the schedule for its due time
     QUEUED = "queued"  # in its ready list
-    WAITING = "waiting"  # waits for a resource held by another job
+    WAITING = "waiting"  # waits for a resource held by another job, or held back by a flow limit
     ACTIVE = "active"  # leased by a worker
     STALLED = "stalled"  # held back by an operator
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
     SKIPPED = "skipped"  # its resource was busy (on_locked="skip")
+    EXPIRED = "expired"  # not started by its expiry (expires=...): never ran
 
     @property
     def finished(self) -> bool:
@@ -35,7 +36,8 @@ class JobState(enum.StrEnum):
         return self.value
 
 
-FINISHED = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.SKIPPED})
+FINISHED = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.SKIPPED,
+                      JobState.EXPIRED})
 # Longest single blocking call; longer waits loop (keeps below the socket timeout).
 _WAIT_SLICE = 10.0
 

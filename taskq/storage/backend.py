@@ -9,13 +9,15 @@ knows key names and commands, and turns Redis errors into taskq's.
 - ``leases``: claims, outcomes, heartbeats and reaping;
 - ``scheduling``: due jobs, cron ticks, retention;
 - ``jobcontrol``: operations on one job and result waits;
-- ``reads``: inspection, listings and stats.
+- ``reads``: inspection, listings and stats;
+- ``flow``: pausing queues, the flow pass of rate, concurrency and expiry.
 """
 
 from __future__ import annotations
 
 from .connection import REPLY_MARGIN, Arg, check_url, redact_url, translate_errors
 from .enqueueing import Enqueueing, enqueue_args
+from .flow import Flow
 from .jobcontrol import JobControl
 from .leases import Leases
 from .reads import Reads
@@ -24,5 +26,5 @@ from .scheduling import Scheduling
 __all__ = ["REPLY_MARGIN", "Arg", "Backend", "check_url", "enqueue_args", "redact_url", "translate_errors"]
 
 
-class Backend(Enqueueing, Leases, Scheduling, JobControl, Reads):
+class Backend(Enqueueing, Leases, Scheduling, JobControl, Reads, Flow):
     """Redis mechanics for one namespace."""

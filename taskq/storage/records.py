@@ -47,6 +47,8 @@ class Field:
     FRONT = "fr"
     LOST = "lc"
     MARK = "n"
+    FLOW = "fc"
+    PARKED = "pk"
 
 
 JOB_FIELDS = {name: value for name, value in vars(Field).items() if name.isupper()}
@@ -158,3 +160,4 @@ class EnqueueRequest(NamedTuple):
     on_locked: str
     max_attempts: int | str  # "" when not given per call
     signature: str
+    flow: str  # flow-control spec (see ``lua/_lib.lua``), or ""

@@ -34,6 +34,7 @@ SCRIPT_NAMES = (
     "purge_queue",
     "trim_finished",
     "progress",
+    "flow_pass",
 )
 
 # Transitions that only free memory: allowed to run on a server out of memory

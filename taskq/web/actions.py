@@ -73,10 +73,10 @@ ACTIONS: dict[str, Action] = {a.name: a for a in (
            lambda app, f: f"deleted {app.control.purge_failed(**_filters(f))} failed job(s){_described(f)}",
            "failed"),
     Action("pause_queue", "Pause", "Pause queue {queue}? Workers take no new job from it until it is resumed.",
-           lambda app, f: (app.control.pause_queue(_queue(f)), f"queue {_queue(f)} paused")[1],  # type: ignore[attr-defined,unused-ignore]
+           lambda app, f: (app.control.pause_queue(_queue(f)), f"queue {_queue(f)} paused")[1],
            "queue"),
     Action("resume_queue", "Resume", None,
-           lambda app, f: (app.control.resume_queue(_queue(f)), f"queue {_queue(f)} resumed")[1],  # type: ignore[attr-defined,unused-ignore]
+           lambda app, f: (app.control.resume_queue(_queue(f)), f"queue {_queue(f)} resumed")[1],
            "queue"),
 )}
 

@@ -8,7 +8,7 @@
 -- Returns {1, previous state} | {-1, ''} | {-2, state} (queued/succeeded).
 local id = ARGV[2]
 local jk = jkey(id)
-local j = redis.call('HMGET', jk, 's', 'q', 'p', 'w', 'r', 't', 'u', 'ps')
+local j = redis.call('HMGET', jk, 's', 'q', 'p', 'w', 'r', 't', 'u', 'ps', 'fc')
 local st = j[1]
 if not st then return {-1, ''} end
 if st == 'queued' or st == 'succeeded' then return {-2, st} end
@@ -17,6 +17,7 @@ if st == 'active' then
   redis.call('HINCRBY', jk, 'k', 1)
   redis.call('HINCRBY', jk, 'a', -1)
   release_lock(id, j[5])
+  release_flow(id, j[6], j[2], j[9], j[5])
 else
   unindex(id, jk, st)
 end
