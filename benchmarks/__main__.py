@@ -17,11 +17,11 @@ from redis.utils import HIREDIS_AVAILABLE
 
 from taskq.embedded import EphemeralServer, server_version
 
-from . import bulk, dashboard, delayed, drain, enqueue, memory, roundtrip
+from . import bulk, dashboard, delayed, drain, enqueue, flow, memory, roundtrip
 from .common import MODES, Context
 from .report import Row, table
 
-FIGURES = {m.NAME: m for m in (enqueue, bulk, drain, roundtrip, delayed, memory, dashboard)}
+FIGURES = {m.NAME: m for m in (enqueue, bulk, drain, roundtrip, delayed, memory, dashboard, flow)}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
