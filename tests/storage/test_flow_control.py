@@ -186,3 +186,12 @@ def test_cancelling_a_held_job_takes_it_out_of_its_limiter(app, t0):
     claim(app, t0)
     assert app.control.cancel(jobs[1].id) == "cancelled"
     assert app.backend.held_counts(["default"]) == {"default": 0}
+
+
+def test_requeuing_an_expired_job_drops_its_expiry_and_runs_it(app, t0):
+    t = app.task(name="t", expires=1, concurrency=2)(lambda i: i)
+    job = t.delay(1)
+    assert claim(app, t0 + 5000)[0] == [] and job.state == JobState.EXPIRED
+    assert app.control.requeue(job.id) == "expired"
+    assert claim(app, t0 + 6000)[0] == [job.id]
+    assert app.backend.client.scard(app.backend.keys.slots("default", "c:t")) == 1  # its limits stay

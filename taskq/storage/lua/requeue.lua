@@ -1,5 +1,5 @@
 -- requeue: give a job back to its queue now.
--- failed / cancelled / skipped: attempts reset, error history kept, expiry
+-- failed / cancelled / skipped / expired (its expiry dropped): attempts reset, error history kept, expiry
 -- removed; scheduled / stalled / waiting: moved to the queue now; active:
 -- taken from its worker (the token is bumped, so that worker's outcome is
 -- discarded), its lock freed. requeue count +1.
@@ -23,7 +23,12 @@ else
 end
 -- a job stalled from failed starts over as one requeued from failed (stall
 -- already took it out of its expiry and gave it back its unique key)
-if st == 'failed' or st == 'cancelled' or st == 'skipped' or (st == 'stalled' and j[8] == 'failed') then
+if st == 'expired' and j[9] then
+  -- an operator's requeue of an expired job means run it: its expiry goes, its limits stay
+  redis.call('HSET', jk, 'fc', (string.gsub(j[9], '^%d*|', '|')))
+end
+if st == 'failed' or st == 'cancelled' or st == 'skipped' or st == 'expired' or
+    (st == 'stalled' and j[8] == 'failed') then
   redis.call('PERSIST', jk)
   redis.call('HSET', jk, 'a', 0)
   redis.call('HDEL', jk, 'f', 'cr', 'res')
