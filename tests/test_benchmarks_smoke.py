@@ -18,7 +18,7 @@ FIGURES = {
     "5 delayed": ["lateness p50", "lateness p99", "promote a due backlog"],
     "6 memory": ["bytes/job beyond", "idle worker RSS: child", "idle worker RSS: supervisor"],
     "7 dashboard": ["overview", "failed jobs page"],
-    "8 flow control": ["jobs held by a 50/s limit", "idle on an empty queue", "achieved starts/s"],
+    "8 flow control": ["jobs held by a 50/s limit", "calls per start", "idle on an empty queue", "achieved starts/s"],
 }
 
 
