@@ -18,11 +18,11 @@ from redis.utils import HIREDIS_AVAILABLE
 from taskq.embedded import server_version
 from taskq.ephemeral import EphemeralServer
 
-from . import aio, bulk, dashboard, delayed, drain, enqueue, memory, roundtrip, workflows
+from . import aio, bulk, dashboard, delayed, drain, enqueue, flow, memory, roundtrip, workflows
 from .common import MODES, Context
 from .report import Row, table
 
-FIGURES = {m.NAME: m for m in (enqueue, bulk, drain, roundtrip, delayed, memory, dashboard, aio, workflows)}
+FIGURES = {m.NAME: m for m in (enqueue, bulk, drain, roundtrip, delayed, memory, dashboard, aio, flow, workflows)}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

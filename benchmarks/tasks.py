@@ -33,6 +33,10 @@ def build(redis_url: str | None = None, namespace: str | None = None) -> TaskQ:
     def count(values: list[Any], *args: Any) -> int:
         return len(values)
 
+    @app.task(name="limited", rate_limit="50/s")
+    def limited(*args: Any) -> None:
+        return None
+
     @app.task(name="late")
     def late(due_ms: float, path: str) -> None:
         record_lateness(due_ms, path)

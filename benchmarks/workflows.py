@@ -22,7 +22,7 @@ from .report import Row, Target, percentile
 from .tasks import build
 
 NAME = "workflows"
-TITLE = "9 workflows"
+TITLE = "10 workflows"
 
 
 def run(ctx: Context) -> list[Row]:

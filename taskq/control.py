@@ -4,6 +4,7 @@ script) and the bulk ones built from them."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from .appview import AppView
 from .errors import ConfigurationError, InvalidJobState, JobNotFound
@@ -11,7 +12,24 @@ from .job import JobInfo, JobState, job_info
 from .listing import JobPage, PeriodicInfo, page_jobs, periodic_infos
 from .storage.backend import Backend
 
-LISTABLE = ("queued", "scheduled", "active", "waiting", "stalled", "failed", "succeeded", "cancelled", "skipped")
+LISTABLE = ("queued", "scheduled", "active", "waiting", "stalled", "failed", "succeeded", "cancelled", "skipped",
+            "expired")
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    """One queue as ``app.control.queues()`` lists it."""
+
+    name: str
+    paused: bool
+    depth: int  # jobs ready to run
+    held: int  # jobs its flow limits hold back (docs/flow-control.md)
+
+
+def _queue_name(queue: str) -> str:
+    if not isinstance(queue, str) or not queue or any(c in queue for c in " :{}"):
+        raise ConfigurationError(f"queue must be a non-empty name without spaces, ':' or braces, not {queue!r}")
+    return queue
 
 
 class JobControl:
@@ -49,6 +67,24 @@ class JobControl:
 
     def delete(self, job_id: str) -> str:
         return self._b.control("remove", job_id, "delete", operation="delete")
+
+    # ---------------------------------------------------------------- queues
+
+    def pause_queue(self, queue: str) -> None:
+        """Workers take no new job from ``queue`` until it is resumed (running
+        jobs finish; it still takes enqueues). Kept on the server: a pause
+        outlives worker and server restarts."""
+        self._b.pause_queue(_queue_name(queue))
+
+    def resume_queue(self, queue: str) -> None:
+        self._b.resume_queue(_queue_name(queue))
+
+    def queues(self) -> list[QueueInfo]:
+        """Every known queue with whether it is paused, its ready depth and its held jobs."""
+        b = self._b
+        names = b.queue_names()
+        figures, paused, held = b.queue_figures(names), b.paused_queues(names), b.held_counts(names)
+        return [QueueInfo(q, paused[q], sum(figures[q][0].values()), held[q]) for q in names]
 
     # ---------------------------------------------------------------- listings
 

@@ -91,7 +91,7 @@ def _names(spec: Any) -> list[str]:
 
 
 class JobBuilder:
-    """Builds the 15 enqueue fields (see storage/lua/enqueue.lua) of jobs of
+    """Builds the 16 enqueue fields (see storage/lua/enqueue.lua) of jobs of
     one task under one set of options: what every such job shares (stored
     per-call options, delay, caps) is validated and encoded once, so a job
     costs one argument encode and a few checks.
@@ -100,7 +100,8 @@ class JobBuilder:
     holds the overrides given for this call only, stored with the job.
     """
 
-    __slots__ = ("settings", "task", "options", "opts_blob", "delay_ms", "unique_ttl_ms", "max_attempts")
+    __slots__ = ("settings", "task", "options", "opts_blob", "delay_ms", "unique_ttl_ms", "max_attempts",
+                 "flow_head", "flow")
 
     def __init__(self, settings: AppSettings, task: str, options: TaskOptions, call: Mapping[str, Any]) -> None:
         check_flag_names(call, "option")
@@ -121,6 +122,12 @@ class JobBuilder:
         self.delay_ms = _ms(seconds("delay", options.delay))
         self.unique_ttl_ms = _ms(options.unique_ttl)
         self.max_attempts = options.max_attempts if "retry" in call else ""
+        if callable(call.get("rate_limit_key")):
+            raise ConfigurationError("rate_limit_key per call must be a string (a function is not stored with "
+                                     "the job): set a function on the task or in settings task_flags")
+        self.flow_head = flow_head(options)
+        self.flow = bool(self.flow_head.strip("|")) or options.rate_limit_key is not None or (
+            options.resource_limit > 1)
 
     def build(
         self,
@@ -154,11 +161,40 @@ class JobBuilder:
         if res is not None and (not isinstance(res, str) or not res):
             raise ConfigurationError(f"resource must be a non-empty string, not {res!r}")
         sig = signing.sign(settings.secret_key, jid, task, payload) if settings.secret_key else ""
+        flow = self.flow_spec(args, kwargs, res) if self.flow else ""
         return EnqueueRequest(
             jid, task, options.queue, options.priority, payload, self.opts_blob, self.delay_ms,
             _eta_ms(eta) if eta is not None else 0, ukey, self.unique_ttl_ms, 1 if front else 0,
-            res or "", options.on_locked, self.max_attempts, sig,
+            res or "", options.on_locked, self.max_attempts, sig, flow,
         )
+
+    def flow_spec(self, args: tuple[Any, ...] | list[Any], kwargs: Mapping[str, Any], res: str | None) -> str:
+        """The job's flow-control spec (see storage/lua/_lib.lua): the shared
+        head, its resource's limit and its rate key."""
+        options = self.options
+        key = options.rate_limit_key
+        if callable(key):
+            key = key(*args, **kwargs)
+        if key is not None and (not isinstance(key, str) or not key):
+            raise ConfigurationError(f"rate_limit_key must give a non-empty string, not {key!r}")
+        limit = options.resource_limit if res and options.resource_limit > 1 else ""
+        spec = f"{self.flow_head}{limit}|{key if options.rate_limit and key else ''}"
+        return "" if spec == "||||||" else spec
+
+
+def flow_head(options: TaskOptions) -> str:
+    """The fields of a flow-control spec every job of these options shares:
+    expiry (absolute ms, or "+<ms>" from the enqueue on the server's clock),
+    rate count, period ms, burst, concurrency."""
+    exp: int | str = ""
+    if isinstance(options.expires, dt.datetime):
+        exp = int(options.expires.timestamp() * 1000)
+    elif options.expires is not None:
+        exp = f"+{_ms(seconds('expires', options.expires))}"
+    rate = options.rate_limit
+    count, period = ("", "") if not isinstance(rate, tuple) else (rate[0], max(1, _ms(rate[1])))
+    burst = options.rate_burst if rate and options.rate_burst else ""
+    return f"{exp}|{count}|{period}|{burst}|{options.concurrency or ''}|"
 
 
 def build_job(

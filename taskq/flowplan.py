@@ -97,7 +97,7 @@ class Planner:
         """The workflow's handle: waits for its last jobs, never runs."""
         first = self.rows[0].job if self.rows else None
         req = EnqueueRequest(new_job_id(), f"taskq.{kind}", first.queue if first else "default", 0,
-                             codec.encode_args([], {}), "", 0, 0, "", 0, 0, "", "", "", "")
+                             codec.encode_args([], {}), "", 0, 0, "", 0, 0, "", "", "", "", "")
         row = FlowRow(req, kind=kind, dependency_count=len(ends), values="all" if many else "one",
                       on_failure="collect", ttls=self.ttls)
         self._wait(row, ends)

@@ -94,6 +94,12 @@ def render_prometheus(stats: Stats, workers: Sequence[WorkerInfo]) -> str:
     out.family("taskq_queue_depth", "gauge", "Jobs ready to run, per queue.")
     for name, q in queues:
         out.sample("taskq_queue_depth", q.depth, queue=name)
+    out.family("taskq_queue_paused", "gauge", "1 while the queue is paused (workers take no job from it).")
+    for name, q in queues:
+        out.sample("taskq_queue_paused", 1 if q.paused else 0, queue=name)
+    out.family("taskq_queue_held", "gauge", "Jobs its flow limits hold back, per queue.")
+    for name, q in queues:
+        out.sample("taskq_queue_held", q.held, queue=name)
     out.family("taskq_queue_latency_seconds", "gauge", "Age of the oldest ready job, per queue (0 when empty).")
     for name, q in queues:
         out.sample("taskq_queue_latency_seconds", q.latency_s, queue=name)

@@ -73,6 +73,50 @@ def seconds(name: str, value: Any, *, allow_none: bool = False, minimum: float =
 
 ExcSpec = tuple[type[BaseException] | str, ...]
 
+RATE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_rate(value: Any) -> tuple[int, float] | None:
+    """``"100/s"``, ``"10/m"``, ``"1000/h"`` or ``(count, seconds)``: at most
+    ``count`` starts per ``seconds`` (None: no limit)."""
+    if value is None:
+        return None
+    count: Any
+    per: Any
+    if isinstance(value, str):
+        head, sep, unit = value.replace(" ", "").partition("/")
+        if not sep or unit not in RATE_UNITS or not head.isdigit():
+            raise ConfigurationError(f"rate_limit must look like '100/s', '10/m' or '1000/h' (or be a "
+                                     f"(count, seconds) pair), not {value!r}")
+        count, per = int(head), RATE_UNITS[unit]
+    elif isinstance(value, (tuple, list)) and len(value) == 2:
+        count, per = value
+        per = seconds("rate_limit period", per)
+    else:
+        raise ConfigurationError(f"rate_limit must be a string like '100/s' or a (count, seconds) pair, not {value!r}")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ConfigurationError(f"rate_limit's count must be an int >= 1, not {count!r}")
+    if not per or per * 1000 < 1:
+        raise ConfigurationError(f"rate_limit's period must be at least 1 ms, not {per!r}")
+    return count, float(per)
+
+
+def _positive_int(name: str, value: Any, allow_none: bool = True) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be an int >= 1{' or None' if allow_none else ''}, not {value!r}")
+    return value
+
+
+def check_expires(value: Any) -> float | dt.datetime | None:
+    """``expires``: seconds from the enqueue, a timedelta, or an aware datetime."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ConfigurationError("expires must be a timezone-aware datetime (or seconds, or a timedelta)")
+        return value
+    return seconds("expires", value, allow_none=True, maximum=MAX_DELAY)
+
 
 @dataclass(frozen=True)
 class TaskOptions:
@@ -99,6 +143,12 @@ class TaskOptions:
     resource: str | Callable[..., str] | None = None
     on_locked: Literal["skip", "wait"] = "skip"
     durable: bool = False
+    rate_limit: str | tuple[int, float] | None = None  # normalized to (count, seconds)
+    rate_burst: int | None = None  # starts allowed at once; None: the rate's count
+    rate_limit_key: str | Callable[..., str] | None = None
+    concurrency: int | None = None
+    resource_limit: int = 1
+    expires: float | dt.timedelta | dt.datetime | None = None  # normalized to seconds or a datetime
     on_success: Callable[..., Any] | None = None
     on_failure: Callable[..., Any] | None = None
 
@@ -142,6 +192,14 @@ class TaskOptions:
         for name in ("on_success", "on_failure"):
             if getattr(self, name) is not None and not callable(getattr(self, name)):
                 raise ConfigurationError(f"{name} must be callable")
+        s(self, "rate_limit", parse_rate(self.rate_limit))
+        s(self, "rate_burst", _positive_int("rate_burst", self.rate_burst))
+        s(self, "concurrency", _positive_int("concurrency", self.concurrency))
+        s(self, "resource_limit", _positive_int("resource_limit", self.resource_limit, allow_none=False))
+        if self.rate_limit_key is not None and not (
+                (isinstance(self.rate_limit_key, str) and self.rate_limit_key) or callable(self.rate_limit_key)):
+            raise ConfigurationError("rate_limit_key must be a non-empty string or a function of the task's arguments")
+        s(self, "expires", check_expires(self.expires))
 
     @property
     def max_attempts(self) -> int:
@@ -178,6 +236,8 @@ class TaskOptions:
 TASK_FLAGS = frozenset(f.name for f in fields(TaskOptions))
 # Options that may be given per call and stored with the job.
 CALL_FLAGS = TASK_FLAGS - {"on_success", "on_failure", "resource"}
+# Flags that go with the job to the claim script (docs/flow-control.md).
+FLOW_FLAGS = frozenset({"rate_limit", "rate_burst", "rate_limit_key", "concurrency", "resource_limit", "expires"})
 
 
 def check_flag_names(flags: Mapping[str, Any], what: str) -> None:

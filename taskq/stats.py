@@ -21,9 +21,9 @@ from .appview import AppView
 from .storage.keys import HISTOGRAM_BUCKETS_MS
 
 COUNTERS = ("enqueued", "started", "succeeded", "failed", "retried", "timed_out",
-            "skipped", "cancelled", "requeued", "retracted", "lost")
+            "skipped", "cancelled", "requeued", "retracted", "lost", "expired")
 # Counters that end a job: a queue's "out" rate.
-FINISHING = ("succeeded", "failed", "skipped", "cancelled")
+FINISHING = ("succeeded", "failed", "skipped", "cancelled", "expired")
 BOUNDS_MS: tuple[float, ...] = (*map(float, HISTOGRAM_BUCKETS_MS), math.inf)
 WINDOW_MINUTES = 60
 
@@ -117,6 +117,8 @@ class QueueStats:
     latency_s: float  # age of the oldest ready job; 0 when the queue is empty
     counters: dict[str, int]  # every name of COUNTERS
     last_minute: dict[str, int] = field(default_factory=dict)  # counters of the last complete minute
+    paused: bool = False  # workers take no job from it (app.control.pause_queue)
+    held: int = 0  # jobs its flow limits hold back (state waiting), not in depth
 
     @property
     def rate_in(self) -> int:
@@ -131,7 +133,7 @@ class QueueStats:
     def as_dict(self) -> dict[str, Any]:
         return {"depth": self.depth, "levels": {str(p): n for p, n in sorted(self.levels.items(), reverse=True)},
                 "latency_s": self.latency_s, "counters": dict(self.counters),
-                "per_minute": {"in": self.rate_in, "out": self.rate_out}}
+                "per_minute": {"in": self.rate_in, "out": self.rate_out}, "paused": self.paused, "held": self.held}
 
 
 @dataclass(frozen=True)
@@ -214,12 +216,13 @@ def collect_stats(app: AppView, now_ms: int | None = None) -> Stats:
     per_queue = _split(snap["queues"])
     queue_names = sorted(set(per_queue) | set(snap["queue_names"]))
     figures = b.queue_figures(queue_names)
+    paused, held = b.paused_queues(queue_names), b.held_counts(queue_names)
     queues = {}
     for q in queue_names:
         levels, oldest = figures[q]
         latency = max(0.0, (now - oldest) / 1000) if oldest is not None and levels else 0.0
         queues[q] = QueueStats(q, sum(levels.values()), levels, latency,
-                               per_queue.get(q, dict.fromkeys(COUNTERS, 0)))
+                               per_queue.get(q, dict.fromkeys(COUNTERS, 0)), paused=paused[q], held=held[q])
 
     workers = snap["workers"]
     # minute buckets hold namespace counters ("failed") and per-queue ones ("q:<queue>|failed")

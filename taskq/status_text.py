@@ -11,7 +11,7 @@ from .stats import COUNTERS, FINISHING, Stats, WorkerInfo
 COUNTER_HEADERS = {
     "enqueued": "ENQ", "started": "START", "succeeded": "OK", "failed": "FAIL", "retried": "RETRY",
     "timed_out": "TIMEOUT", "skipped": "SKIP", "cancelled": "CANCEL", "requeued": "REQUEUE", "retracted": "RETRACT",
-    "lost": "LOST",
+    "lost": "LOST", "expired": "EXPIRED",
 }
 
 
@@ -69,6 +69,9 @@ def render_status(stats: Stats, workers: Sequence[WorkerInfo], previous: Stats |
     if stats.queues:
         elapsed = (stats.now_ms - previous.now_ms) / 60_000 if previous is not None else 0.0
         headers = ["QUEUE", "READY", "LATENCY", "LEVELS", "IN/MIN", "OUT/MIN"]
+        flow = any(q.paused or q.held for q in stats.queues.values())  # columns shown when they say something
+        if flow:
+            headers += ["HELD", "PAUSED"]
         rows = []
         for name, q in sorted(stats.queues.items()):
             levels = " ".join(f"{p}:{n}" for p, n in sorted(q.levels.items(), reverse=True)) or "-"
@@ -80,6 +83,8 @@ def render_status(stats: Stats, workers: Sequence[WorkerInfo], previous: Stats |
                         _rate(q.counters, before, elapsed, FINISHING)]
             else:  # the last complete minute
                 row += [q.rate_in, q.rate_out]
+            if flow:
+                row += [q.held, "paused" if q.paused else "no"]
             rows.append(row)
         lines += table(headers, rows, left=(0, 3))
     else:
@@ -97,8 +102,10 @@ def render_status(stats: Stats, workers: Sequence[WorkerInfo], previous: Stats |
     lines.append("")
 
     if stats.tasks:
-        lines += table(["TASK", *(COUNTER_HEADERS[c] for c in COUNTERS), "MEAN", "P95"], [
-            [name, *(t.counters.get(c, 0) for c in COUNTERS), run_time(t.run_time.mean_ms), run_time(t.run_time.p95_ms)]
+        # a column for expired jobs only once some task has them
+        names = [c for c in COUNTERS if c != "expired" or any(t.counters.get(c) for t in stats.tasks.values())]
+        lines += table(["TASK", *(COUNTER_HEADERS[c] for c in names), "MEAN", "P95"], [
+            [name, *(t.counters.get(c, 0) for c in names), run_time(t.run_time.mean_ms), run_time(t.run_time.p95_ms)]
             for name, t in sorted(stats.tasks.items())
         ])
     else:

@@ -17,7 +17,7 @@ from taskq.metrics import serve_metrics
 from taskq.worker import Supervisor, WorkerConfig
 from taskq.worker.scheduler import Scheduler, run_recovery
 
-from . import dashboard, jobs, status
+from . import dashboard, jobs, queues, status
 from .common import app_params, friendly
 from .loader import load_app
 
@@ -155,7 +155,7 @@ def periodic_list(app: str | None) -> None:
 
 
 for _group in (jobs.job, jobs.jobs_cmd, jobs.failed, jobs.purge, status.status, status.metrics,
-               dashboard.dashboard):
+               dashboard.dashboard, queues.queue):
     main.add_command(_group)
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ FIGURES = {
     "6 memory": ["bytes/job beyond", "idle worker RSS: child", "idle worker RSS: supervisor"],
     "7 dashboard": ["overview", "failed jobs page"],
     "8 asyncio": ["adelay() x", "tasks at once", "round trip p50", "round trip p99"],
+    "9 flow control": ["jobs held by a 50/s limit", "calls per start", "idle on an empty queue", "achieved starts/s"],
 }
 
 

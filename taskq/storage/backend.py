@@ -11,12 +11,14 @@ knows key names and commands, and turns Redis errors into taskq's.
 - ``jobcontrol``: operations on one job and result waits;
 - ``reads``: inspection, listings and stats;
 - ``workflows``: creating workflows, reading their links.
+- ``flow``: pausing queues, the flow pass of rate, concurrency and expiry.
 """
 
 from __future__ import annotations
 
 from .connection import REPLY_MARGIN, Arg, check_url, redact_url, translate_errors
 from .enqueueing import Enqueueing, enqueue_args
+from .flow import Flow
 from .jobcontrol import JobControl
 from .leases import Leases
 from .reads import Reads
@@ -26,5 +28,5 @@ from .workflows import Workflows
 __all__ = ["REPLY_MARGIN", "Arg", "Backend", "check_url", "enqueue_args", "redact_url", "translate_errors"]
 
 
-class Backend(Enqueueing, Leases, Scheduling, JobControl, Reads, Workflows):
+class Backend(Enqueueing, Leases, Scheduling, JobControl, Reads, Workflows, Flow):
     """Redis mechanics for one namespace."""

@@ -17,7 +17,7 @@ from .plain_enqueue import PlainEnqueue
 from .wire import packed
 
 # Field count per job in enqueue/fire_periodic.
-ENQUEUE_FIELDS = 15
+ENQUEUE_FIELDS = 16
 ENQUEUE_COLUMNS = range(ENQUEUE_FIELDS)
 
 
@@ -84,7 +84,7 @@ class Enqueueing(PlainEnqueue):
 
     def enqueue(self, jobs: Sequence[Sequence[Arg]], now_ms: Arg = "", durable: bool = False,
                 fresh: bool = False) -> list[tuple[str, bool, str]]:
-        """Create jobs (15 fields each, see enqueue.lua); idempotent by id.
+        """Create jobs (16 fields each, see enqueue.lua); idempotent by id.
 
         ``durable``: return only once the server's AOF holds the write (WAITAOF
         on the same connection); a lost connection is retried for

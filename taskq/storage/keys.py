@@ -43,6 +43,36 @@ class Keys:
     def notify(self, queue: str) -> str:
         return f"{self.prefix}qn:{queue}"
 
+    # Flow control (docs/flow-control.md): every key a claim touches for a
+    # limit names its queue, so a limit counts per queue. ``limiter`` is
+    # ``t:<task>`` / ``k:<rate key>`` (rate), ``c:<task>`` (concurrency) or
+    # ``s:<resource>`` (a resource with resource_limit > 1).
+
+    def paused(self, queue: str) -> str:
+        """Present while the queue is paused."""
+        return f"{self.prefix}pz:{queue}"
+
+    def parked(self, queue: str) -> str:
+        """Zset of the queue's limiters holding jobs back, scored by the time
+        (ms) to look at each again."""
+        return f"{self.prefix}fp:{queue}"
+
+    def parked_jobs(self, queue: str, limiter: str) -> str:
+        """The jobs one limiter holds back, oldest at the right (FIFO)."""
+        return f"{self.prefix}fh:{queue}:{limiter}"
+
+    def rate(self, queue: str, limiter: str) -> str:
+        """A rate limiter's theoretical arrival time (GCRA, ms)."""
+        return f"{self.prefix}fr:{queue}:{limiter}"
+
+    def slots(self, queue: str, limiter: str) -> str:
+        """The ids of the active jobs holding a concurrency limiter's slots."""
+        return f"{self.prefix}fs:{queue}:{limiter}"
+
+    def expiring(self, queue: str) -> str:
+        """Zset of the queue's jobs with an expiry, scored by it (ms)."""
+        return f"{self.prefix}xp:{queue}"
+
     @property
     def queues(self) -> str:
         return f"{self.prefix}queues"

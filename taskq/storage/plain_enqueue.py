@@ -20,8 +20,8 @@ class PlainEnqueue(Connection):
 
     def plain(self, job: Sequence[Arg]) -> bool:
         """A job that needs no decision on the server: no delay, no unique
-        key, no resource (and MULTI/EXEC are allowed)."""
-        return not (job[6] or job[7] or job[8] or job[11]) and self.multi_allowed()
+        key, no resource, no flow control (and MULTI/EXEC are allowed)."""
+        return not (job[6] or job[7] or job[8] or job[11] or job[15]) and self.multi_allowed()
 
     def multi_allowed(self) -> bool:
         """Whether this connection may use MULTI/EXEC (an ACL may deny them);
@@ -58,7 +58,7 @@ class PlainEnqueue(Connection):
         ``queued`` when it meets it, or it is and the entry serves as well).
         None: nothing was created and the script must do it (an ACL that
         denies ``HSETNX``)."""
-        jid, task, queue, prio, payload, opts, _, _, _, _, front, _, _, maxa, sig = job
+        jid, task, queue, prio, payload, opts, _, _, _, _, front, _, _, maxa, sig, _ = job
         k = self.keys
         now_ms = int(time.time() * 1000)
         fields: list[Arg] = ["t", task, "q", queue, "p", prio, "d", payload, "c", now_ms]

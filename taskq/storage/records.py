@@ -57,6 +57,8 @@ class Field:
     OWN_TTLS = "tt"
     CAUSE = "dc"
     LINK_ERROR = "le"
+    FLOW = "fc"
+    PARKED = "pk"
 
 
 JOB_FIELDS = {name: value for name, value in vars(Field).items() if name.isupper()}
@@ -174,3 +176,4 @@ class EnqueueRequest(NamedTuple):
     on_locked: str
     max_attempts: int | str  # "" when not given per call
     signature: str
+    flow: str  # flow-control spec (see ``lua/_lib.lua``), or ""

@@ -35,6 +35,7 @@ SCRIPT_NAMES = (
     "trim_finished",
     "progress",
     "enqueue_flow",
+    "flow_pass",
 )
 
 # Transitions that only free memory: allowed to run on a server out of memory

@@ -17,7 +17,7 @@ from ..errors import JobNotFound
 from .connection import Arg, Connection, translate_errors
 from .records import EnqueueRequest
 
-FLOW_FIELDS = 23  # per row, see lua/enqueue_flow.lua
+FLOW_FIELDS = 24  # per row, see lua/enqueue_flow.lua
 FLOW_CHUNK = 1000  # rows per call
 
 

@@ -51,6 +51,16 @@ def _queue(form: Form) -> str:
     return queue
 
 
+def _pause(app: TaskQ, queue: str) -> str:
+    app.control.pause_queue(queue)
+    return f"queue {queue} paused"
+
+
+def _resume(app: TaskQ, queue: str) -> str:
+    app.control.resume_queue(queue)
+    return f"queue {queue} resumed"
+
+
 ACTIONS: dict[str, Action] = {a.name: a for a in (
     Action("requeue", "Requeue", None,
            lambda app, f: f"job {_job_id(f)} requeued (was {app.control.requeue(_job_id(f))})", "job"),
@@ -73,11 +83,8 @@ ACTIONS: dict[str, Action] = {a.name: a for a in (
            lambda app, f: f"deleted {app.control.purge_failed(**_filters(f))} failed job(s){_described(f)}",
            "failed"),
     Action("pause_queue", "Pause", "Pause queue {queue}? Workers take no new job from it until it is resumed.",
-           lambda app, f: (app.control.pause_queue(_queue(f)), f"queue {_queue(f)} paused")[1],  # type: ignore[attr-defined,unused-ignore]
-           "queue"),
-    Action("resume_queue", "Resume", None,
-           lambda app, f: (app.control.resume_queue(_queue(f)), f"queue {_queue(f)} resumed")[1],  # type: ignore[attr-defined,unused-ignore]
-           "queue"),
+           lambda app, f: _pause(app, _queue(f)), "queue"),
+    Action("resume_queue", "Resume", None, lambda app, f: _resume(app, _queue(f)), "queue"),
 )}
 
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("taskq.scheduler")
 PROMOTE_BATCH = 5000
+FLOW_BATCH = 1000
 TRIM_EVERY_MS = 60_000
 SERVER_TIMER_SLACK = 0.25  # seconds: below this the scheduler sleeps on its own clock
 
@@ -113,6 +114,7 @@ class Scheduler:
         wake = now + 60_000
         if next_due >= 0:
             wake = min(wake, next_due)
+        wake = min(wake, self.flow_pass(arg))
         # Ticks are judged at the time this pass began: promoting a large
         # backlog first (a second per 100,000 jobs) does not make a tick that
         # was on time look missed to catch_up="skip". One that fell due
@@ -143,6 +145,21 @@ class Scheduler:
                     break
             self.next_trim_ms = now + TRIM_EVERY_MS
         return max(0.0, (wake - now) / 1000)
+
+    def flow_pass(self, now_ms: int | str) -> int:
+        """Each queue's flow pass (held jobs whose limit allows them back to
+        their queue, expired jobs finished); returns the next time one is due."""
+        b, s = self.app.backend, self.app.settings
+        wake = 2**62
+        for queue in b.queue_names():
+            while True:
+                moved, expired, nxt = b.flow_pass(queue, int(s.succeeded_ttl * 1000), s.done_max, FLOW_BATCH,
+                                                  now_ms=now_ms)
+                if moved < FLOW_BATCH and expired < FLOW_BATCH:
+                    break
+            if nxt >= 0:
+                wake = min(wake, nxt)
+        return wake
 
     def fire(self, periodic: Periodic, now_ms: int) -> int | None:
         """Enqueue the due ticks of one periodic task; returns its next tick

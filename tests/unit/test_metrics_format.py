@@ -148,6 +148,7 @@ def test_known_state_renders_every_family_with_its_values() -> None:
         "taskq_job_duration_seconds": "histogram", "taskq_queue_depth": "gauge",
         "taskq_queue_latency_seconds": "gauge", "taskq_scheduled_jobs": "gauge", "taskq_active_jobs": "gauge",
         "taskq_failed_jobs": "gauge", "taskq_stalled_jobs": "gauge", "taskq_workers": "gauge",
+        "taskq_queue_paused": "gauge", "taskq_queue_held": "gauge",
     }
     assert all(f["help"] for f in fam.values())
     assert value_of(fam, "taskq_jobs_total", task="send_email", outcome="timed_out") == 1
@@ -156,6 +157,8 @@ def test_known_state_renders_every_family_with_its_values() -> None:
     assert value_of(fam, "taskq_queue_jobs_total", queue="default", outcome="enqueued") == 9
     assert value_of(fam, "taskq_queue_depth", queue="default") == 3
     assert value_of(fam, "taskq_queue_depth", queue="mail") == 0
+    assert value_of(fam, "taskq_queue_paused", queue="default") == 0
+    assert value_of(fam, "taskq_queue_held", queue="default") == 0
     assert value_of(fam, "taskq_queue_latency_seconds", queue="default") == 75.25
     assert value_of(fam, "taskq_scheduled_jobs") == 2
     assert value_of(fam, "taskq_active_jobs") == 1

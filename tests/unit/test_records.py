@@ -53,7 +53,7 @@ def test_a_record_from_a_hash_has_typed_values_and_none_for_no_job():
 
 def test_an_enqueue_request_is_the_scripts_field_order():
     assert EnqueueRequest._fields[:5] == ("id", "task", "queue", "priority", "payload")
-    assert len(EnqueueRequest._fields) == 15
+    assert len(EnqueueRequest._fields) == 16
 
 
 def test_the_minute_buckets_expire_after_the_same_time_in_lua_and_python():

@@ -26,6 +26,7 @@
 --       op its workflow's enqueue is still sending  wk kind of a workflow handle
 --       tt "<succeeded ttl_ms>:<failed ttl_ms>" of a job that finishes itself
 --       dc the job whose failure ended it  le its link_error job
+--       fc flow-control spec  pk limiter that holds it back (parked)
 --   (taskq/storage/records.py names the same fields for Python)
 
 -- Per-call state, set by begin() at the start of every call: as a script,
@@ -241,7 +242,7 @@ local function append_error(jk, blob, keep)
 end
 
 -- ---------------------------------------------------------------- finishing
--- Terminal states: succeeded failed cancelled skipped.
+-- Terminal states: succeeded failed cancelled skipped expired.
 -- finalize() keeps the invariants of a finished job in one place:
 --   * it is in exactly one finished index (P failed or P done) -- added
 --     when the script ends (flush(): every script calling finalize ends
@@ -261,7 +262,7 @@ local LIVE = {scheduled = true, queued = true, active = true, waiting = true, st
 -- trim_finished drops it, and a custom id may be used again meanwhile: an
 -- entry whose id now names a job of another state (live, or finished into
 -- the other index) is stale, and never stands for that job.
-local FINISHED_IN = {succeeded = 'done', cancelled = 'done', skipped = 'done', failed = 'failed'}
+local FINISHED_IN = {succeeded = 'done', cancelled = 'done', skipped = 'done', expired = 'done', failed = 'failed'}
 
 -- FINISHED: ids finished in this call per index, added at flush() with one
 -- ZADD per index (then trimmed once), not one ZADD + ZCARD per job.
@@ -588,6 +589,233 @@ local function max_lost(jk, task)
   return l or 2
 end
 
+-- ---------------------------------------------------------------- flow control
+-- A job with limits or an expiry carries its spec in `fc` (set at enqueue):
+--   "<expires_ms>|<rate count>|<rate period_ms>|<burst>|<concurrency>|<resource limit>|<rate key>"
+-- (empty = none; the rate key last, so it may hold '|'). Its limiters
+-- (docs/flow-control.md), each counted per queue (every key names the queue):
+--   t:<task> or k:<rate key>  rate: GCRA, one time per limiter, P fr:<queue>:<limiter>
+--                             = the theoretical arrival time (ms); a start is
+--                             allowed while TAT - tau <= now, then TAT = max(TAT, now) + T
+--                             (T = period / count, tau = (burst - 1) * T)
+--   c:<task>                  concurrency: P fs:<queue>:<limiter> = ids of the active jobs
+--   s:<resource>              a resource's semaphore (resource_limit > 1): likewise
+-- A job a limit holds back is parked: state 'waiting', `pk` = its limiter, its
+-- id in P fh:<queue>:<limiter> (oldest at the right), no attempt used.
+-- P fp:<queue> scores each limiter holding jobs back with when to look at it
+-- again: a rate limiter at its next allowed start; a concurrency limiter at a
+-- recheck (FLOW_RECHECK_MS), for a settle that frees a slot moves a job back
+-- at once. The scheduler's flow_pass looks at the due limiters.
+-- P xp:<queue>: the queue's jobs with an expiry, scored by it.
+
+local FLOW_PATTERN = '^(%d*)|(%d*)|(%d*)|(%d*)|(%d*)|(%d*)|(.*)$'
+local FLOW_RECHECK_MS = 5000
+-- per call: FLOWC[queue:limiter] = its score in P fp:<queue> (false: none);
+-- FULL[slots key] = true once found full (after dropping stale holders)
+local FLOWC, FULL
+
+local function flow_parse(fc)
+  local e, rn, rms, rb, cn, sn, rk = string.match(fc, FLOW_PATTERN)
+  if not e then return nil end  -- not written by taskq: no limits
+  local spec = {exp = tonumber(e), cn = tonumber(cn), sn = tonumber(sn), rk = rk}
+  rn, rms = tonumber(rn), tonumber(rms)
+  if rn and rms and rn > 0 then
+    spec.rate = true
+    spec.T = rms / rn
+    spec.tau = ((tonumber(rb) or rn) - 1) * spec.T
+  end
+  return spec
+end
+
+local function rate_limiter(spec, task)
+  if spec.rk ~= '' then return 'k:' .. spec.rk end
+  return 't:' .. task
+end
+
+local function rate_key(queue, lim) return P .. 'fr:' .. queue .. ':' .. lim end
+local function slots_key(queue, lim) return P .. 'fs:' .. queue .. ':' .. lim end
+local function parked_key(queue, lim) return P .. 'fh:' .. queue .. ':' .. lim end
+
+-- The limiter's TAT, never before now.
+local function rate_tat(queue, lim)
+  local tat = tonumber(redis.call('GET', rate_key(queue, lim))) or NOW
+  if tat < NOW then tat = NOW end
+  return tat
+end
+
+-- A scheduler sleeping until its next due time is woken for an earlier one.
+local function wake_scheduler()
+  if redis.call('LLEN', P .. 'schedw') == 0 then redis.call('LPUSH', P .. 'schedw', '1') end
+end
+
+-- Holds job `id` back under limiter `lim` of `queue`, to be looked at by `at` (ms).
+local function park(id, jk, queue, lim, at)
+  at = math.ceil(at)
+  redis.call('HSET', jk, 's', 'waiting', 'pk', lim)
+  redis.call('LPUSH', parked_key(queue, lim), id)
+  local ck = queue .. ':' .. lim
+  local cur = FLOWC[ck]
+  if cur == nil then cur = tonumber(redis.call('ZSCORE', P .. 'fp:' .. queue, lim)) or false end
+  if not cur or cur > at then
+    redis.call('ZADD', P .. 'fp:' .. queue, fmt(at), lim)
+    wake_scheduler()
+    cur = at
+  end
+  FLOWC[ck] = cur
+end
+
+-- Moves up to k jobs limiter `lim` holds back to the front of their ready
+-- lists, the oldest first; returns how many. Entries of jobs parked there no
+-- more (cancelled, expired, requeued meanwhile) are dropped.
+local function unpark(queue, lim, k)
+  local hk = parked_key(queue, lim)
+  local moved = {}  -- id, priority, id, priority, ...
+  while #moved < 2 * k do
+    local id = redis.call('RPOP', hk)
+    if not id then break end
+    local jk = jkey(id)
+    local j = redis.call('HMGET', jk, 's', 'pk', 'p')
+    if j[1] == 'waiting' and j[2] == lim then
+      redis.call('HSET', jk, 's', 'queued')
+      redis.call('HDEL', jk, 'pk')
+      moved[#moved + 1] = id; moved[#moved + 1] = j[3]
+    end
+  end
+  -- the oldest pushed last: the front of a list is what a claim takes next
+  for i = #moved - 1, 1, -2 do push_ready(moved[i], queue, moved[i + 1], true) end
+  if redis.call('LLEN', hk) == 0 then
+    redis.call('ZREM', P .. 'fp:' .. queue, lim)
+    FLOWC[queue .. ':' .. lim] = false
+  end
+  return #moved / 2
+end
+
+-- The free slots of a concurrency limiter of `n`. At the limit, holders that
+-- are no longer active (a lease that ended on a path that did not free its
+-- slot) are dropped first: a slot never outlives its lease.
+local function free_slots(queue, lim, n)
+  local sk = slots_key(queue, lim)
+  local used = redis.call('SCARD', sk)
+  if used < n or FULL[sk] then return n - used end
+  for _, h in ipairs(redis.call('SMEMBERS', sk)) do
+    if redis.call('HGET', jkey(h), 's') ~= 'active' then redis.call('SREM', sk, h) end
+  end
+  used = redis.call('SCARD', sk)
+  if used >= n then FULL[sk] = true end
+  return n - used
+end
+
+-- A job that did not start by its expiry ends as expired (never run).
+local function expire(id, jk, task, queue, ttl)
+  redis.call('ZREM', P .. 'xp:' .. queue, id)
+  finalize(id, jk, 'expired', redis.call('HGET', jk, 'u') or nil, ttl, 0, '')
+  count(task, queue, 'expired')
+end
+
+-- Judges a queued job with a spec at claim: false if it may start now (then
+-- flow_take() records the start), true once it is expired, skipped (its
+-- resource's slots are full, on_locked 'skip') or parked.
+local function flow_judge(id, jk, task, queue, spec, res, ttl)
+  if spec.exp and NOW >= spec.exp then
+    expire(id, jk, task, queue, ttl)
+    return true
+  end
+  if spec.cn and free_slots(queue, 'c:' .. task, spec.cn) <= 0 then
+    park(id, jk, queue, 'c:' .. task, NOW + FLOW_RECHECK_MS)
+    return true
+  end
+  if spec.sn and res and free_slots(queue, 's:' .. res, spec.sn) <= 0 then
+    local how = redis.call('HMGET', jk, 'ol', 'u')
+    if how[1] == 'wait' then
+      park(id, jk, queue, 's:' .. res, NOW + FLOW_RECHECK_MS)
+    else
+      redis.call('HSET', jk, 'sk', redis.call('SRANDMEMBER', slots_key(queue, 's:' .. res)) or '')
+      finalize(id, jk, 'skipped', how[2] or nil, ttl, 0, '')
+      count(task, queue, 'skipped')
+    end
+    return true
+  end
+  if spec.rate then
+    local lim = rate_limiter(spec, task)
+    local at = rate_tat(queue, lim) - spec.tau
+    if at > NOW then
+      park(id, jk, queue, lim, at)
+      return true
+    end
+  end
+  return false
+end
+
+-- Records the start of a job flow_judge() let through: its slots, its rate.
+local function flow_take(id, task, queue, spec, res)
+  if spec.cn then redis.call('SADD', slots_key(queue, 'c:' .. task), id) end
+  if spec.sn and res then redis.call('SADD', slots_key(queue, 's:' .. res), id) end
+  if spec.rate then
+    local lim = rate_limiter(spec, task)
+    local tat = rate_tat(queue, lim) + spec.T
+    -- kept while it is ahead of now: a missing key is the same as TAT = now
+    redis.call('SET', rate_key(queue, lim), string.format('%.3f', tat), 'PX', fmt(math.ceil(tat - NOW) + 1000))
+  end
+end
+
+-- Frees one slot of `lim` held by `id` and moves a job it holds back to the queue.
+local function free_slot(queue, lim, id)
+  local sk = slots_key(queue, lim)
+  if redis.call('SREM', sk, id) == 1 then
+    FULL[sk] = nil
+    unpark(queue, lim, 1)
+  end
+end
+
+-- The lease of job `id` ended (any outcome, reap, release): its slots free.
+-- `fc`: its spec (nil: none); `res`: its resource.
+local function release_flow(id, task, queue, fc, res)
+  if not fc then return end
+  local spec = flow_parse(fc)
+  if not spec then return end
+  if spec.cn then free_slot(queue, 'c:' .. task, id) end
+  if spec.sn and res then free_slot(queue, 's:' .. res, id) end
+end
+
+-- The scheduler's look at limiter `lim` of `queue` (due in P fp:<queue>):
+-- moves as many held jobs as the limiter allows now back to the queue (at
+-- most 1000), and schedules the next look; returns how many it moved. The
+-- oldest held job's spec is the one judged next, so its limit is used.
+local function flow_look(queue, lim)
+  local zk = P .. 'fp:' .. queue
+  local first = redis.call('LINDEX', parked_key(queue, lim), -1)
+  if not first then
+    redis.call('ZREM', zk, lim)
+    return 0
+  end
+  local spec = flow_parse(redis.call('HGET', jkey(first), 'fc') or '')
+  local kind = string.sub(lim, 1, 1)
+  local n, again = 1, NOW + FLOW_RECHECK_MS
+  if spec and spec.rate and (kind == 't' or kind == 'k') then
+    local tat = rate_tat(queue, lim)
+    n = math.max(0, math.floor((NOW + spec.tau - tat) / spec.T) + 1)
+    again = tat + n * spec.T - spec.tau
+  elseif spec and (kind == 'c' or kind == 's') then
+    local limit = spec.cn
+    if kind == 's' then limit = spec.sn end
+    if limit then n = free_slots(queue, lim, limit) end
+  end
+  n = math.min(n, 1000)
+  local moved = 0
+  if n > 0 then moved = unpark(queue, lim, n) end
+  if redis.call('LLEN', parked_key(queue, lim)) == 0 then
+    redis.call('ZREM', zk, lim)
+  else
+    redis.call('ZADD', zk, fmt(math.ceil(again)), lim)
+  end
+  return moved
+end
+
+-- Whether a queue is paused (P pz:<queue> present): its jobs wait, it takes new ones.
+local function queue_paused(queue)
+  return redis.call('EXISTS', P .. 'pz:' .. queue) == 1
+end
+
 -- ---------------------------------------------------------------- enqueue
 -- Creates one job. Returns id, created (true|false), state. A job id that
 -- exists and a unique key held by an unfinished job both return that job
@@ -600,7 +828,7 @@ end
 -- flush() (push_ready_later).
 
 local function enqueue_one(check, look, later, id, task, queue, prio, data, opts, delay_ms, eta_ms,
-                           ukey, uttl_ms, front, res, on_locked, maxa, sig, mark)
+                           ukey, uttl_ms, front, res, on_locked, maxa, sig, flow, mark)
   local jk = P .. 'j:' .. id
   -- `look` false: the caller found none of its ids (see enqueue.lua)
   local st = nil
@@ -647,6 +875,17 @@ local function enqueue_one(check, look, later, id, task, queue, prio, data, opts
   if maxa ~= '' then f[n + 1] = 'm'; f[n + 2] = maxa; n = n + 2 end
   if sig ~= '' then f[n + 1] = 'g'; f[n + 2] = sig; n = n + 2 end
   if mark then f[n + 1] = 'n'; f[n + 2] = mark; n = n + 2 end
+  if flow ~= '' then
+    -- an expiry given as "+<ms>" counts from now, on the server's clock
+    local rel, rest = string.match(flow, '^%+(%d+)(|.*)$')
+    if rel then flow = fmt(NOW + tonumber(rel)) .. rest end
+    f[n + 1] = 'fc'; f[n + 2] = flow; n = n + 2
+    local exp = string.match(flow, '^(%d+)|')
+    if exp then
+      redis.call('ZADD', P .. 'xp:' .. queue, exp, id)
+      redis.call('SADD', P .. 'queues', queue)  -- the scheduler's flow_pass looks at listed queues
+    end
+  end
   if state == 'scheduled' then
     f[n + 1] = 'due'; f[n + 2] = fmt(due); n = n + 2
     if front == '1' then f[n + 1] = 'fr'; f[n + 2] = '1' end  -- promote pushes it to the front
@@ -666,12 +905,15 @@ end
 -- Removes a not-active job from whatever index holds it (ready list,
 -- schedule, resource waiters, stalled, finished indexes).
 local function unindex(id, jk, st)
-  local j = redis.call('HMGET', jk, 'q', 'p', 'r')
+  local j = redis.call('HMGET', jk, 'q', 'p', 'r', 'pk')
   if st == 'queued' then
     remove_ready(id, j[1], j[2])
     -- it may be the waiter a release handed the resource to: pass the turn on
     if j[3] and not redis.call('GET', P .. 'l:' .. j[3]) then hand_off(j[3]) end
   elseif st == 'scheduled' then redis.call('ZREM', P .. 'sched', id)
+  elseif st == 'waiting' and j[4] then  -- parked by a flow limit
+    redis.call('LREM', parked_key(j[1], j[4]), 1, id)
+    redis.call('HDEL', jk, 'pk')
   elseif st == 'waiting' then
     if j[3] then redis.call('LREM', P .. 'lw:' .. j[3], 1, id) end
     redis.call('DEL', P .. 'dp:' .. id)  -- waited for dependencies: it no longer does
@@ -692,4 +934,5 @@ local function begin(keys, args)
   FOREVER = {}
   PUSHES = {}
   DELIVER = {}
+  FLOWC, FULL = {}, {}
 end

@@ -6,11 +6,12 @@
 --   sends '1'); an existing job of the id is looked for either way. Longer:
 --   '1' plus a mark of the call, stored with the jobs it creates, so that a
 --   resend finding a job with its own mark reports it as created.
--- then groups until the end: n, cols, the 15 fields of a template job, and
+-- then groups until the end: n, cols, the 16 fields of a template job, and
 --   n x #cols values: each job is the template with the fields numbered in
 --   `cols` (space-separated, 1-based) replaced by its own values, in order.
--- The 15 fields: id task queue prio payload opts delay_ms eta_ms unique_key
---   unique_ttl_ms front(0|1) resource on_locked max_attempts sig
+-- The 16 fields: id task queue prio payload opts delay_ms eta_ms unique_key
+--   unique_ttl_ms front(0|1) resource on_locked max_attempts sig flow
+--   (flow: the flow-control spec, see _lib.lua, its expiry absolute or "+<ms>")
 --   (empty string = not set; delay_ms/eta_ms 0 = none)
 -- Returns: one entry per job: its state (a string) if it was created (by
 --   this send, or by an earlier send of this call: the mark), or
@@ -21,7 +22,7 @@
 local check = ARGV[2] ~= '0'
 local mark = nil
 if #ARGV[2] > 1 then mark = ARGV[2] end
-local later = #ARGV > 19  -- more than one job: one push per list, at the end
+local later = #ARGV > 20  -- more than one job: one push per list, at the end
 
 -- Every send looks for its ids, fresh ones too: a first send run late (a
 -- paused server, a retransmitted packet) after its resend created the jobs
@@ -40,7 +41,7 @@ if not check then
       if c == '1' then idcol = nc end
     end
     local template_id = ARGV[a + 2]
-    a = a + 17
+    a = a + 18
     for _ = 1, n do
       if idcol then keys[#keys + 1] = P .. 'j:' .. ARGV[a + idcol - 1]
       else keys[#keys + 1] = P .. 'j:' .. template_id end
@@ -67,13 +68,13 @@ while a <= #ARGV do
   end
   local f = {ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7],
     ARGV[a + 8], ARGV[a + 9], ARGV[a + 10], ARGV[a + 11], ARGV[a + 12], ARGV[a + 13],
-    ARGV[a + 14], ARGV[a + 15], ARGV[a + 16]}
-  a = a + 17
+    ARGV[a + 14], ARGV[a + 15], ARGV[a + 16], ARGV[a + 17]}
+  a = a + 18
   local nc = #cols
   for _ = 1, n do
     for i = 1, nc do f[cols[i]] = ARGV[a]; a = a + 1 end
     local id, created, st = enqueue_one(check, look, later, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8],
-      f[9], f[10], f[11], f[12], f[13], f[14], f[15], mark)
+      f[9], f[10], f[11], f[12], f[13], f[14], f[15], f[16], mark)
     if created then out[#out + 1] = st else out[#out + 1] = {id, st} end
   end
 end

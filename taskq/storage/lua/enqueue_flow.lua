@@ -5,18 +5,18 @@
 -- ARGV[1] now_ms or ""
 -- ARGV[2] E, then E ids of existing jobs some row depends on: if one does
 --   not exist the call returns {-1, id} and writes nothing
--- then one group: n, cols, the 23 fields of a template row, and n x #cols
+-- then one group: n, cols, the 24 fields of a template row, and n x #cols
 --   values (as in enqueue.lua: each row is the template with the fields
---   numbered in `cols` replaced by its own). The 23 fields: the 15 of
+--   numbered in `cols` replaced by its own). The 24 fields: the 16 of
 --   enqueue.lua, then
---   16 kind: '' a job that runs | chain | group | chord: a workflow handle
---   17 parents: msgpack {parent id, index, ...}, or ''
---   18 dn: how many dependencies it waits for (0: queued at once)
---   19 dm: '' | one | all | err (how their values reach it)
---   20 df: cancel | run | collect | onfail
---   21 tt: "<succeeded ttl_ms>:<failed ttl_ms>" if it may finish itself
---   22 existing: msgpack {id, index, ...} of existing jobs it waits for, or ''
---   23 handle: the id of the workflow handle it belongs to, or ''
+--   17 kind: '' a job that runs | chain | group | chord: a workflow handle
+--   18 parents: msgpack {parent id, index, ...}, or ''
+--   19 dn: how many dependencies it waits for (0: queued at once)
+--   20 dm: '' | one | all | err (how their values reach it)
+--   21 df: cancel | run | collect | onfail
+--   22 tt: "<succeeded ttl_ms>:<failed ttl_ms>" if it may finish itself
+--   23 existing: msgpack {id, index, ...} of existing jobs it waits for, or ''
+--   24 handle: the id of the workflow handle it belongs to, or ''
 -- then S and S ids of parents to seal (the last call of the workflow).
 -- Returns {1} | {-1, missing id}.
 -- Invariants: a row whose job exists already (an earlier send of this call
@@ -62,14 +62,14 @@ local function create(f)
   local id = f[1]
   local jk = jkey(id)
   if redis.call('EXISTS', jk) == 1 then return end
-  local kind, dn = f[16], tonumber(f[18])
+  local kind, dn = f[17], tonumber(f[19])
   if kind == '' and dn == 0 then
     enqueue_one(false, false, true, id, f[2], f[3], f[4], f[5], f[6], f[7], f[8], '', '0', f[11],
-      f[12], f[13], f[14], f[15], nil)
+      f[12], f[13], f[14], f[15], f[16], nil)
   else
-    local h = {'t', f[2], 'q', f[3], 'p', f[4], 'd', f[5], 'c', NOWS, 's', 'waiting', 'dn', f[18],
-      'df', f[20], 'tt', f[21], 'op', '1'}
-    if f[19] ~= '' then h[#h + 1] = 'dm'; h[#h + 1] = f[19] end
+    local h = {'t', f[2], 'q', f[3], 'p', f[4], 'd', f[5], 'c', NOWS, 's', 'waiting', 'dn', f[19],
+      'df', f[21], 'tt', f[22], 'op', '1'}
+    if f[20] ~= '' then h[#h + 1] = 'dm'; h[#h + 1] = f[20] end
     if kind ~= '' then h[#h + 1] = 'wk'; h[#h + 1] = kind end
     if f[6] ~= '' then h[#h + 1] = 'o'; h[#h + 1] = f[6] end
     if f[12] ~= '' then
@@ -77,17 +77,18 @@ local function create(f)
     end
     if f[14] ~= '' then h[#h + 1] = 'm'; h[#h + 1] = f[14] end
     if f[15] ~= '' then h[#h + 1] = 'g'; h[#h + 1] = f[15] end
+    if f[16] ~= '' then h[#h + 1] = 'fc'; h[#h + 1] = f[16] end
     redis.call('HSET', jk, unpack(h))
     if kind == '' then count(f[2], f[3], 'enqueued') end
   end
-  add_parents(id, jk, f[17])
-  if f[22] ~= '' then
-    local es = cmsgpack.unpack(f[22])
+  add_parents(id, jk, f[18])
+  if f[23] ~= '' then
+    local es = cmsgpack.unpack(f[23])
     for k = 1, #es - 1, 2 do wait_existing(id, es[k], es[k + 1]) end
   end
-  if f[23] ~= '' then
-    local m = members[f[23]]
-    if not m then m = {}; members[f[23]] = m end
+  if f[24] ~= '' then
+    local m = members[f[24]]
+    if not m then m = {}; members[f[24]] = m end
     m[#m + 1] = id
   end
 end
@@ -98,8 +99,8 @@ if ARGV[a + 1] ~= '' then
   for c in string.gmatch(ARGV[a + 1], '%d+') do cols[#cols + 1] = tonumber(c) end
 end
 local f = {}
-for i = 1, 23 do f[i] = ARGV[a + 1 + i] end
-a = a + 25
+for i = 1, 24 do f[i] = ARGV[a + 1 + i] end
+a = a + 26
 local nc = #cols
 for _ = 1, n do
   for i = 1, nc do f[cols[i]] = ARGV[a]; a = a + 1 end

@@ -45,11 +45,12 @@ local wj = P .. 'wj:' .. wid
 local out = {1}
 for _, id in ipairs(redis.call('SMEMBERS', wj)) do
   local jk = jkey(id)
-  local j = redis.call('HMGET', jk, 's', 'w', 't', 'q', 'p', 'r', 'u', 'a')
+  local j = redis.call('HMGET', jk, 's', 'w', 't', 'q', 'p', 'r', 'u', 'a', 'fc')
   if j[1] == 'active' and j[2] == wid then
     local task, queue = j[3], j[4]
     redis.call('HINCRBY', jk, 'k', 1)
     release_lock(id, j[6])
+    release_flow(id, task, queue, j[9], j[6])
     local outcome
     if rkind == 'shutdown' or (running ~= '' and id ~= running) then
       redis.call('HINCRBY', jk, 'a', -1)

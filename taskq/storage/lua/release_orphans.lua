@@ -14,11 +14,12 @@ for _, id in ipairs(redis.call('SMEMBERS', wj)) do
   if not known[id] then
     local jk = jkey(id)
     redis.call('SREM', wj, id)
-    local j = redis.call('HMGET', jk, 's', 'w', 'q', 'p', 'r', 't')
+    local j = redis.call('HMGET', jk, 's', 'w', 'q', 'p', 'r', 't', 'fc')
     if j[1] == 'active' and j[2] == wid then
       redis.call('HINCRBY', jk, 'k', 1)
       redis.call('HINCRBY', jk, 'a', -1)
       release_lock(id, j[5])
+      release_flow(id, j[6], j[3], j[7], j[5])
       redis.call('HSET', jk, 's', 'queued')
       push_ready(id, j[3], j[4], true)
       uncount_start(j[6], j[3])

@@ -54,7 +54,7 @@ for i = 1, n do
   b = b + 10
   local jk = jkey(id)
   -- the priority is read only when the job goes back to a queue (below)
-  local j = redis.call('HMGET', jk, 's', 'k', 'w', 't', 'q', 'r', 'u', 'wt', 'pa')
+  local j = redis.call('HMGET', jk, 's', 'k', 'w', 't', 'q', 'r', 'u', 'wt', 'pa', 'fc')
   if j[1] ~= 'active' or j[2] ~= token or j[3] ~= wid then
     if j[1] and j[2] == token and j[3] == wid then out[#out + 1] = 2 else out[#out + 1] = 0 end
   else
@@ -62,6 +62,7 @@ for i = 1, n do
     local task, queue, wt = j[4], j[5], j[8] or false
     released[#released + 1] = id
     release_lock(id, j[6])
+    release_flow(id, task, queue, j[10], j[6])
     if flag == 'timeout' then count(task, queue, 'timed_out') end
     if kind ~= 'release' and kind ~= 'requeue' then
       hist(task, bucket, dur)
@@ -114,7 +115,11 @@ if #released > 0 then call_chunked('SREM', wj, released, 1000) end
 -- ---- claim
 local nq = tonumber(ARGV[b]); b = b + 1
 local queues = {}
-for i = 1, nq do queues[i] = ARGV[b]; b = b + 1 end
+for _ = 1, nq do
+  -- a paused queue gives no job (it still takes new ones)
+  if want == 0 or not queue_paused(ARGV[b]) then queues[#queues + 1] = ARGV[b] end
+  b = b + 1
+end
 local nt = tonumber(ARGV[b]); b = b + 1
 local allowed = nil
 if nt > 0 then
@@ -125,6 +130,9 @@ end
 local claimed = {}
 local leased = {}  -- added to P wj:<worker> with one SADD, in this same call
 local got = 0
+-- jobs a call may look at: those a limit holds back do not count in `got`,
+-- and a long run of them is parked over several calls, not one long call
+local budget = want + 1000
 
 -- A queued job whose hash lacks a field every later step relies on (task,
 -- queue, priority, payload) was not written by taskq: it is failed here,
@@ -154,7 +162,7 @@ end
 -- or written through redis.call costs the server as much as a small command.
 local function take(id)
   local jk = jkey(id)
-  local j = redis.call('HMGET', jk, 's', 'r', 'cr', 't', 'q', 'p', 'a', 'k', 'd', 'o', 'g')
+  local j = redis.call('HMGET', jk, 's', 'r', 'cr', 't', 'q', 'p', 'a', 'k', 'd', 'o', 'g', 'fc')
   if j[1] ~= 'queued' then return end
   if fail_malformed(id, jk, j) then return end
   local task, queue = j[4], j[5]
@@ -168,8 +176,11 @@ local function take(id)
     count(task, queue, 'cancelled')
     return
   end
+  -- flow control (_lib.lua): expired, or held back by a limit (parked)
+  local spec = j[12] and flow_parse(j[12])
+  if spec and flow_judge(id, jk, task, queue, spec, j[2], SKIP_TTL) then return end
   local res = j[2]
-  if res then
+  if res and not (spec and spec.sn) then  -- resource_limit > 1: a semaphore (flow_judge)
     local lk = P .. 'l:' .. res
     local holder = redis.call('GET', lk)
     if holder and holder ~= id and redis.call('HGET', jkey(holder), 's') == 'active' then
@@ -190,6 +201,7 @@ local function take(id)
   local token = (tonumber(j[8]) or 0) + 1
   redis.call('HSET', jk, 's', 'active', 'w', wid, 'sa', NOWS, 'a', attempt, 'k', token)
   leased[#leased + 1] = id
+  if spec then flow_take(id, task, queue, spec, res) end
   count(task, queue, 'started')
   local c = #claimed
   claimed[c + 1] = id; claimed[c + 2] = token; claimed[c + 3] = attempt
@@ -221,7 +233,9 @@ if want > 0 then
       else
         local drained = false
         while got < want do
-          local ask = want - got
+          if budget <= 0 then wake_queue(q); break end  -- the rest for the next claim
+          local ask = math.min(want - got, budget)
+          budget = budget - ask
           local ids = redis.call('RPOP', lk, ask)
           if not ids then drained = true; break end
           for _, id in ipairs(ids) do take(id) end
