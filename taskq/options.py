@@ -217,6 +217,8 @@ class AppSettings:
     error_history: int = 10
     enqueue_retry_timeout: float = 5.0
     durable: bool = False
+    durable_replicas: int | None = None  # None: 1 if the master has a replica, else 0
+    durable_timeout: float = 2.0
     secret_key: str | None = field(default=None, repr=False)
     old_secret_keys: tuple[str, ...] = field(default=(), repr=False)
     task_flags: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -228,7 +230,7 @@ class AppSettings:
         if not isinstance(self.namespace, str) or not self.namespace or any(c in self.namespace for c in "{}: "):
             raise ConfigurationError(f"namespace must be a non-empty name without braces, ':' or spaces, not "
                                      f"{self.namespace!r} (it defaults to the app's name: pass namespace=...)")
-        for name in ("heartbeat_timeout", "succeeded_ttl", "failed_ttl", "enqueue_retry_timeout"):
+        for name in ("heartbeat_timeout", "succeeded_ttl", "failed_ttl", "enqueue_retry_timeout", "durable_timeout"):
             s(self, name, seconds(name, getattr(self, name)))
         if self.heartbeat_timeout < 0.5:
             raise ConfigurationError("heartbeat_timeout must be >= 0.5 seconds")
@@ -239,6 +241,17 @@ class AppSettings:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigurationError(f"{name} must be an int >= 1, not {value!r}")
             s(self, name, value)
+        replicas = self.durable_replicas
+        if isinstance(replicas, str) and replicas.strip().lower() in ("", "auto"):
+            replicas = None
+        elif isinstance(replicas, str) and replicas.strip().isdigit():
+            replicas = int(replicas)
+        if replicas is not None and (isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0):
+            raise ConfigurationError(f"durable_replicas must be an int >= 0 (or None: 1 if the master has a "
+                                     f"replica), not {self.durable_replicas!r}")
+        s(self, "durable_replicas", replicas)
+        if self.durable_timeout <= 0:
+            raise ConfigurationError("durable_timeout must be > 0 seconds")
         if isinstance(self.durable, str):
             s(self, "durable", self.durable.lower() in ("1", "true", "yes", "on"))
         if isinstance(self.old_secret_keys, str):  # "a, b" as from an environment variable

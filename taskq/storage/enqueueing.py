@@ -11,7 +11,7 @@ from typing import Any
 import redis
 from redis.exceptions import ResponseError
 
-from ..errors import BrokerUnavailable, DurabilityUnavailable
+from ..errors import BrokerUnavailable, DurabilityUnavailable, NotDurable
 from .connection import TRANSIENT, Arg, translate_errors
 from .plain_enqueue import PlainEnqueue
 from .wire import packed
@@ -99,6 +99,8 @@ class Enqueueing(PlainEnqueue):
             result = (enqueued_again if fresh and sends > 1 else enqueued)(jobs, reply)
             if unconfirmed is not None:
                 unconfirmed.results = result
+                if isinstance(unconfirmed, NotDurable):
+                    unconfirmed.job_ids = [jid for jid, _, _ in result]
                 raise unconfirmed
             return result
         if fresh and len(jobs) == 1 and self.plain(jobs[0]):
@@ -121,7 +123,11 @@ class Enqueueing(PlainEnqueue):
 
     def _enqueue_durable(self, flat: list[Arg]) -> tuple[Any, DurabilityUnavailable | None]:
         """Run the enqueue script and WAITAOF on one connection: the script's
-        reply, and the error to raise if the AOF did not confirm the write."""
+        reply, and the error to raise if the master's AOF and the replicas
+        to wait for (see :meth:`replicas_to_wait_for`) did not confirm the
+        write within ``durable_timeout``."""
+        replicas = self.replicas_to_wait_for()
+        wait_ms = max(int(self.durable_timeout * 1000), 1)
         with translate_errors(self.url):
             for _ in range(2):
                 pipe = self.client.pipeline(transaction=False)
@@ -129,7 +135,7 @@ class Enqueueing(PlainEnqueue):
                 if not self.functions:  # send the source: no NOSCRIPT on this path
                     cmd = ["EVAL", self.scripts["enqueue"].source, 1, self.prefix]
                 pipe.execute_command(*cmd, *flat)
-                pipe.execute_command("WAITAOF", 1, 0, 2000)
+                pipe.execute_command("WAITAOF", 1, replicas, wait_ms)
                 reply, aof = pipe.execute(raise_on_error=False)
                 if not (isinstance(reply, Exception) and self.code_missing(reply)):
                     break
@@ -137,12 +143,17 @@ class Enqueueing(PlainEnqueue):
         if isinstance(reply, Exception):
             with translate_errors(self.url):
                 raise reply
-        if isinstance(aof, Exception) or int(aof[0]) < 1:
+        if isinstance(aof, Exception):
             return reply, DurabilityUnavailable(
                 "durable enqueue needs WAITAOF (Redis >= 7.2 or Valkey) with appendonly on; "
-                f"the server said: {aof if isinstance(aof, Exception) else 'not confirmed in time'} "
-                "(the job was enqueued, but its persistence is not confirmed)"
+                f"the server said: {aof} (the job was enqueued, but its persistence is not confirmed)"
             )
+        local, copies = int(aof[0]), int(aof[1])
+        if local < 1 or copies < replicas:
+            where = "the master's AOF" if local < 1 else f"{copies} of {replicas} replica(s) (durable_replicas)"
+            return reply, NotDurable(
+                f"durable enqueue not confirmed on {where} within {self.durable_timeout:g} s (durable_timeout): "
+                "the job was written to the master, but a failover now may lose it")
         return reply, None
 
     def enqueue_stream(self, chunks: Iterable[Sequence[Sequence[Arg]]], fresh: bool = False
