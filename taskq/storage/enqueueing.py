@@ -122,10 +122,10 @@ class Enqueueing(PlainEnqueue):
         return enqueued(jobs, reply)
 
     def _enqueue_durable(self, flat: list[Arg]) -> tuple[Any, DurabilityUnavailable | None]:
-        """Run the enqueue script and WAITAOF on one connection: the script's
-        reply, and the error to raise if the master's AOF and the replicas
-        to wait for (see :meth:`replicas_to_wait_for`) did not confirm the
-        write within ``durable_timeout``."""
+        """Run the enqueue script, WAITAOF (the master's AOF) and WAIT (the
+        replicas to wait for, see :meth:`replicas_to_wait_for`) on one
+        connection: the script's reply, and the error to raise if they did
+        not confirm the write within ``durable_timeout``."""
         replicas = self.replicas_to_wait_for()
         wait_ms = max(int(self.durable_timeout * 1000), 1)
         with translate_errors(self.url):
@@ -135,8 +135,14 @@ class Enqueueing(PlainEnqueue):
                 if not self.functions:  # send the source: no NOSCRIPT on this path
                     cmd = ["EVAL", self.scripts["enqueue"].source, 1, self.prefix]
                 pipe.execute_command(*cmd, *flat)
-                pipe.execute_command("WAITAOF", 1, replicas, wait_ms)
-                reply, aof = pipe.execute(raise_on_error=False)
+                pipe.execute_command("WAITAOF", 1, 0, wait_ms)
+                if replicas:
+                    # WAIT: the replicas hold the write (in memory; their own
+                    # AOF follows). WAITAOF's replica count would wait for
+                    # their fsync, which a replica asked in the same read as
+                    # the write confirms only on its next periodic ack, 1 s on.
+                    pipe.execute_command("WAIT", replicas, wait_ms)
+                reply, aof, *held = pipe.execute(raise_on_error=False)
                 if not (isinstance(reply, Exception) and self.code_missing(reply)):
                     break
                 self.load_code()
@@ -148,7 +154,8 @@ class Enqueueing(PlainEnqueue):
                 "durable enqueue needs WAITAOF (Redis >= 7.2 or Valkey) with appendonly on; "
                 f"the server said: {aof} (the job was enqueued, but its persistence is not confirmed)"
             )
-        local, copies = int(aof[0]), int(aof[1])
+        local = int(aof[0])
+        copies = replicas if not held else held[0] if isinstance(held[0], int) else 0
         if local < 1 or copies < replicas:
             where = "the master's AOF" if local < 1 else f"{copies} of {replicas} replica(s) (durable_replicas)"
             return reply, NotDurable(

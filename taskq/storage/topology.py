@@ -167,6 +167,13 @@ class SentinelConnection(ManagedConnection):  # type: ignore[misc]
     """redis-py's Sentinel-managed connection, raising :class:`Redirected`
     when the master it was on is now a replica."""
 
+    def _connect(self) -> Any:
+        # The Wire connects through connect_check_health, not connect(): ask
+        # the sentinels here, so every path reaches the current master.
+        if self.connection_pool.is_master:
+            self.host, self.port = self.connection_pool.get_master_address()
+        return super()._connect()
+
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().read_response(*args, **kwargs)
@@ -217,8 +224,11 @@ def make_client(url: str, key: str, **options: Any) -> tuple[Any, Topology]:
         return redis.Redis.from_url(url, **options), Topology(address)
     cls, kwargs = connection_settings(address.url, **options)
     tls = issubclass(cls, SSLConnection)
-    for name in ("host", "port", "connection_class"):
-        kwargs.pop(name, None)
+    kwargs.pop("connection_class", None)
+    # Never used: every connection asks where to go. Port 0 cannot be
+    # reached, so a connection that did not ask fails instead of finding
+    # some other server at the URL's first host.
+    kwargs.update(host="127.0.0.1", port=0)
     kwargs["retry"] = redirect_retry()
     if address.kind == "cluster":
         kwargs.pop("db", None)

@@ -87,6 +87,10 @@ class LocalCluster:
             for r in group:
                 wait_for(lambda r=r: client(r.port).info("replication").get("master_link_status") == "up",
                          what="replicas in sync")
+        for m, group in zip(self.masters, self.replicas):
+            if group:
+                wait_for(lambda m=m, n=len(group): client(m.port).execute_command("WAITAOF", 1, n, 100)[1] == n,
+                         what="the replicas to confirm AOF writes")
         return self
 
     def live(self) -> list[EphemeralServer]:
@@ -171,6 +175,9 @@ class SentinelGroup:
         for r in self.servers[1:]:
             wait_for(lambda r=r: client(r.port).info("replication").get("master_link_status") == "up",
                      what="replica in sync")
+        if len(self.servers) > 1:  # a replica confirms AOF writes once its first rewrite is done
+            wait_for(lambda: client(master.port).execute_command("WAITAOF", 1, len(self.servers) - 1, 100)[1]
+                     == len(self.servers) - 1, what="the replicas to confirm AOF writes")
         binary = master.binary
         self.sentinels = [SentinelProcess(binary, master.port or 0, self.service, 2) for _ in range(3)]
         wait_for(lambda: all(int(client(s.port).sentinel_master(self.service)["num-other-sentinels"]) == 2
