@@ -89,7 +89,8 @@ class LocalCluster:
                          what="replicas in sync")
         for m, group in zip(self.masters, self.replicas):
             if group:
-                wait_for(lambda m=m, n=len(group): client(m.port).execute_command("WAITAOF", 1, n, 100)[1] == n,
+                port, n = m.port, len(group)
+                wait_for(lambda port=port, n=n: client(port).execute_command("WAITAOF", 1, n, 100)[1] == n,
                          what="the replicas to confirm AOF writes")
         return self
 

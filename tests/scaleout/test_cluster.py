@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from taskq import JobState, TaskQ
+from taskq import JobState
 from tests.apps.basic import build
 from tests.conftest import drain, wait_for
 from tests.scaleout.servers import LocalCluster, client
