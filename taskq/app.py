@@ -80,7 +80,9 @@ class TaskQ:
                     url = self.settings.redis_url or ensure_embedded_server()
                     log.debug("using server %s", redact_url(url))
                     self._backend = Backend(url, self.settings.namespace,
-                                            retry_timeout=self.settings.enqueue_retry_timeout)
+                                            retry_timeout=self.settings.enqueue_retry_timeout,
+                                            durable_replicas=self.settings.durable_replicas,
+                                            durable_timeout=self.settings.durable_timeout)
         return self._backend
 
     @property

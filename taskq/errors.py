@@ -42,6 +42,23 @@ class DurabilityUnavailable(TaskQError):
     results: list[tuple[str, bool, str]] | None = None
 
 
+class NotDurable(DurabilityUnavailable):
+    """A durable enqueue was not confirmed on the master's AOF and on
+    ``durable_replicas`` replicas within ``durable_timeout``: after a
+    failover the job may be gone. The job may exist (it was written to the
+    master): ``job_id`` (the first of ``job_ids``) says which."""
+
+    job_ids: list[str]
+
+    def __init__(self, message: str, job_ids: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.job_ids = list(job_ids or [])
+
+    @property
+    def job_id(self) -> str | None:
+        return self.job_ids[0] if self.job_ids else None
+
+
 class ServerNotFound(TaskQError):
     """No Valkey/Redis server binary could be found for the embedded server."""
 

@@ -278,6 +278,8 @@ class AppSettings:
     enqueue_retry_timeout: float = 5.0
     durable: bool = False
     tracing: bool = True  # OpenTelemetry spans, when taskq[otel] is installed and a tracer provider set
+    durable_replicas: int | None = None  # None: 1 if the master has a replica, else 0
+    durable_timeout: float = 2.0
     secret_key: str | None = field(default=None, repr=False)
     old_secret_keys: tuple[str, ...] = field(default=(), repr=False)
     task_flags: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -289,7 +291,7 @@ class AppSettings:
         if not isinstance(self.namespace, str) or not self.namespace or any(c in self.namespace for c in "{}: "):
             raise ConfigurationError(f"namespace must be a non-empty name without braces, ':' or spaces, not "
                                      f"{self.namespace!r} (it defaults to the app's name: pass namespace=...)")
-        for name in ("heartbeat_timeout", "succeeded_ttl", "failed_ttl", "enqueue_retry_timeout"):
+        for name in ("heartbeat_timeout", "succeeded_ttl", "failed_ttl", "enqueue_retry_timeout", "durable_timeout"):
             s(self, name, seconds(name, getattr(self, name)))
         if self.heartbeat_timeout < 0.5:
             raise ConfigurationError("heartbeat_timeout must be >= 0.5 seconds")
@@ -300,6 +302,17 @@ class AppSettings:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigurationError(f"{name} must be an int >= 1, not {value!r}")
             s(self, name, value)
+        replicas = self.durable_replicas
+        if isinstance(replicas, str) and replicas.strip().lower() in ("", "auto"):
+            replicas = None
+        elif isinstance(replicas, str) and replicas.strip().isdigit():
+            replicas = int(replicas)
+        if replicas is not None and (isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0):
+            raise ConfigurationError(f"durable_replicas must be an int >= 0 (or None: 1 if the master has a "
+                                     f"replica), not {self.durable_replicas!r}")
+        s(self, "durable_replicas", replicas)
+        if self.durable_timeout <= 0:
+            raise ConfigurationError("durable_timeout must be > 0 seconds")
         for name in ("durable", "tracing"):
             if isinstance(getattr(self, name), str):
                 s(self, name, getattr(self, name).lower() in ("1", "true", "yes", "on"))

@@ -23,6 +23,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..errors import BrokerRefused, BrokerUnavailable, ConfigurationError, ServerLoading
 from .keys import Keys
 from .scripts import load_library
+from .topology import Topology, make_client
+from .urls import BadUrl, parse_server_url
 from .wire import Wire
 
 log = logging.getLogger("taskq")
@@ -44,16 +46,20 @@ def redact_url(url: str) -> str:
 
 def check_url(url: str) -> None:
     """Raise ``ConfigurationError`` for a server URL that cannot be used (a
-    scheme other than redis://, rediss:// and unix://, a bad port or host, a
-    database that is not a number, an unknown or bad query parameter),
-    naming the URL without its secrets. Nothing is connected."""
+    scheme other than redis://, rediss://, unix:// and the cluster and
+    sentinel forms of :mod:`.urls`, a bad port or host, a database that is
+    not a number, an unknown or bad query parameter), naming the URL without
+    its secrets. Nothing is connected."""
     try:
-        client = redis.Redis.from_url(url)
+        plain = parse_server_url(url).url  # the connection settings of a cluster or sentinel URL
+        client = redis.Redis.from_url(plain)
         pool = client.connection_pool
-        path = urllib.parse.unquote(urllib.parse.urlsplit(url).path).replace("/", "")
+        path = urllib.parse.unquote(urllib.parse.urlsplit(plain).path).replace("/", "")
         if path and "db" not in pool.connection_kwargs and "path" not in pool.connection_kwargs:
             raise ValueError("the database (the URL's path) must be a number")  # redis-py ignores it
         pool.connection_class(**pool.connection_kwargs)  # unknown or bad query parameters
+    except BadUrl as exc:
+        raise ConfigurationError(f"redis_url {redact_url(url)} is not a usable server URL: {exc}") from None
     except (ValueError, TypeError, redis.RedisError) as exc:
         reason, shown, hint = str(exc), redact_url(url), ""
         if "@" in url or shown != url:  # redis-py quotes the part it could not read: it may be the password
@@ -127,8 +133,11 @@ def library_answer(exc: ResponseError) -> bool | None:
 class Connection:
     """The connections of one namespace and the calls every part of storage makes."""
 
-    def __init__(self, url: str, namespace: str, *, retry_timeout: float = 5.0) -> None:
+    def __init__(self, url: str, namespace: str, *, retry_timeout: float = 5.0,
+                 durable_replicas: int | None = None, durable_timeout: float = 2.0) -> None:
         self.url = url
+        self.durable_replicas = durable_replicas  # None: decided on the first durable enqueue
+        self.durable_timeout = durable_timeout
         self.keys = Keys(namespace)
         self.prefix = self.keys.prefix
         self.retry_timeout = retry_timeout
@@ -142,9 +151,10 @@ class Connection:
         # Any: redis-py annotates replies as bytes | str | ... whatever the
         # connection decodes; ours never decodes (bytes), and storage turns
         # every reply into typed values itself.
-        self.client: Any = redis.Redis.from_url(
-            url, socket_connect_timeout=2.0, socket_timeout=30.0, protocol=2, health_check_interval=0
-        )
+        self.client: Any
+        self.topology: Topology
+        self.client, self.topology = make_client(
+            url, self.prefix, socket_connect_timeout=2.0, socket_timeout=30.0, protocol=2, health_check_interval=0)
         self.wire = Wire(self.client)  # the hot path: scripts, claims, result waits
 
     def close(self) -> None:
@@ -234,6 +244,19 @@ class Connection:
                     raise
                 time.sleep(min(pause, left))
                 pause = min(pause * 2, 1.0)
+
+    def replicas_to_wait_for(self) -> int:
+        """``durable_replicas``, or when unset 1 if the master has a replica
+        (known to Sentinel or the slot map, or connected to a lone server)."""
+        if self.durable_replicas is None:
+            known = self.topology.replicas()
+            if known < 0:
+                try:
+                    known = int(self.info("replication").get("connected_slaves", 0))
+                except BrokerRefused:  # INFO denied by an ACL: set durable_replicas to wait for replicas
+                    known = 0
+            self.durable_replicas = min(known, 1)
+        return self.durable_replicas
 
     def ping(self) -> bool:
         with translate_errors(self.url):

@@ -11,7 +11,7 @@ from typing import Any
 import redis
 from redis.exceptions import ResponseError
 
-from ..errors import BrokerUnavailable, DurabilityUnavailable
+from ..errors import BrokerUnavailable, DurabilityUnavailable, NotDurable
 from .connection import TRANSIENT, Arg, translate_errors
 from .plain_enqueue import PlainEnqueue
 from .wire import packed
@@ -110,6 +110,8 @@ class Enqueueing(PlainEnqueue):
             result = (enqueued_again if fresh and sends > 1 else enqueued)(jobs, reply)
             if unconfirmed is not None:
                 unconfirmed.results = result
+                if isinstance(unconfirmed, NotDurable):
+                    unconfirmed.job_ids = [jid for jid, _, _ in result]
                 raise unconfirmed
             return result
         if fresh and len(jobs) == 1 and self.plain(jobs[0]):
@@ -131,8 +133,12 @@ class Enqueueing(PlainEnqueue):
         return enqueued(jobs, reply)
 
     def _enqueue_durable(self, flat: list[Arg]) -> tuple[Any, DurabilityUnavailable | None]:
-        """Run the enqueue script and WAITAOF on one connection: the script's
-        reply, and the error to raise if the AOF did not confirm the write."""
+        """Run the enqueue script, WAITAOF (the master's AOF) and WAIT (the
+        replicas to wait for, see :meth:`replicas_to_wait_for`) on one
+        connection: the script's reply, and the error to raise if they did
+        not confirm the write within ``durable_timeout``."""
+        replicas = self.replicas_to_wait_for()
+        wait_ms = max(int(self.durable_timeout * 1000), 1)
         with translate_errors(self.url):
             for _ in range(2):
                 pipe = self.client.pipeline(transaction=False)
@@ -140,15 +146,33 @@ class Enqueueing(PlainEnqueue):
                 if not self.functions:  # send the source: no NOSCRIPT on this path
                     cmd = ["EVAL", self.scripts["enqueue"].source, 1, self.prefix]
                 pipe.execute_command(*cmd, *flat)
-                pipe.execute_command("WAITAOF", 1, 0, 2000)
-                reply, aof = pipe.execute(raise_on_error=False)
+                pipe.execute_command("WAITAOF", 1, 0, wait_ms)
+                if replicas:
+                    # WAIT: the replicas hold the write (in memory; their own
+                    # AOF follows). WAITAOF's replica count would wait for
+                    # their fsync, which a replica asked in the same read as
+                    # the write confirms only on its next periodic ack, 1 s on.
+                    pipe.execute_command("WAIT", replicas, wait_ms)
+                reply, aof, *held = pipe.execute(raise_on_error=False)
                 if not (isinstance(reply, Exception) and self.code_missing(reply)):
                     break
                 self.load_code()
         if isinstance(reply, Exception):
             with translate_errors(self.url):
                 raise reply
-        return reply, aof_unconfirmed(aof)
+        if isinstance(aof, Exception):
+            return reply, DurabilityUnavailable(
+                "durable enqueue needs WAITAOF (Redis >= 7.2 or Valkey) with appendonly on; "
+                f"the server said: {aof} (the job was enqueued, but its persistence is not confirmed)"
+            )
+        local = int(aof[0])
+        copies = replicas if not held else held[0] if isinstance(held[0], int) else 0
+        if local < 1 or copies < replicas:
+            where = "the master's AOF" if local < 1 else f"{copies} of {replicas} replica(s) (durable_replicas)"
+            return reply, NotDurable(
+                f"durable enqueue not confirmed on {where} within {self.durable_timeout:g} s (durable_timeout): "
+                "the job was written to the master, but a failover now may lose it")
+        return reply, None
 
     def enqueue_stream(self, chunks: Iterable[Sequence[Sequence[Arg]]], fresh: bool = False
                        ) -> Iterator[list[tuple[str, bool, str]]]:

@@ -15,6 +15,7 @@ threads never share a connection in use. After a fork the stack is dropped
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +29,18 @@ except ImportError:  # pragma: no cover - hiredis is an optional extra
     _pack = None
 
 LOST = (RedisConnectionError, OSError)  # a read timeout is handled before these
+MAX_REDIRECTS = 8  # sends of one call redirected by a Cluster or Sentinel change
+
+
+class Redirected(RedisConnectionError):
+    """The server did not run the command: it is not (or no longer) the
+    master for it (a cluster's ``MOVED``, a master turned replica...). The
+    connection now points at the right one; the command is sent again
+    (after ``pause`` s)."""
+
+    def __init__(self, message: str, pause: float = 0.0) -> None:
+        super().__init__(message)
+        self.pause = pause
 
 
 def packed(conn: Any, commands: Sequence[Sequence[Any]]) -> list[bytes]:
@@ -97,6 +110,7 @@ class Wire:
         timeout plus a margin); the connection's default otherwise.
         ``data``: the commands already packed (``commands`` then only counts
         the replies)."""
+        redirects = 0
         while True:
             conn, reused = self._take()
             try:
@@ -124,6 +138,13 @@ class Wire:
             except RedisTimeoutError:
                 conn.disconnect()  # the server may have run it: never sent twice
                 raise
+            except Redirected as exc:  # not run: safe to send again, resend or not
+                conn.disconnect()
+                redirects += 1
+                if redirects > MAX_REDIRECTS:
+                    raise
+                time.sleep(exc.pause * redirects)
+                continue
             except LOST:
                 conn.disconnect()
                 if reused and resend:
