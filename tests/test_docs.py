@@ -78,7 +78,8 @@ PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
 # runs them or checks them against the tested example and project.
 RUN_ELSEWHERE = {"asyncio.md": "tests/test_docs_integrations.py", "django.md": "tests/test_docs_integrations.py",
                  "fastapi.md": "tests/test_docs_integrations.py", "opentelemetry.md": "tests/test_docs_integrations.py",
-                 "workflows.md": "tests/workflows/test_docs.py", "flow-control.md": "tests/storage/test_flow_docs.py"}
+                 "workflows.md": "tests/workflows/test_docs.py", "flow-control.md": "tests/storage/test_flow_docs.py",
+                 "deployment-scaling.md": "tests/unit/test_deployment_docs.py"}
 
 FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
 FILE_HEADER = re.compile(r"^#\s*(?P<name>[A-Za-z_][\w/]*\.py)\s*$")

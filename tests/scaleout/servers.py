@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 
-from taskq.embedded import EphemeralServer
+from taskq.ephemeral import EphemeralServer
 
 SLOTS = 16384
 
