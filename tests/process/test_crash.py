@@ -85,7 +85,7 @@ def test_sigkilled_child_mid_job_reruns_on_a_new_child(client, start_worker, tmp
 
 
 def test_whole_worker_killed_its_job_runs_on_another_after_heartbeat_timeout(client, start_worker, tmp_path):
-    hb_timeout = 1.0
+    hb_timeout = 2.0  # short, and still long enough that a worker slowed by a loaded machine is not taken for dead
     env = {"TASKQ_HEARTBEAT_TIMEOUT": str(hb_timeout)}
     a = start_worker(APP, env=env)
     trace = tmp_path / "trace"
