@@ -14,6 +14,6 @@ def test_every_python_block_of_the_deployment_page_runs():
     assert len(blocks) >= 2
     for block in blocks:
         namespace: dict[str, object] = {}
-        exec(compile(block, str(DOC), "exec"), namespace)  # noqa: S102
+        exec(compile(block, str(DOC), "exec"), namespace)
         for app in [v for v in namespace.values() if type(v).__name__ == "TaskQ"]:
             app.close()  # type: ignore[attr-defined]
