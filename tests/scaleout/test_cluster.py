@@ -97,7 +97,8 @@ def test_ten_thousand_jobs_on_three_masters_with_worker_processes(cluster3, star
     try:
         for app in apps:
             app.enqueue_many(("add", (i, 1), {}) for i in range(3334))
-        workers = [start_worker("tests.apps.basic:app", "-c", "1",
+        # --prefetch 1: one settle-and-claim call per job, so calls count jobs
+        workers = [start_worker("tests.apps.basic:app", "-c", "1", "--prefetch", "1",
                                 env={"TASKQ_REDIS_URL": cluster3.url, "TASKQ_NAMESPACE": ns}) for ns in names]
         deadline = time.monotonic() + 120
         for app in apps:
