@@ -195,7 +195,7 @@ def test_cap_trim_never_deletes_a_reused_id_finished_into_the_other_index(capp):
     again = noop.apply_async(job_id="order-43", queue="qa")
     run([again.id], "fail")
     assert b.client.zscore(b.keys.done, again.id) is not None  # stale until trimmed
-    b.trim_finished(1, 1)
+    b.trim_finished(3_600_000, 1)  # done entries older than 1 ms go; the failure is minutes from its TTL
     assert b.client.zscore(b.keys.done, again.id) is None
     assert b.client.zscore(b.keys.failed, again.id) is not None
     assert again.state == JobState.FAILED
