@@ -71,11 +71,15 @@ class Leases(Connection):
                 raise reply
         return self.parse_settle_claim(reply)
 
-    def heartbeat(self, worker_id: str, info_ttl_ms: int, info: Mapping[str, Arg] | None = None) -> tuple[int, dict[str, int]]:
+    def heartbeat(self, worker_id: str, info_ttl_ms: int, info: Mapping[str, Arg] | None = None,
+                  watch_gap_ms: int | None = None) -> tuple[int, dict[str, int]]:
+        """Renew the worker's leases (see heartbeat.lua); with ``watch_gap_ms``
+        the beat is a pass of the reapers' watch too. Returns the server's
+        time and the held jobs' cancel requests."""
         flat: list[Arg] = []
         for k, v in (info or {}).items():
             flat += [k, v]
-        reply = self.run("heartbeat", "", worker_id, info_ttl_ms, *flat)
+        reply = self.run("heartbeat", "", worker_id, info_ttl_ms, "" if watch_gap_ms is None else watch_gap_ms, *flat)
         cancels = {reply[i].decode(): int(reply[i + 1]) for i in range(1, len(reply), 2)}
         return int(reply[0]), cancels
 

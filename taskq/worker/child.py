@@ -22,7 +22,7 @@ from ..storage.records import ClaimedJob
 from . import aio
 from .config import WorkerConfig
 from .executor import Executor
-from .heartbeat import Heartbeat, kill_self
+from .heartbeat import Heartbeat, kill_self, watch_gap_ms
 from .outcome import Outcome
 from .shared import Slot
 
@@ -65,7 +65,7 @@ class Consumer:
             self.backend, worker_id, interval=min(hb_timeout / 5, 2.0), info_ttl_ms=int(hb_timeout * 3000),
             info={"host": socket.gethostname(), "pid": str(os.getpid()), "ppid": str(os.getppid()),
                   "queues": ",".join(config.queues), "concurrency": "1", "started": str(time.time())},
-            on_cancel=self._on_cancel,
+            on_cancel=self._on_cancel, watch_gap_ms=watch_gap_ms(hb_timeout),
         )
 
     # ---------------------------------------------------------------- signals

@@ -19,9 +19,18 @@ if TYPE_CHECKING:
 log = logging.getLogger("taskq.worker")
 
 
+def watch_gap_ms(heartbeat_timeout: float) -> int:
+    """The longest gap between two passes of the reapers' watch that counts
+    whole; a longer one (a server pause, every process cut off) counts as
+    this much (``watch_tick`` in ``_lib.lua``). Half the timeout: below it,
+    so a live worker cut off by a gap still has half a timeout to beat."""
+    return int(heartbeat_timeout * 1000) // 2
+
+
 class Heartbeat(threading.Thread):
     def __init__(self, backend: Backend, worker_id: str, interval: float, info_ttl_ms: int,
-                 info: dict[str, str], on_cancel: Callable[[dict[str, int]], None]) -> None:
+                 info: dict[str, str], on_cancel: Callable[[dict[str, int]], None],
+                 watch_gap_ms: int | None = None) -> None:
         super().__init__(name="taskq-heartbeat", daemon=True)
         self.backend = backend
         self.worker_id = worker_id
@@ -29,13 +38,14 @@ class Heartbeat(threading.Thread):
         self.info_ttl_ms = info_ttl_ms
         self.info = info
         self.on_cancel = on_cancel
+        self.watch_gap_ms = watch_gap_ms  # each beat is a pass of the reapers' watch too
         self.stopped = threading.Event()
         self.failing = False
 
     def beat(self) -> None:
         # the static fields go with every beat: a worker reaped while alive (a
         # long pause), or a server restarted without its data, loses its hash
-        _, cancels = self.backend.heartbeat(self.worker_id, self.info_ttl_ms, self.info)
+        _, cancels = self.backend.heartbeat(self.worker_id, self.info_ttl_ms, self.info, self.watch_gap_ms)
         if cancels:
             self.on_cancel(cancels)
 

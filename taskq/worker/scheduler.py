@@ -17,6 +17,7 @@ from ..embedded import ensure_embedded_server
 from ..enqueue import build_job
 from ..errors import BrokerRefused, BrokerUnavailable, TaskQError
 from ..storage.records import EnqueueRequest
+from .heartbeat import watch_gap_ms
 from .outcome import error_entry
 
 if TYPE_CHECKING:
@@ -33,26 +34,24 @@ SERVER_TIMER_SLACK = 0.25  # seconds: below this the scheduler sleeps on its own
 class Reaper:
     """Finds workers whose heartbeat stopped and returns their jobs.
 
-    A worker is reaped only once the namespace's reapers have watched its
-    heartbeat stay silent for a whole ``heartbeat_timeout`` of server time,
-    passing without a gap longer than half of it. The watch lives on the
-    server (``reaper_pass.lua``), shared by every reaper of the namespace:
-    a reaper that starts carries on the watch of those before it, so a dead
-    worker is found within ``heartbeat_timeout`` + a pass while any reaper
-    lives, however short-lived each one is. After a gap (a server pause, a
-    time when no reaper could reach the server) or a server clock that went
-    back or jumped, the watch starts over, so a stall never causes a
-    stampede; a heartbeat from before the clock went back, later than now,
-    is as old as the watch.
+    A worker is reaped only once the namespace has watched its heartbeat
+    stay silent for a whole ``heartbeat_timeout`` of server time. The watch
+    lives on the server (``reaper_pass.lua``), and every reaper's pass and
+    every worker's heartbeat carries it on, so a dead worker is found within
+    ``heartbeat_timeout`` + a pass while any process of the namespace lives,
+    however short-lived each one is. A gap in the passes longer than half
+    the timeout (a server pause, a time when no process could reach the
+    server) counts as half a timeout only, so after a stall every live
+    worker has half a timeout to beat again: a stall never causes a
+    stampede. A server clock that went back starts the watch over; a
+    heartbeat from before it, later than now, is as old as the watch.
     """
 
     def __init__(self, app: TaskQ) -> None:
         self.app = app
         s = app.settings
         self.timeout_ms = int(s.heartbeat_timeout * 1000)
-        # Longer between two passes than this counts as a pause. Below the timeout
-        # itself, or a short outage with a short timeout would reap live workers.
-        self.max_gap_ms = self.timeout_ms // 2
+        self.max_gap_ms = watch_gap_ms(s.heartbeat_timeout)
         self.caps = (s.failed_max, s.error_history, int(s.failed_ttl * 1000))
         self.last_tick_ms: int | None = None
 
@@ -61,7 +60,8 @@ class Reaper:
         restart, _, now, silent = self.app.backend.reaper_pass(
             self.timeout_ms, self.max_gap_ms, now_ms="" if now_ms is None else now_ms)
         if restart == "gap" and self.last_tick_ms is not None:
-            log.info("no reaper passed for over %.1fs: the watch of heartbeats starts over", self.max_gap_ms / 1000)
+            log.info("no process of the namespace reached the server for over %.1fs: the gap counts as that "
+                     "much of the watch of heartbeats", self.max_gap_ms / 1000)
         elif restart == "clock":
             log.info("the server's clock went back: the watch of heartbeats starts over")
         self.last_tick_ms = now
@@ -135,7 +135,9 @@ class Scheduler:
         if self.reaper is not None:
             # due, or the server's clock went back since the last reap was planned
             if now >= self.next_reap_ms or self.next_reap_ms - now > self.reap_every_ms:
-                self.reaper.tick(now)
+                # the server's clock at the pass itself (None), not at this
+                # pass's start: a beat written meanwhile is not "later than now"
+                self.reaper.tick(now_ms)
                 self.next_reap_ms = now + self.reap_every_ms
             wake = min(wake, self.next_reap_ms)
         if now >= self.next_trim_ms or self.next_trim_ms - now > TRIM_EVERY_MS:

@@ -63,21 +63,96 @@ def test_a_reaper_that_starts_carries_on_the_watch_of_one_that_stopped(capp):
     second.app.close()
 
 
-def test_a_gap_in_every_reapers_passes_starts_the_watch_over(capp):
-    """No reaper passed for longer than half the timeout (a server pause, all
-    reapers gone): the silence meanwhile was not watched, so no worker is
-    judged by it; a whole timeout of unbroken watch is needed from then."""
+def test_a_gap_in_every_pass_counts_as_half_a_timeout_only(capp):
+    """Nothing of the namespace passed for longer than half the timeout (a
+    server pause, every process gone): that silence counts as half a timeout
+    of watch, so a worker cut off by the gap has the other half to beat."""
     job, hb = leased_to_w1(capp)
     reaper = Reaper(capp)
     timeout, gap = reaper.timeout_ms, reaper.max_gap_ms
+    assert gap == timeout // 2
     assert reaper.tick(hb) == []
-    resumed = hb + gap + 1
+    resumed = hb + 10 * timeout  # a long pause: the heartbeat is ten timeouts old
     t = resumed
-    while t < resumed + timeout:
+    while t < resumed + timeout - gap:
         assert reaper.tick(t) == [], t
         t += 1_000
     assert job.state == JobState.ACTIVE
-    assert reaper.tick(resumed + timeout) == ["w1"]
+    assert reaper.tick(resumed + timeout - gap) == ["w1"]
+
+
+def test_a_worker_that_beats_again_after_a_pause_is_never_named(capp):
+    b = capp.backend
+    job, hb = leased_to_w1(capp)
+    reaper = Reaper(capp)
+    assert reaper.tick(hb) == []
+    resumed = hb + 60_000
+    for t in range(resumed, resumed + 3 * reaper.timeout_ms, 500):
+        if (t - resumed) % 2_000 == 1_500:  # its first beat 1.5 s after the pause, then every 2 s
+            b.run("heartbeat", t, "w1", 60_000)
+        assert reaper.tick(t) == [], t
+    assert job.state == JobState.ACTIVE
+
+
+def test_after_a_gap_a_dead_worker_is_found_half_a_timeout_later(capp):
+    """Every process of the namespace down for 0.7 timeout: the watch has half
+    a timeout when passes resume, so the dead worker is found half a timeout
+    after the gap ended, not a whole one."""
+    job, hb = leased_to_w1(capp)
+    reaper = Reaper(capp)
+    timeout, gap = reaper.timeout_ms, reaper.max_gap_ms
+    resumed = hb + 1_000 + timeout * 7 // 10
+    for t in (hb, hb + 1_000, resumed):
+        assert reaper.tick(t) == []
+    t = resumed
+    while t + 500 < resumed + timeout - gap:
+        t += 500
+        assert reaper.tick(t) == [], t
+    assert reaper.tick(resumed + timeout - gap) == ["w1"]
+
+
+def test_a_beat_written_just_after_the_passes_now_is_not_from_the_future(capp):
+    """A reaper given a now a few ms old (read at the start of its
+    scheduler's loop) met a beat written since: it took it for one from
+    before the server's clock went back and reaped the live worker."""
+    b = capp.backend
+    job, hb = leased_to_w1(capp)
+    reaper = Reaper(capp)
+    for t in range(hb - reaper.timeout_ms, hb, 1_000):
+        assert reaper.tick(t) == []
+    b.run("heartbeat", hb + 1_005, "w1", 60_000)
+    assert reaper.tick(hb + 1_000) == []
+    assert reaper.tick(hb + 1_010) == []
+    assert job.state == JobState.ACTIVE
+
+
+def test_heartbeats_carry_the_watch_while_no_reaper_runs(capp):
+    """Workers run without a scheduler for a while (their supervisors gone or
+    --no-scheduler): the beats of the live ones watch the dead one, so the
+    first reaper that starts reaps it at its first pass."""
+    b = capp.backend
+    job, hb = leased_to_w1(capp)
+    first = Reaper(capp)
+    gap = first.max_gap_ms
+    assert first.tick(hb) == []  # a watch begins; this reaper's process then ends
+    end = hb + 2 * first.timeout_ms
+    for t in range(hb + 1_000, end, 1_000):
+        b.run("heartbeat", t, "w2", 60_000, gap)  # w2 is alive and beating
+    assert another_process(capp).tick(end) == ["w1"]
+    assert job.state == JobState.QUEUED
+
+
+def test_a_heartbeat_after_a_pause_does_not_hide_the_pause(capp):
+    """The first command after a pause may be a beat, not a reaper's pass:
+    it judges the gap the same way."""
+    b = capp.backend
+    job, hb = leased_to_w1(capp)
+    reaper = Reaper(capp)
+    assert reaper.tick(hb) == []
+    resumed = hb + 60_000
+    b.run("heartbeat", resumed, "w2", 60_000, reaper.max_gap_ms)
+    assert reaper.tick(resumed + 100) == []
+    assert job.state == JobState.ACTIVE
 
 
 def test_a_gap_no_longer_than_the_limit_keeps_the_watch(capp):

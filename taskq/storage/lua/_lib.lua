@@ -922,6 +922,38 @@ local function unindex(id, jk, st)
   else redis.call('ZREM', P .. 'done', id) end
 end
 
+-- ---------------------------------------------------------------- the reapers' watch
+-- P reaper (hash): last = the server's time of the last pass of the watch
+-- (a reaper's pass, or a worker's heartbeat: both prove the server ran and
+-- the namespace reached it then); since = when the current watch began.
+-- A gap longer than max_gap since the last pass (a server pause, a time no
+-- process of the namespace reached the server) counts as max_gap of watch
+-- and no more, the longest a gap may last without breaking the watch: a
+-- worker that was cut off by it has at least timeout - max_gap of watched
+-- time to beat again before it is judged. A clock that went back (more than
+-- CLOCK_SLACK_MS), or no watch yet, starts it afresh. Never shortens what
+-- the watch must see.
+-- Returns restart ('' | 'new' | 'gap' | 'clock'), since.
+-- Server time less than this behind the last pass is not a clock gone back
+-- (a pass given a now from earlier in its caller's loop, a step of NTP).
+local CLOCK_SLACK_MS = 1000
+
+local function watch_tick(max_gap)
+  local rk = P .. 'reaper'
+  local r = redis.call('HMGET', rk, 'last', 'since')
+  local last, since = tonumber(r[1]), tonumber(r[2])
+  local restart = ''
+  if not last or not since then restart, since = 'new', NOW
+  elseif NOW < last - CLOCK_SLACK_MS then restart, since = 'clock', NOW
+  elseif NOW - last > max_gap then restart, since = 'gap', math.max(since, NOW - max_gap) end
+  -- a pass given a time a little behind the last (a caller's now) keeps the later one
+  if restart == '' then last = math.max(NOW, last) else last = NOW end
+  redis.call('HSET', rk, 'last', fmt(last), 'since', fmt(since))
+  -- kept while the namespace passes; once gone a while, the next pass starts a new watch
+  redis.call('PEXPIRE', rk, math.max(max_gap * 4, 60000))
+  return restart, since
+end
+
 -- ---------------------------------------------------------------- per call
 local function begin(keys, args)
   KEYS, ARGV = keys, args
