@@ -10,7 +10,7 @@ from .appview import AppView
 from .errors import ConfigurationError, InvalidJobState, JobNotFound
 from .job import JobInfo, JobState, job_info
 from .listing import JobPage, PeriodicInfo, page_jobs, periodic_infos
-from .storage.backend import Backend
+from .storage.backend import Arg, Backend
 
 LISTABLE = ("queued", "scheduled", "active", "waiting", "stalled", "failed", "succeeded", "cancelled", "skipped",
             "expired")
@@ -47,26 +47,43 @@ class JobControl:
     # ---------------------------------------------------------------- one job
 
     def cancel(self, job_id: str, force: bool = False) -> str:
-        return self._b.control("cancel", job_id, *self.cancel_args(force), operation="cancel")
+        return self._run("cancel", job_id, force=force)
 
     def cancel_args(self, force: bool = False) -> tuple[int, int, int]:
         """The cancel script's arguments after the job id (see cancel.lua)."""
         return 1 if force else 0, self._ttl_ms, self.app.settings.done_max
 
     def requeue(self, job_id: str, front: bool = False) -> str:
-        return self._b.control("requeue", job_id, 1 if front else 0, operation="requeue")
+        return self._run("requeue", job_id, front=front)
 
     def stall(self, job_id: str) -> str:
-        return self._b.control("stall", job_id, operation="stall")
+        return self._run("stall", job_id)
 
     def unstall(self, job_id: str) -> str:
-        return self._b.control("unstall", job_id, operation="unstall")
+        return self._run("unstall", job_id)
 
     def retract(self, job_id: str) -> str:
-        return self._b.control("remove", job_id, "retract", operation="retract")
+        return self._run("retract", job_id)
 
     def delete(self, job_id: str) -> str:
-        return self._b.control("remove", job_id, "delete", operation="delete")
+        return self._run("delete", job_id)
+
+    def script_call(self, operation: str, *, force: bool = False, front: bool = False) -> tuple[str, tuple[Arg, ...]]:
+        """The script of a one-job ``operation`` and its arguments after the
+        job id: what the calls above and the async ones of :class:`Job` send."""
+        if operation == "cancel":
+            return "cancel", self.cancel_args(force)
+        if operation == "requeue":
+            return "requeue", (1 if front else 0,)
+        if operation in ("stall", "unstall"):
+            return operation, ()
+        if operation in ("retract", "delete"):
+            return "remove", (operation,)
+        raise ValueError(f"unknown job operation {operation!r}")
+
+    def _run(self, operation: str, job_id: str, *, force: bool = False, front: bool = False) -> str:
+        name, args = self.script_call(operation, force=force, front=front)
+        return self._b.control(name, job_id, *args, operation=operation)
 
     # ---------------------------------------------------------------- queues
 

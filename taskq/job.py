@@ -79,7 +79,8 @@ def outcome_steps(app: AppView, job_id: str, timeout: float) -> Generator[tuple[
 
 
 class _Control(Protocol):
-    def cancel_args(self, force: bool = False) -> tuple[int, int, int]: ...
+    def script_call(self, operation: str, *, force: bool = False,
+                    front: bool = False) -> tuple[str, tuple[Any, ...]]: ...
     def cancel(self, job_id: str, force: bool = False) -> str: ...
     def requeue(self, job_id: str, front: bool = False) -> str: ...
     def stall(self, job_id: str) -> str: ...
@@ -220,10 +221,41 @@ class Job(Generic[R]):
         value: R = outcome_value(self.id, state, blob)
         return value
 
+    async def aget(self, timeout: float | None = None) -> R:
+        """:meth:`get`, awaited."""
+        return await self.aresult(timeout)
+
+    async def await_(self, timeout: float | None = None) -> JobState:
+        """:meth:`wait`, awaited (``wait`` with an ``a`` in front is a keyword)."""
+        return JobState((await self._aoutcome(timeout))[0])
+
     async def acancel(self, force: bool = False) -> str:
         """:meth:`cancel`, awaited."""
-        return await self.app.abackend.control("cancel", self.id, *self.app.control.cancel_args(force),
-                                               operation="cancel")
+        return await self._acontrol("cancel", force=force)
+
+    async def arequeue(self, front: bool = False) -> None:
+        """:meth:`requeue`, awaited."""
+        await self._acontrol("requeue", front=front)
+
+    async def astall(self) -> None:
+        """:meth:`stall`, awaited."""
+        await self._acontrol("stall")
+
+    async def aunstall(self) -> None:
+        """:meth:`unstall`, awaited."""
+        await self._acontrol("unstall")
+
+    async def aretract(self) -> None:
+        """:meth:`retract`, awaited."""
+        await self._acontrol("retract")
+
+    async def adelete(self) -> None:
+        """:meth:`delete`, awaited."""
+        await self._acontrol("delete")
+
+    async def _acontrol(self, operation: str, *, force: bool = False, front: bool = False) -> str:
+        name, args = self.app.control.script_call(operation, force=force, front=front)
+        return await self.app.abackend.control(name, self.id, *args, operation=operation)
 
     async def _aoutcome(self, timeout: float | None) -> tuple[str, bytes]:
         backend = self.app.abackend

@@ -208,3 +208,36 @@ def test_a_cancelled_wait_leaves_no_reply_behind_for_the_next_command(bapp, star
         return set(states) <= {JobState.ACTIVE, JobState.QUEUED, JobState.SUCCEEDED}, value
 
     assert asyncio.run(main()) == (True, "late")
+
+
+def test_job_control_awaited_moves_the_job_as_the_sync_calls(bapp, start_worker):
+    """Each awaited control call runs its script: a scheduled job stalled and
+    unstalled goes back to the schedule, requeued to the front runs, a
+    finished one is deleted, a waiting one is retracted."""
+    add = bapp.tasks["add"]
+
+    async def main() -> None:
+        later = await add.aapply_async((1, 2), countdown=3600)
+        await later.astall()
+        assert await later.astate() == JobState.STALLED
+        await later.aunstall()
+        assert await later.astate() in (JobState.SCHEDULED, JobState.QUEUED)
+        await later.aretract()
+        with pytest.raises(JobNotFound):
+            await later.astate()
+        with pytest.raises(JobNotFound):
+            await later.aretract()
+
+        queued = await add.adelay(2, 2)
+        await queued.astall()
+        await queued.arequeue(front=True)  # a stalled job requeued runs again
+        assert await queued.astate() == JobState.QUEUED
+        start_worker()
+        assert await queued.await_(timeout=20) == JobState.SUCCEEDED
+        assert await queued.aget(timeout=1) == 4
+        await queued.adelete()
+        with pytest.raises(JobNotFound):
+            await queued.ainfo()
+        await bapp.aclose()
+
+    asyncio.run(main())
