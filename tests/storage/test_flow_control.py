@@ -11,7 +11,7 @@ import datetime as dt
 
 import pytest
 
-from taskq import JobState
+from taskq import JobNotFound, JobState
 from taskq.worker.outcome import Outcome, error_entry
 from taskq.worker.scheduler import Scheduler
 
@@ -195,3 +195,26 @@ def test_requeuing_an_expired_job_drops_its_expiry_and_runs_it(app, t0):
     assert app.control.requeue(job.id) == "expired"
     assert claim(app, t0 + 6000)[0] == [job.id]
     assert app.backend.client.scard(app.backend.keys.slots("default", "c:t")) == 1  # its limits stay
+
+
+def test_purging_a_queue_deletes_the_jobs_its_limits_hold_back(app, t0):
+    limited = app.task(name="limited", rate_limit=(1, 60.0))(lambda i: i)
+    other = app.task(name="other")(lambda i: i)
+    jobs = [limited.apply_async((i,), unique=True, expires=3600) for i in range(4)]
+    kept = other.apply_async((0,), queue="elsewhere")
+    started, _ = claim(app, t0)
+    assert started == [jobs[0].id]
+    assert app.backend.held_counts(["default"]) == {"default": 3}
+    assert app.control.purge_queue("default") == 3
+    assert app.backend.held_counts(["default"]) == {"default": 0}
+    for job in jobs[1:]:
+        with pytest.raises(JobNotFound):
+            job.state
+    b = app.backend
+    assert not list(b.client.scan_iter(match=b.keys.scan_pattern("fh:"))), "no limiter list left"
+    assert b.client.zcard(b.keys.parked("default")) == 0
+    assert set(b.client.zrange(b.keys.expiring("default"), 0, -1)) <= {jobs[0].id.encode()}
+    assert not [k for k in b.client.scan_iter(match=b.keys.scan_pattern("u:")) if b.client.get(k) != jobs[0].id.encode()]
+    assert flow_pass(app, t0 + 120_000)[:2] == (0, 0)  # nothing comes back later
+    assert claim(app, t0 + 120_000)[0] == []
+    assert kept.state == JobState.QUEUED

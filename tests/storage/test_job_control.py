@@ -300,10 +300,28 @@ def test_stall_holds_the_job_until_unstall(capp, state):
     c.step()
     assert job.state == JobState.STALLED
     job.unstall()
+    if state == "scheduled":  # back to the schedule: its due time has not come
+        assert job.state == JobState.SCHEDULED
+        assert index_of(capp, job) == ["sched"]
+        capp.backend.promote(100, now_ms=10**13)
     assert job.state == JobState.QUEUED
     assert job.info().attempts == 0
     run_until(c, lambda: job.state == JobState.SUCCEEDED)
     stop(c)
+
+
+def test_unstall_of_a_scheduled_job_whose_due_time_passed_queues_it(capp):
+    job = capp.tasks["noop"].apply_async(delay=0.2)
+    job.stall()
+    due = int(capp.backend.client.hget(capp.backend.keys.job(job.id), "due"))
+    deadline = time.monotonic() + 10
+    while capp.backend.server_time_ms() <= due:
+        assert time.monotonic() < deadline, "the server's clock did not pass the job's due time"
+        time.sleep(0.02)
+    assert capp.control.unstall(job.id) == "queued"
+    assert job.state == JobState.QUEUED
+    [index] = index_of(capp, job)
+    assert index.startswith("q:default:")
 
 
 @pytest.mark.parametrize("state", ["active", "succeeded", "cancelled", "skipped", "waiting", "stalled"])

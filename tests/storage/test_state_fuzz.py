@@ -115,7 +115,8 @@ class Fuzz:
                                "purge"])
             if what == "purge":
                 queue = rng.choice(QUEUES)
-                doomed = {j for j, h in jobs_of(snap).items() if h.get("q") == queue and h.get("s") == "queued"}
+                doomed = {j for j, h in jobs_of(snap).items() if h.get("q") == queue
+                          and (h.get("s") == "queued" or h.get("s") == "waiting" and h.get("pk"))}
                 b.purge_queue(queue, 3)
                 return "purge", doomed
             jid = self.pick(snap, LIVE if rng.random() < 0.7 else None)

@@ -1,5 +1,5 @@
--- purge_queue: delete up to ARGV[3] queued jobs of one queue (call again
--- until it returns 0).
+-- purge_queue: delete up to ARGV[3] queued jobs of one queue, those its
+-- flow limits hold back (parked) included (call again until it returns 0).
 -- KEYS[1] namespace prefix
 -- ARGV[1] now_ms or ""  ARGV[2] queue  ARGV[3] batch limit
 -- Returns the number of jobs deleted.
@@ -22,6 +22,7 @@ for _, pr in ipairs(redis.call('ZRANGE', pk, 0, -1)) do
     local j = redis.call('HMGET', jk, 's', 'u', 'r')
     if j[1] == 'queued' then
       release_unique(id, j[2])
+      redis.call('ZREM', P .. 'xp:' .. q, id)
       if j[3] then freed[j[3]] = true end
       redis.call('DEL', jk)
       n = n + 1
@@ -29,6 +30,26 @@ for _, pr in ipairs(redis.call('ZRANGE', pk, 0, -1)) do
     left = left - 1
   end
   if redis.call('LLEN', lk) == 0 then redis.call('ZREM', pk, pr) end
+end
+-- the jobs its limiters hold back: each limiter's list, then the limiter
+local zk = P .. 'fp:' .. q
+for _, lim in ipairs(redis.call('ZRANGE', zk, 0, -1)) do
+  if left <= 0 then break end
+  local hk = P .. 'fh:' .. q .. ':' .. lim
+  while left > 0 do
+    local id = redis.call('RPOP', hk)
+    if not id then break end
+    local jk = jkey(id)
+    local j = redis.call('HMGET', jk, 's', 'u', 'pk')
+    if j[1] == 'waiting' and j[3] == lim then
+      release_unique(id, j[2])
+      redis.call('ZREM', P .. 'xp:' .. q, id)
+      redis.call('DEL', jk)
+      n = n + 1
+    end
+    left = left - 1
+  end
+  if redis.call('LLEN', hk) == 0 then redis.call('ZREM', zk, lim) end
 end
 for res in pairs(freed) do
   if not redis.call('GET', P .. 'l:' .. res) then hand_off(res) end
