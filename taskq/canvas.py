@@ -23,8 +23,10 @@ class FlowApp(AppView, Protocol):
     def launch_workflow(self, canvas: Canvas, *, link_error: Signature | None = None,
                         defaults: Mapping[str, Any] | None = None) -> Workflow[Any]: ...
 
-# Options a signature may carry besides the task's flags.
-PLACEMENT = frozenset({"job_id"})
+# Options a signature may carry besides the task's flags (``countdown`` is
+# ``delay`` under Celery's name; ``delay`` and ``eta`` of a step that waits
+# for others count from when they finished).
+PLACEMENT = frozenset({"job_id", "eta", "countdown"})
 
 
 class Canvas:
@@ -80,7 +82,8 @@ class Signature(Canvas):
     __hash__ = None  # type: ignore[assignment]
 
     def set(self, **options: Any) -> Signature:
-        """A copy with per-call options (``queue=``, ``priority=``, ``delay=``, ``retry=``, ``job_id=``...)."""
+        """A copy with per-call options (``queue=``, ``priority=``, ``delay=`` / ``countdown=``, ``eta=``,
+        ``retry=``, ``job_id=``...)."""
         return Signature(self.app, self.task, self.args, self.kwargs, {**self.options, **options}, self.immutable)
 
     def to_dict(self) -> dict[str, Any]:

@@ -37,6 +37,8 @@ class Planner:
 
     def _builder(self, sig: Signature, mark: int) -> tuple[JobBuilder, str | bytes]:
         call = {**self.defaults, **{k: v for k, v in sig.options.items() if k not in PLACEMENT}}
+        if sig.options.get("countdown") is not None:
+            call["delay"] = sig.options["countdown"]
         key = (sig.task, repr(sorted(call.items(), key=lambda kv: kv[0])), mark)
         got = self._builders.get(key)
         if got is None:
@@ -57,7 +59,7 @@ class Planner:
         if values:
             mark |= TAKES_VALUE
         builder, opts = self._builder(sig, mark)
-        req = builder.build(sig.args, sig.kwargs, job_id=sig.options.get("job_id"))
+        req = builder.build(sig.args, sig.kwargs, job_id=sig.options.get("job_id"), eta=sig.options.get("eta"))
         row = FlowRow(req._replace(options=opts, unique_key="", unique_ttl_ms=0), dependency_count=len(after),
                       values=values, on_failure=on_failure, ttls=self.ttls)
         self._wait(row, after)

@@ -59,6 +59,7 @@ class Field:
     LINK_ERROR = "le"
     FLOW = "fc"
     PARKED = "pk"
+    RELEASE_DELAY = "rd"  # a waiting job's "<delay_ms>:<eta_ms>", applied when it is released
 
 
 JOB_FIELDS = {name: value for name, value in vars(Field).items() if name.isupper()}

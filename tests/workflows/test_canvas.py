@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -181,3 +182,63 @@ def test_big_group_is_enqueued_in_at_most_20_calls(fapp: TaskQ) -> None:
     c = chord([member.s(i) for i in range(10_000)], collect.s()).delay()
     assert calls() - before <= 20
     assert len(fapp.job(c.id).members()) == 10_001
+
+
+def test_a_waiting_step_keeps_its_own_delay_and_eta_from_its_release(fapp: TaskQ) -> None:
+    add = fapp.tasks["add"]
+    eta = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=2)
+    w = (add.s(1, 2).set(job_id="first") | add.s(10).set(job_id="delayed", delay=3600)
+         | add.s(100).set(job_id="at-eta", eta=eta)).delay()
+    assert fapp.job("delayed").state == JobState.WAITING
+    drain(fapp, [fapp.job("first")])
+    delayed = fapp.job("delayed").info()
+    assert delayed.state == JobState.SCHEDULED  # released, then scheduled for its own delay
+    now = fapp.backend.server_time_ms() / 1000
+    assert delayed.due_at is not None and now + 3590 < delayed.due_at <= now + 3600
+    fapp.backend.promote(100, now_ms=int((now + 3601) * 1000))
+    drain(fapp, [fapp.job("delayed")])
+    at_eta = fapp.job("at-eta").info()
+    assert at_eta.state == JobState.SCHEDULED
+    assert at_eta.due_at is not None and abs(at_eta.due_at - eta.timestamp()) < 0.01
+    fapp.backend.promote(100, now_ms=int((eta.timestamp() + 1) * 1000))
+    run(fapp, w)
+    assert w.result(timeout=1) == 113
+
+
+def test_a_waiting_step_with_expires_keeps_its_flow_limits_and_its_expiry(fapp: TaskQ) -> None:
+    add = fapp.tasks["add"]
+    # a limit of one start per minute: the second limited step is held back
+    limited = {"rate_limit": (1, 60.0), "rate_limit_key": "one", "expires": 3600}
+    w1 = (add.s(1, 1).set(job_id="a1") | add.s(1).set(job_id="a2", **limited)).delay()
+    w2 = (add.s(2, 2).set(job_id="b1") | add.s(2).set(job_id="b2", **limited)).delay()
+    drain(fapp, [fapp.job("a1"), fapp.job("b1"), fapp.job("a2")])
+    states = sorted([fapp.job("a2").state, fapp.job("b2").state])
+    assert states == [JobState.SUCCEEDED, JobState.WAITING]  # one ran, the other is held by the limit
+    assert fapp.backend.held_counts(["default"]) == {"default": 1}
+    assert not w1.state.finished or not w2.state.finished
+    # a step whose expiry passes while it waits for its parent ends expired, never run
+    w3 = (add.s(3, 3).set(job_id="c1") | add.s(3).set(job_id="c2", expires=0.2)).delay()
+    b = fapp.backend
+    exp = int(b.client.zscore(b.keys.expiring("default"), "c2") or 0)
+    assert exp > 0  # indexed by its expiry from the enqueue
+    deadline = time.monotonic() + 10
+    while b.server_time_ms() <= exp:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    b.flow_pass("default", 60_000, fapp.settings.done_max)
+    assert fapp.job("c2").state == JobState.EXPIRED
+    drain(fapp, [fapp.job("c1")])
+    assert fapp.job("c2").state == JobState.EXPIRED
+    assert w3.state.finished
+
+
+def test_a_cancelled_waiting_step_leaves_no_values_behind(fapp: TaskQ) -> None:
+    add, collect = fapp.tasks["add"], fapp.tasks["collect"]
+    chord(group(add.s(1, 1).set(job_id="m1"), add.s(2, 2).set(job_id="m2", queue="elsewhere")),
+          collect.s().set(job_id="cb")).delay()
+    drain(fapp, [fapp.job("m1")])
+    b = fapp.backend
+    assert b.client.exists(b.keys.dependency_values("cb")) == 1  # m1's value waits for m2
+    assert fapp.job("cb").cancel() == "cancelled"
+    assert b.client.exists(b.keys.dependency_values("cb")) == 0
+    assert b.client.exists(b.keys.pending_dependencies("cb")) == 0

@@ -27,6 +27,7 @@
 --       tt "<succeeded ttl_ms>:<failed ttl_ms>" of a job that finishes itself
 --       dc the job whose failure ended it  le its link_error job
 --       fc flow-control spec  pk limiter that holds it back (parked)
+--       rd "<delay_ms>:<eta_ms>" of a waiting job, applied when it is released
 --   (taskq/storage/records.py names the same fields for Python)
 
 -- Per-call state, set by begin() at the start of every call: as a script,
@@ -467,9 +468,10 @@ local function end_waiting(pid, pk, state, blob, root, count_it)
   if count_it and not p[5] then count(p[1], p[2], state) end
 end
 
--- Every dependency of a parent has finished: queue it, or finish a handle.
+-- Every dependency of a parent has finished: queue it (or schedule it, for
+-- its own delay or eta: `rd`), or finish a handle.
 local function release(pid, pk)
-  local p = redis.call('HMGET', pk, 'wk', 'dm', 'dn', 'd', 'q', 'p', 'df')
+  local p = redis.call('HMGET', pk, 'wk', 'dm', 'dn', 'd', 'q', 'p', 'df', 'rd')
   local vk = P .. 'dv:' .. pid
   local failed = redis.call('HGET', vk, 'f')
   if p[1] then
@@ -496,6 +498,18 @@ local function release(pid, pk)
   elseif p[2] == 'err' then value = cmsgpack.pack(failed and root_of(failed) or '') end
   if value then redis.call('HSET', pk, 'd', prepend_arg(p[4], value)) end
   redis.call('DEL', vk)
+  if p[8] then
+    -- its own delay counts from now; an eta still ahead is kept
+    redis.call('HDEL', pk, 'rd')
+    local dl, eta = string.match(p[8], '^(%d*):(%d*)$')
+    local due = NOW + (tonumber(dl) or 0)
+    if (tonumber(eta) or 0) > due then due = tonumber(eta) end
+    if due > NOW then
+      redis.call('HSET', pk, 's', 'scheduled', 'due', fmt(due))
+      schedule(pid, due)
+      return
+    end
+  end
   redis.call('HSET', pk, 's', 'queued')
   push_ready(pid, p[5], p[6], false)
 end
@@ -816,6 +830,19 @@ local function queue_paused(queue)
   return redis.call('EXISTS', P .. 'pz:' .. queue) == 1
 end
 
+-- The flow spec of new job `id` as stored: an expiry given as "+<ms>" counts
+-- from now, on the server's clock, and the job is indexed by it (P xp:<queue>).
+local function flow_store(id, queue, flow)
+  local rel, rest = string.match(flow, '^%+(%d+)(|.*)$')
+  if rel then flow = fmt(NOW + tonumber(rel)) .. rest end
+  local exp = string.match(flow, '^(%d+)|')
+  if exp then
+    redis.call('ZADD', P .. 'xp:' .. queue, exp, id)
+    redis.call('SADD', P .. 'queues', queue)  -- the scheduler's flow_pass looks at listed queues
+  end
+  return flow
+end
+
 -- ---------------------------------------------------------------- enqueue
 -- Creates one job. Returns id, created (true|false), state. A job id that
 -- exists and a unique key held by an unfinished job both return that job
@@ -876,15 +903,7 @@ local function enqueue_one(check, look, later, id, task, queue, prio, data, opts
   if sig ~= '' then f[n + 1] = 'g'; f[n + 2] = sig; n = n + 2 end
   if mark then f[n + 1] = 'n'; f[n + 2] = mark; n = n + 2 end
   if flow ~= '' then
-    -- an expiry given as "+<ms>" counts from now, on the server's clock
-    local rel, rest = string.match(flow, '^%+(%d+)(|.*)$')
-    if rel then flow = fmt(NOW + tonumber(rel)) .. rest end
-    f[n + 1] = 'fc'; f[n + 2] = flow; n = n + 2
-    local exp = string.match(flow, '^(%d+)|')
-    if exp then
-      redis.call('ZADD', P .. 'xp:' .. queue, exp, id)
-      redis.call('SADD', P .. 'queues', queue)  -- the scheduler's flow_pass looks at listed queues
-    end
+    f[n + 1] = 'fc'; f[n + 2] = flow_store(id, queue, flow); n = n + 2
   end
   if state == 'scheduled' then
     f[n + 1] = 'due'; f[n + 2] = fmt(due); n = n + 2
@@ -905,7 +924,7 @@ end
 -- Removes a not-active job from whatever index holds it (ready list,
 -- schedule, resource waiters, stalled, finished indexes).
 local function unindex(id, jk, st)
-  local j = redis.call('HMGET', jk, 'q', 'p', 'r', 'pk')
+  local j = redis.call('HMGET', jk, 'q', 'p', 'r', 'pk', 'wk')
   if st == 'queued' then
     remove_ready(id, j[1], j[2])
     -- it may be the waiter a release handed the resource to: pass the turn on
@@ -917,6 +936,7 @@ local function unindex(id, jk, st)
   elseif st == 'waiting' then
     if j[3] then redis.call('LREM', P .. 'lw:' .. j[3], 1, id) end
     redis.call('DEL', P .. 'dp:' .. id)  -- waited for dependencies: it no longer does
+    if not j[5] then redis.call('DEL', P .. 'dv:' .. id) end  -- nor for their values (a handle keeps them)
   elseif st == 'stalled' then redis.call('ZREM', P .. 'stalled', id)
   elseif st == 'failed' then redis.call('ZREM', P .. 'failed', id)
   else redis.call('ZREM', P .. 'done', id) end

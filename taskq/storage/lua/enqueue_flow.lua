@@ -77,7 +77,10 @@ local function create(f)
     end
     if f[14] ~= '' then h[#h + 1] = 'm'; h[#h + 1] = f[14] end
     if f[15] ~= '' then h[#h + 1] = 'g'; h[#h + 1] = f[15] end
-    if f[16] ~= '' then h[#h + 1] = 'fc'; h[#h + 1] = f[16] end
+    if f[16] ~= '' then h[#h + 1] = 'fc'; h[#h + 1] = flow_store(id, f[3], f[16]) end
+    if kind == '' and ((f[7] ~= '' and f[7] ~= '0') or (f[8] ~= '' and f[8] ~= '0')) then
+      h[#h + 1] = 'rd'; h[#h + 1] = f[7] .. ':' .. f[8]  -- its delay / eta, applied at release
+    end
     redis.call('HSET', jk, unpack(h))
     if kind == '' then count(f[2], f[3], 'enqueued') end
   end
