@@ -209,7 +209,7 @@ def test_purging_a_queue_deletes_the_jobs_its_limits_hold_back(app, t0):
     assert app.backend.held_counts(["default"]) == {"default": 0}
     for job in jobs[1:]:
         with pytest.raises(JobNotFound):
-            job.state
+            _ = job.state
     b = app.backend
     assert not list(b.client.scan_iter(match=b.keys.scan_pattern("fh:"))), "no limiter list left"
     assert b.client.zcard(b.keys.parked("default")) == 0

@@ -186,7 +186,7 @@ def test_big_group_is_enqueued_in_at_most_20_calls(fapp: TaskQ) -> None:
 
 def test_a_waiting_step_keeps_its_own_delay_and_eta_from_its_release(fapp: TaskQ) -> None:
     add = fapp.tasks["add"]
-    eta = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=2)
+    eta = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
     w = (add.s(1, 2).set(job_id="first") | add.s(10).set(job_id="delayed", delay=3600)
          | add.s(100).set(job_id="at-eta", eta=eta)).delay()
     assert fapp.job("delayed").state == JobState.WAITING
