@@ -237,8 +237,8 @@ def test_cli_controls_one_job_through_its_states(client, cli):
     job = client.tasks["noop"].apply_async(delay=600)
     assert "stall ok (scheduled)" in cli("job", "stall", job.id, "-A", APP).output
     assert job.state == JobState.STALLED
-    assert "unstall ok (queued)" in cli("job", "unstall", job.id, "-A", APP).output
-    assert job.state == JobState.QUEUED
+    assert "unstall ok (scheduled)" in cli("job", "unstall", job.id, "-A", APP).output  # due in 10 min
+    assert job.state == JobState.SCHEDULED
     assert "cancel ok (cancelled)" in cli("job", "cancel", job.id, "-A", APP).output
     refused = cli("job", "cancel", job.id, "-A", APP, ok=False)
     assert refused.exit_code == 1
