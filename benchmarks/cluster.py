@@ -116,6 +116,8 @@ class Bench:
         for app in self.apps:
             app.tasks["noop"].map([()] * self.per)
         before = masters_snapshot(self.nodes, JOB_CALLS)
+        if [self.counter(ns) for ns in self.names] != base:
+            raise RuntimeError("jobs of a paused queue ran before the resume")
         t0 = time.time()
         for app in self.apps:
             app.control.resume_queue("default")

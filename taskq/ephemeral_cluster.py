@@ -50,6 +50,10 @@ def _knows(port: int | None, node_id: bytes) -> bool:
     return node_id in _command(port, "CLUSTER", "NODES")
 
 
+def _covered(port: int | None) -> bool:
+    return sum(int(hi) - int(lo) + 1 for lo, hi, *_ in _command(port, "CLUSTER", "SLOTS")) == SLOTS
+
+
 def _in_sync(port: int | None) -> bool:
     return bool(_command(port, "INFO", "replication").get("master_link_status") == "up")
 
@@ -114,6 +118,7 @@ class EphemeralCluster:
                 _wait(partial(_knows, r.port, mid), WAIT_TIMEOUT, "the replica to know its master")
                 _command(r.port, "CLUSTER", "REPLICATE", mid.decode())
         self.wait_ok()
+        _wait(lambda: all(_covered(n.port) for n in self.nodes), WAIT_TIMEOUT, "every node to see every slot served")
         for r in (r for group in self.replicas for r in group):
             _wait(partial(_in_sync, r.port), WAIT_TIMEOUT, "replicas in sync")
         if self.appendonly:
