@@ -38,4 +38,9 @@ Figures (``--only`` takes these names, comma-separated):
     Server memory per queued job beyond a 100-byte payload (``INFO memory``
     before/after) vs a minimal hash + list record, and the RSS of an idle
     worker (supervisor and child) vs an idle raw consumer.
+``cluster``
+    On a Cluster of 1 and of 3 masters started for the figure (same
+    machine): jobs drained per second over three namespaces (one per master
+    on 3), the masters' CPU per job and each master's share of the job calls,
+    vs ``BLMPOP`` consumers on the same slots; the machine's core count.
 """

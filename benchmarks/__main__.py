@@ -18,11 +18,12 @@ from redis.utils import HIREDIS_AVAILABLE
 from taskq.embedded import server_version
 from taskq.ephemeral import EphemeralServer
 
-from . import aio, bulk, dashboard, delayed, drain, enqueue, flow, memory, roundtrip, workflows
+from . import aio, bulk, cluster, dashboard, delayed, drain, enqueue, flow, memory, roundtrip, workflows
 from .common import MODES, Context
 from .report import Row, table
 
-FIGURES = {m.NAME: m for m in (enqueue, bulk, drain, roundtrip, delayed, memory, dashboard, aio, flow, workflows)}
+FIGURES = {m.NAME: m for m in (enqueue, bulk, drain, roundtrip, delayed, memory, dashboard, aio, flow, workflows,
+                                   cluster)}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -68,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         sizes = type(sizes)(**{**sizes.__dict__, "runs": args.runs})
     workdir = Path(tempfile.mkdtemp(prefix="taskq-bench-"))
     server = EphemeralServer(args.server_bin, appendonly=args.appendonly, extra_args=args.server_arg).start()
-    ctx = Context(server.url, sizes, workdir)
+    ctx = Context(server.url, sizes, workdir, server_bin=server.binary, appendonly=args.appendonly,
+                  server_args=tuple(args.server_arg))
     rows: list[Row] = []
     failed: list[str] = []
     began = time.monotonic()

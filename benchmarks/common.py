@@ -37,16 +37,17 @@ class Sizes:
     wf_chord: int = 10_000  # members of the chord enqueued (workflows)
     wf_latency: int = 50  # small chords timed for callback latency
     wf_chain: int = 1000  # steps of the chain
+    cluster: int = 30_000  # jobs drained per cluster run (a third per namespace)
 
 
 MODES = {
     "smoke": Sizes(runs=3, single=300, bulk=3000, drain=300, roundtrip=50, late=100, late_window=0.3,
                    backlog=3000, memory=3000, idle=0.2, dash_queued=3000, dash_failed=300,
-                   wf_chord=1000, wf_latency=10, wf_chain=50),
+                   wf_chord=1000, wf_latency=10, wf_chain=50, cluster=600),
     "quick": Sizes(runs=3, single=5000, bulk=50_000, drain=5000, roundtrip=300, late=2000, late_window=3.0,
                    backlog=30_000, memory=30_000, idle=1.0),
     "full": Sizes(runs=5, single=20_000, bulk=200_000, drain=20_000, roundtrip=1000, late=10_000,
-                  late_window=10.0, backlog=100_000, memory=100_000, idle=2.0),
+                  late_window=10.0, backlog=100_000, memory=100_000, idle=2.0, cluster=90_000),
 }
 
 
@@ -136,6 +137,9 @@ class Context:
     sizes: Sizes
     workdir: Path
     procs: list[Proc] = field(default_factory=list)
+    server_bin: str | None = None  # the run's server binary and settings, for servers a figure starts
+    appendonly: bool = False
+    server_args: tuple[str, ...] = ()
     _client: redis.Redis | None = None
 
     @property
@@ -157,11 +161,12 @@ class Context:
         """Empty the server between runs (it is ours alone)."""
         self.redis.execute_command("FLUSHALL", "SYNC")  # plain FLUSHALL may free lazily
 
-    def worker(self, namespace: str, concurrency: int) -> Proc:
-        """Start ``taskq worker benchmarks.tasks:app -c N`` on ``namespace``."""
+    def worker(self, namespace: str, concurrency: int, url: str | None = None) -> Proc:
+        """Start ``taskq worker benchmarks.tasks:app -c N`` on ``namespace`` (of the run's server,
+        or of the one at ``url``)."""
         cmd = [sys.executable, "-m", "taskq_cli.main", "worker", "benchmarks.tasks:app", "-c", str(concurrency),
                "--loglevel", "WARNING"]
-        return Proc(self, cmd, {"TASKQ_REDIS_URL": self.url, "TASKQ_NAMESPACE": namespace})
+        return Proc(self, cmd, {"TASKQ_REDIS_URL": url or self.url, "TASKQ_NAMESPACE": namespace})
 
     def worker_proc(self, namespace: str) -> Proc:
         """Start ``taskq worker benchmarks.dashboard_tasks:app -c 2 -Q work`` on ``namespace``."""

@@ -17,6 +17,10 @@ stateless SRC PROCESSING NAMESPACE
     A queue that keeps no per-job state: one script call per batch of 100
     claims (``RPOP`` + ``SADD`` to PROCESSING) and acks the previous batch
     (``SREM``), with the one-call task's call per job, until SRC is empty.
+blmpop CLUSTER_URL SRC READY COUNT
+    On a cluster (redis-py ``RedisCluster``, ``redis+cluster://h:p,...``):
+    ``BLMPOP`` batches of 100 ids from SRC (the no-op task per id) until
+    COUNT are taken; reports its first take and last finish.
 echo REQUESTS READY
     ``BLPOP`` a reply key from REQUESTS and ``LPUSH`` an answer to it,
     until the reply key is ``stop``.
@@ -31,6 +35,8 @@ from __future__ import annotations
 import json
 import sys
 import time
+
+from redis.cluster import ClusterNode, RedisCluster
 
 from .common import client
 from .work import one_call
@@ -67,6 +73,33 @@ def calls(url: str, count: str, namespace: str) -> None:
     for _ in range(n):
         one_call(url, namespace)
     print(json.dumps({"first": first, "last": time.time(), "n": n}))
+
+
+def cluster_client(url: str) -> RedisCluster:
+    """A RedisCluster on the nodes of ``redis+cluster://h:p,h:p``, with the settings of ``client()``."""
+    nodes = [ClusterNode(host, int(port)) for host, port in
+             (hp.rsplit(":", 1) for hp in url.split("://", 1)[1].split("/", 1)[0].split(","))]
+    return RedisCluster(startup_nodes=nodes, socket_connect_timeout=2.0, socket_timeout=FIRST_WAIT + 30,
+                        protocol=2)
+
+
+def blmpop(url: str, src: str, ready: str, count: str) -> None:
+    r = cluster_client(url)
+    r.incr(ready)
+    want = int(count)
+    first = last = 0.0
+    n = 0
+    while n < want:
+        reply = r.blmpop(FIRST_WAIT, 1, src, direction="RIGHT", count=BATCH)
+        if reply is None:
+            break
+        if not n:
+            first = time.time()
+        for _ in reply[1]:
+            pass  # the no-op task
+        n += len(reply[1])
+        last = time.time()
+    print(json.dumps({"first": first, "last": last, "n": n}))
 
 
 def echo(url: str, requests: str, ready: str) -> None:
@@ -170,8 +203,8 @@ def stateless(url: str, src: str, processing: str, namespace: str) -> None:
     print(json.dumps({"first": first, "last": last, "n": done}))
 
 
-MODES = {"consume": consume, "calls": calls, "scripts": scripts, "stateless": stateless, "echo": echo,
-         "delayed": delayed}
+MODES = {"consume": consume, "calls": calls, "scripts": scripts, "stateless": stateless, "blmpop": blmpop,
+         "echo": echo, "delayed": delayed}
 
 if __name__ == "__main__":
     MODES[sys.argv[1]](*sys.argv[2:])

@@ -20,6 +20,9 @@ FIGURES = {
     "7 dashboard": ["overview", "failed jobs page"],
     "8 asyncio": ["adelay() x", "tasks at once", "round trip p50", "round trip p99"],
     "9 flow control": ["jobs held by a 50/s limit", "calls per start", "idle on an empty queue", "achieved starts/s"],
+    "11 cluster": ["1 master, 3 namespaces", "3 masters, a namespace on each", "3 masters / 1 master",
+                   "server CPU per job, 1 master", "server CPU per job, 3 masters", "share of the job calls on master 1",
+                   "share of the job calls on master 3", "CPU cores of this machine"],
 }
 
 

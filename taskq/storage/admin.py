@@ -1,6 +1,7 @@
 """A fail-fast client for administering a server process (probe, wait until
-ready, INFO, SHUTDOWN): what the embedded server manager needs, with the
-redis-py errors it meets turned into :class:`AdminError`."""
+ready, INFO, SHUTDOWN, CLUSTER commands): what the embedded server manager
+and the ephemeral cluster need, with the redis-py errors they meet turned
+into :class:`AdminError`."""
 
 from __future__ import annotations
 
@@ -12,10 +13,16 @@ from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
+from redis.crc import key_slot as _key_slot
 from redis.retry import Retry
 
 log = logging.getLogger("taskq.server")
 POLL_INTERVAL = 0.02
+
+
+def key_slot(key: str) -> int:
+    """The Cluster hash slot of ``key`` (its ``{tag}`` if it has one)."""
+    return int(_key_slot(key.encode()))
 
 
 class AdminError(Exception):
@@ -84,6 +91,14 @@ class AdminClient:
         try:
             return dict(self._client.info(section) if section else self._client.info())
         except redis.RedisError as exc:  # hung, or busy with a script
+            raise AdminError(exc) from None
+
+    def command(self, *args: str | int) -> Any:
+        """Any command, e.g. ``command("CLUSTER", "MYID")`` (a CLUSTER reply comes unparsed, as bytes)."""
+        try:
+            client: Any = self._client  # redis-py's execute_command is untyped
+            return client.execute_command(*args)
+        except redis.RedisError as exc:
             raise AdminError(exc) from None
 
     def pid(self) -> int:

