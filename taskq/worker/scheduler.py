@@ -88,6 +88,9 @@ class Scheduler:
         self.app = app
         self.reaper = Reaper(app) if reaper else None
         self.reap_every_ms = max(100, min(1000, int(app.settings.heartbeat_timeout * 1000) // 5))
+        # A pass that failed is tried again within a fifth of heartbeat_timeout
+        # at the latest: a new master (a failover) is found well within it.
+        self.retry_cap = max(0.1, app.settings.heartbeat_timeout / 5)
         self.next_reap_ms = 0
         self.next_trim_ms = 0
         self.stop_event = threading.Event()
@@ -231,7 +234,7 @@ class Scheduler:
                 down = down or ("server" if isinstance(exc, TaskQError) else "error")
                 if self.stop_event.wait(pause):
                     break
-                pause = min(pause * 2, 2.0)
+                pause = min(pause * 2, self.retry_cap)
 
     def stop_periodics(self) -> None:
         """Enqueue no more periodic ticks (promotion and reaping go on)."""
