@@ -3,8 +3,7 @@
 drive with ``await`` (:func:`drive` and :func:`adrive`).
 
 A server lost during the wait (``BrokerUnavailable``: a failover, a
-restart) does not end it: the wait pauses (capped at a fifth of
-``heartbeat_timeout``), watches the job again on whatever server now
+restart) does not end it: the wait pauses (see :func:`retry_pause_cap`), watches the job again on whatever server now
 answers -- the outcome may have been pushed while it was away, and the new
 master must know the job is watched -- and waits on, until its own timeout.
 """
@@ -38,8 +37,10 @@ def not_found(app: AppView, job_id: str) -> JobNotFound:
 
 
 def retry_pause_cap(app: AppView) -> float:
-    """Longest pause between tries at a lost server: a fifth of ``heartbeat_timeout``."""
-    return max(FIRST_PAUSE, app.settings.heartbeat_timeout / 5)
+    """Longest pause between tries at a lost server (result waits, the event
+    listener, workers, the scheduler): a fifth of ``heartbeat_timeout``, at
+    most 2 s, so a new master is found well within ``heartbeat_timeout``."""
+    return max(FIRST_PAUSE, min(app.settings.heartbeat_timeout / 5, 2.0))
 
 
 def outcome_steps(app: AppView, job_id: str, timeout: float) -> Steps:

@@ -17,6 +17,7 @@ from ..embedded import ensure_embedded_server
 from ..enqueue import build_job
 from ..errors import BrokerRefused, BrokerUnavailable, TaskQError
 from ..storage.records import EnqueueRequest
+from ..waits import retry_pause_cap
 from .heartbeat import watch_gap_ms
 from .outcome import error_entry
 
@@ -88,9 +89,7 @@ class Scheduler:
         self.app = app
         self.reaper = Reaper(app) if reaper else None
         self.reap_every_ms = max(100, min(1000, int(app.settings.heartbeat_timeout * 1000) // 5))
-        # A pass that failed is tried again within a fifth of heartbeat_timeout
-        # at the latest: a new master (a failover) is found well within it.
-        self.retry_cap = max(0.1, app.settings.heartbeat_timeout / 5)
+        self.retry_cap = retry_pause_cap(app)  # a new master (a failover) is found well within heartbeat_timeout
         self.next_reap_ms = 0
         self.next_trim_ms = 0
         self.stop_event = threading.Event()

@@ -15,7 +15,7 @@ import pytest
 
 from taskq import BrokerUnavailable, ResultTimeout, TaskQ
 from taskq.events import EventListener
-from taskq.waits import adrive, drive, outcome_steps
+from taskq.waits import adrive, drive, outcome_steps, retry_pause_cap
 from taskq.worker.scheduler import Scheduler
 
 LOST = BrokerUnavailable("cannot reach the server: Connection refused")
@@ -147,3 +147,7 @@ def test_the_scheduler_retries_a_lost_server_within_a_fifth_of_heartbeat_timeout
     scheduler.run()
     assert max(pauses) == pytest.approx(0.2) and pauses[0] < 0.2
     app.close()
+
+
+def test_every_retry_pause_is_capped_at_a_fifth_of_heartbeat_timeout_and_2s():
+    assert [retry_pause_cap(fake_app(hb)) for hb in (0.5, 3.0, 10.0, 60.0)] == [0.1, 0.6, 2.0, 2.0]
