@@ -3,10 +3,17 @@
 Finishing scripts publish ``"<id> <state>"`` on the namespace's events
 channel for jobs someone watches; this thread subscribes once and
 dispatches. No thread per job, no polling.
+
+A lost connection (a failover, a restart) is logged once; the listener
+subscribes again (on whatever server is now the master), closing the lost
+subscription, and reads every watched job once more to fire those that
+finished while it was away. Retries pause up to a fifth of
+``heartbeat_timeout``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -14,6 +21,7 @@ from typing import Any
 
 from .appview import AppView
 from .job import Job, JobState, not_found
+from .waits import FIRST_PAUSE, retry_pause_cap
 
 log = logging.getLogger("taskq.events")
 Callback = Callable[[Job[Any], JobState], Any]
@@ -65,26 +73,42 @@ class EventListener:
                 log.exception("on_finish callback for job %s raised", job_id)
 
     def _run(self) -> None:
+        down = ""  # the error that cut the listener off, until it is subscribed and caught up again
+        pause = FIRST_PAUSE
         while not self._stop.is_set():
             try:
+                if down:
+                    self._resubscribe()
                 msg = self._pubsub.get_message(timeout=0.5)
-            except Exception as exc:  # connection lost: resubscribe
-                log.warning("event listener lost its connection (%s); resubscribing", exc)
-                if self._stop.wait(0.5):
+            except Exception as exc:  # connection lost (a failover, a restart): resubscribe
+                if not down:
+                    log.warning("event listener lost its connection (%s); resubscribing", exc)
+                down = down or f"{type(exc).__name__}: {exc}"
+                if self._stop.wait(pause):
                     return
-                try:
-                    self._pubsub = self.app.backend.subscribe_events()
-                    for job_id in list(self._callbacks):  # catch outcomes published while away
-                        state, _ = self.app.backend.watch(job_id)
-                        if state and JobState(state).finished:
-                            self._fire(job_id, JobState(state))
-                except Exception:
-                    continue
+                pause = min(pause * 2, retry_pause_cap(self.app))
                 continue
+            if down:
+                log.info("event listener resubscribed")
+                down, pause = "", FIRST_PAUSE
             if not msg or msg.get("type") != "message":
                 continue
             job_id, _, state = msg["data"].decode().partition(" ")
             if job_id in self._callbacks:
+                self._fire(job_id, JobState(state))
+
+    def _resubscribe(self) -> None:
+        """A new subscription in place of the lost one (closed), then the
+        outcomes published while away: every watched job is read again (on
+        any failure all of it is done again, on the next try)."""
+        old, self._pubsub = self._pubsub, None
+        if old is not None:
+            with contextlib.suppress(Exception):
+                old.close()
+        self._pubsub = self.app.backend.subscribe_events()
+        for job_id in list(self._callbacks):
+            state, _ = self.app.backend.watch(job_id)
+            if state and JobState(state).finished:
                 self._fire(job_id, JobState(state))
 
     def stop(self) -> None:

@@ -4,23 +4,19 @@ async code (the result wait is one generator both drive)."""
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
-
-import msgpack
 
 from . import codec
 from .appview import AppView
-from .errors import JobNotFound, NoResult, ResultTimeout, TaskFailed
+from .errors import NoResult, TaskFailed
 from .info import JobInfo, decode_error, decode_errors, job_info
 from .states import FINISHED, JobState
 from .storage.aio import AsyncBackend
+from .waits import adrive, drive, not_found, outcome_steps
 
-__all__ = ["FINISHED", "Job", "JobInfo", "JobState", "decode_errors", "job_info", "not_found", "outcome_value"]
-
-# Longest single blocking call; longer waits loop (keeps below the socket timeout).
-_WAIT_SLICE = 10.0
+__all__ = ["FINISHED", "Job", "JobInfo", "JobState", "decode_errors", "job_info", "not_found", "outcome_steps",
+           "outcome_value"]
 
 
 def outcome_value(job_id: str, state: str, blob: bytes) -> Any:
@@ -36,46 +32,6 @@ def outcome_value(job_id: str, state: str, blob: bytes) -> Any:
 
 
 R = TypeVar("R")
-
-
-def not_found(app: AppView, job_id: str) -> JobNotFound:
-    """The error for a job id with no job: it names the retention that drops
-    finished jobs, the likeliest reason a job once there is gone."""
-    s = app.settings
-    return JobNotFound(f"no job {job_id!r} (never created, deleted, or expired: a finished job is kept "
-                       f"succeeded_ttl={s.succeeded_ttl:g}s, a failed one failed_ttl={s.failed_ttl:g}s)")
-
-
-def outcome_steps(app: AppView, job_id: str, timeout: float) -> Generator[tuple[str, float], Any, tuple[str, bytes]]:
-    """The wait for a job's outcome, without its I/O: yields ``("watch",
-    within)`` (send back the watch reply, ``(state, blob)``) or ``("wait",
-    seconds)`` (send back the pushed outcome or None); returns (final state,
-    value-or-error blob) or raises. ``Job._outcome`` and ``Job._aoutcome``
-    drive it."""
-    deadline = time.monotonic() + timeout
-    # Always watch first, tombstone or not: it marks the job (wt) so that
-    # every way it can finish pushes its outcome -- the scripts' own
-    # finalizations (cancel before it ran, cancelled or skipped at claim,
-    # worker lost) keep no result (keep_ms 0) and push only for a watched job.
-    state, blob = yield "watch", min(timeout, _WAIT_SLICE)
-    if not state:
-        raise not_found(app, job_id)
-    if JobState(state).finished:
-        return state, blob
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        raw = yield "wait", min(left, _WAIT_SLICE)
-        if raw is not None:
-            state, blob = msgpack.unpackb(raw, raw=True)
-            return state.decode(), blob
-    state, blob = yield "watch", 0.0
-    if not state:
-        raise not_found(app, job_id)
-    if JobState(state).finished:
-        return state, blob
-    raise ResultTimeout(f"job {job_id} still {state} after {timeout:g}s")
 
 
 class _Control(Protocol):
@@ -181,15 +137,7 @@ class Job(Generic[R]):
             if self._result_timeout is None and self.task_name is None:  # a handle from app.job(id): ask the job
                 self.task_name = backend.job_task(self.id)
             timeout = self._default_wait()
-        steps = outcome_steps(self.app, self.id, timeout)
-        reply: Any = None
-        try:
-            while True:
-                op, seconds = steps.send(reply)
-                reply = backend.watch(self.id, within=seconds) if op == "watch" else \
-                    backend.wait_outcome(self.id, seconds)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+        return drive(outcome_steps(self.app, self.id, timeout), backend, self.id)
 
     def _default_wait(self) -> float:
         """``tombstone_timeout`` of the enqueue that made this handle, else of its task."""
@@ -263,15 +211,7 @@ class Job(Generic[R]):
             if self._result_timeout is None and self.task_name is None:
                 self.task_name = await backend.job_task(self.id)
             timeout = self._default_wait()
-        steps = outcome_steps(self.app, self.id, timeout)
-        reply: Any = None
-        try:
-            while True:
-                op, seconds = steps.send(reply)
-                reply = await (backend.watch(self.id, within=seconds) if op == "watch" else
-                               backend.wait_outcome(self.id, seconds))
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+        return await adrive(outcome_steps(self.app, self.id, timeout), backend, self.id)
 
     # -- control (each is one atomic script; see taskq/storage/lua)
 

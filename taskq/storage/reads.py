@@ -185,8 +185,12 @@ class Reads(Connection):
 
     def subscribe_events(self) -> Any:
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        with translate_errors(self.url):
-            pubsub.subscribe(self.keys.events)
+        try:
+            with translate_errors(self.url):
+                pubsub.subscribe(self.keys.events)
+        except BaseException:
+            pubsub.close()  # its connection, if any, is not left open
+            raise
         return pubsub
 
     # ---- reads for stats

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import BrokerUnavailable, TaskQError
 from ..storage.records import ClaimedJob
+from ..waits import retry_pause_cap
 from . import aio
 from .config import WorkerConfig
 from .executor import Executor
@@ -262,7 +263,7 @@ class Consumer:
                 if pause == 0.1:
                     log.warning("cannot reach the server to start (%s); retrying with backoff", exc)
                 time.sleep(pause)
-                pause = min(pause * 2, 2.0)
+                pause = min(pause * 2, retry_pause_cap(self.app))
 
     def run(self) -> None:
         """Serve until asked to stop; then hand back unstarted jobs and leave."""
@@ -293,7 +294,7 @@ class Consumer:
                     log.warning("lost the server (%s); retrying with backoff", exc)
                 down = True
                 time.sleep(pause)
-                pause = min(pause * 2, 2.0)
+                pause = min(pause * 2, retry_pause_cap(self.app))
         self.shutdown()
 
     def shutdown(self) -> None:

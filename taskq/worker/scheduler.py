@@ -17,6 +17,7 @@ from ..embedded import ensure_embedded_server
 from ..enqueue import build_job
 from ..errors import BrokerRefused, BrokerUnavailable, TaskQError
 from ..storage.records import EnqueueRequest
+from ..waits import retry_pause_cap
 from .heartbeat import watch_gap_ms
 from .outcome import error_entry
 
@@ -88,6 +89,7 @@ class Scheduler:
         self.app = app
         self.reaper = Reaper(app) if reaper else None
         self.reap_every_ms = max(100, min(1000, int(app.settings.heartbeat_timeout * 1000) // 5))
+        self.retry_cap = retry_pause_cap(app)  # a new master (a failover) is found well within heartbeat_timeout
         self.next_reap_ms = 0
         self.next_trim_ms = 0
         self.stop_event = threading.Event()
@@ -231,7 +233,7 @@ class Scheduler:
                 down = down or ("server" if isinstance(exc, TaskQError) else "error")
                 if self.stop_event.wait(pause):
                     break
-                pause = min(pause * 2, 2.0)
+                pause = min(pause * 2, self.retry_cap)
 
     def stop_periodics(self) -> None:
         """Enqueue no more periodic ticks (promotion and reaping go on)."""
