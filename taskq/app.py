@@ -10,7 +10,7 @@ from functools import cached_property
 from typing import Any, ParamSpec, TypeVar, overload
 
 from . import codec
-from .bulk import ENQUEUE_CHUNK, Bulk, Item  # noqa: F401 - ENQUEUE_CHUNK re-exported
+from .bulk import ENQUEUE_CHUNK, Bulk, Item, by_queue, per_queue  # noqa: F401 - ENQUEUE_CHUNK re-exported
 from .canvas import Canvas, Signature
 from .control import JobControl
 from .cron import Periodic
@@ -21,6 +21,7 @@ from .events import EventListener
 from .flowplan import enqueue_dependent, launch
 from .job import Job
 from .options import AppSettings, TaskOptions, load_settings, warn_unknown_task_flags
+from .slots import Slots
 from .stats import Stats, WorkerInfo, collect_stats, collect_workers
 from .storage.aio import AsyncBackend
 from .storage.backend import Backend, check_url, redact_url
@@ -63,6 +64,7 @@ class TaskQ:
         self._lock = threading.Lock()
         self._backend: Backend | None = None
         self._abackend: AsyncBackend | None = None
+        self._slots: Slots | None = None
         self._options_cache: dict[str, TaskOptions] = {}
         self._builders: dict[str, JobBuilder] = {}  # per task, for calls without overrides
 
@@ -93,6 +95,13 @@ class TaskQ:
         return self._abackend
 
     @property
+    def slots(self) -> Slots:
+        """The storage of each queue (one for all in the default key layout)."""
+        if self._slots is None:
+            self._slots = Slots(self)
+        return self._slots
+
+    @property
     def url(self) -> str:
         return self.backend.url
 
@@ -102,6 +111,8 @@ class TaskQ:
         events = self.__dict__.pop("events", None)
         if events is not None:
             events.stop()
+        if self._slots is not None:
+            self._slots.close()
         if self._backend is not None:
             self._backend.close()
             self._backend = None
@@ -235,11 +246,12 @@ class TaskQ:
                                       unique_key=unique_key, resource=resource)
         durable = builder.options.durable or self.settings.durable
         with enqueue_span(self.settings, task_name, builder.options.queue) as span:
-            result = self.backend.enqueue([span.inject(fields)], durable=durable, fresh=job_id is None)
+            result = self.slots.queue(fields.queue).enqueue([span.inject(fields)], durable=durable,
+                                                            fresh=job_id is None)
             span.enqueued(result)
         (jid, created, state), = result
         return Job(self, jid, task=task_name, created=created, state=state,
-                   result_timeout=builder.options.tombstone_timeout)
+                   result_timeout=builder.options.tombstone_timeout, queue=fields.queue)
 
     async def aenqueue_call(
         self,
@@ -259,11 +271,12 @@ class TaskQ:
                                       unique_key=unique_key, resource=resource)
         durable = builder.options.durable or self.settings.durable
         with enqueue_span(self.settings, task_name, builder.options.queue) as span:
-            result = await self.abackend.enqueue([span.inject(fields)], durable=durable, fresh=job_id is None)
+            result = await self.slots.aqueue(fields.queue).enqueue([span.inject(fields)], durable=durable,
+                                                                   fresh=job_id is None)
             span.enqueued(result)
         (jid, created, state), = result
         return Job(self, jid, task=task_name, created=created, state=state,
-                   result_timeout=builder.options.tombstone_timeout)
+                   result_timeout=builder.options.tombstone_timeout, queue=fields.queue)
 
     async def aenqueue(self, task_name: str, *args: Any, **kwargs: Any) -> Job[Any]:
         """:meth:`enqueue`, awaited."""
@@ -307,7 +320,10 @@ class TaskQ:
 
         results: list[list[tuple[str, bool, str]]] = []
         try:
-            while True:
+            if self.slots.per_queue:
+                for chunk, durable in source:
+                    results.append(per_queue(chunk, self._slot_sender(durable)))
+            while not self.slots.per_queue:
                 results.extend(self.backend.enqueue_stream(plain(), fresh=True))  # builders generate every id
                 if not held:
                     break
@@ -320,6 +336,12 @@ class TaskQ:
         span.enqueued([r for result in results for r in result])
         return bulk.handles(results)
 
+    def _slot_sender(self, durable: bool) -> Callable[[str, list[EnqueueRequest]], list[tuple[str, bool, str]]]:
+        """Sends one queue's part of a chunk to its slot (``queue`` key layout)."""
+        def send(queue: str, jobs: list[EnqueueRequest]) -> list[tuple[str, bool, str]]:
+            return self.slots.queue(queue).enqueue(jobs, durable=durable, fresh=True)
+        return send
+
     async def aenqueue_many(self, items: Iterable[Item], **call: Any) -> list[Job[Any]]:
         """:meth:`enqueue_many`, awaited: one script call per 1,000 jobs, in
         order; an error midway carries ``enqueued`` as there."""
@@ -328,7 +350,12 @@ class TaskQ:
             results: list[list[tuple[str, bool, str]]] = []
             try:
                 for chunk, durable in bulk.chunks():
-                    results.append(await self.abackend.enqueue(chunk, durable=durable, fresh=True))
+                    if not self.slots.per_queue:
+                        results.append(await self.abackend.enqueue(chunk, durable=durable, fresh=True))
+                        continue
+                    parts = {q: await self.slots.aqueue(q).enqueue(c, durable=durable, fresh=True)
+                             for q, c in by_queue(chunk).items()}
+                    results.append(per_queue(chunk, lambda q, _jobs, got=parts: got[q]))  # type: ignore[misc]
             except Exception as exc:
                 if isinstance(exc, DurabilityUnavailable):
                     results.append(getattr(exc, "results", []))

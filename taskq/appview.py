@@ -5,11 +5,14 @@ imports them)."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .cron import Periodic
 from .options import AppSettings, TaskOptions
 from .storage.backend import Backend
+
+if TYPE_CHECKING:
+    from .slots import Slots
 
 
 class AppView(Protocol):
@@ -21,5 +24,8 @@ class AppView(Protocol):
 
     @property
     def backend(self) -> Backend: ...
+
+    @property
+    def slots(self) -> Slots: ...
 
     def options_for(self, name: str) -> TaskOptions: ...

@@ -24,6 +24,7 @@ class Bulk:
         self.items = items
         self.call = call
         self.names: dict[str, JobBuilder] = {}  # job id -> its builder
+        self.queues: dict[str, str] = {}  # job id -> its queue
         self.builders: dict[str, JobBuilder] = {}  # with the call's overrides, once per task
 
     def chunks(self) -> Iterator[tuple[list[EnqueueRequest], bool]]:
@@ -42,6 +43,7 @@ class Bulk:
             if self.inject is not None:
                 fields = self.inject(fields)
             self.names[fields[0]] = builder
+            self.queues[fields[0]] = fields.queue
             chunk.append(fields)
             durable = durable or builder.options.durable
             if len(chunk) >= ENQUEUE_CHUNK:
@@ -53,5 +55,30 @@ class Bulk:
     def handles(self, results: Iterable[list[tuple[str, bool, str]]]) -> list[Job[Any]]:
         """A handle per ``(id, created, state)`` of the chunks' results, in order."""
         return [Job(self.app, jid, task=b.task if b else None, created=created, state=state,
-                    result_timeout=b.options.tombstone_timeout if b else None)
+                    result_timeout=b.options.tombstone_timeout if b else None, queue=self.queues.get(jid))
                 for result in results for jid, created, state in result for b in (self.names.get(jid),)]
+
+
+Result = list[tuple[str, bool, str]]
+
+
+def by_queue(chunk: list[EnqueueRequest]) -> dict[str, list[EnqueueRequest]]:
+    """A chunk's jobs by queue, each in the chunk's order."""
+    out: dict[str, list[EnqueueRequest]] = {}
+    for req in chunk:
+        out.setdefault(req.queue, []).append(req)
+    return out
+
+
+def per_queue(chunk: list[EnqueueRequest], send: Callable[[str, list[EnqueueRequest]], Result]) -> Result:
+    """Send a chunk one queue at a time (``send(queue, jobs)``: the
+    ``(id, created, state)`` of each job, in order; ``queue`` key layout):
+    the answers in the chunk's order."""
+    out: list[tuple[str, bool, str] | None] = [None] * len(chunk)
+    places: dict[str, list[int]] = {}
+    for i, req in enumerate(chunk):
+        places.setdefault(req.queue, []).append(i)
+    for queue, jobs in by_queue(chunk).items():
+        for i, row in zip(places[queue], send(queue, jobs)):
+            out[i] = row
+    return [row for row in out if row is not None]

@@ -33,12 +33,28 @@ def _queue_name(queue: str) -> str:
 
 
 class JobControl:
-    def __init__(self, app: AppView) -> None:
+    """Job control of an app; ``backend``: of that storage alone (one queue's
+    slot in the ``queue`` key layout). Without it, in that layout, a call on
+    a job goes to the job's slot and a listing goes over every slot."""
+
+    def __init__(self, app: AppView, backend: Backend | None = None) -> None:
         self.app = app
+        self._fixed = backend
+        self._fan = backend is None and app.settings.key_layout == "queue"
 
     @property
     def _b(self) -> Backend:
-        return self.app.backend
+        return self._fixed if self._fixed is not None else self.app.backend
+
+    def _sub(self, queue: str) -> JobControl:
+        """Job control of ``queue``'s storage."""
+        return JobControl(self.app, self.app.slots.queue(queue))
+
+    def _subs(self, queue: str | None = None) -> list[JobControl]:
+        """Job control of every storage (of ``queue``'s alone when given)."""
+        if not self._fan:
+            return [self]
+        return [self._sub(q) for q in ([queue] if queue else self.app.slots.queues())]
 
     @property
     def _ttl_ms(self) -> int:
@@ -46,27 +62,27 @@ class JobControl:
 
     # ---------------------------------------------------------------- one job
 
-    def cancel(self, job_id: str, force: bool = False) -> str:
-        return self._run("cancel", job_id, force=force)
+    def cancel(self, job_id: str, force: bool = False, queue: str | None = None) -> str:
+        return self._run("cancel", job_id, force=force, queue=queue)
 
     def cancel_args(self, force: bool = False) -> tuple[int, int, int]:
         """The cancel script's arguments after the job id (see cancel.lua)."""
         return 1 if force else 0, self._ttl_ms, self.app.settings.done_max
 
-    def requeue(self, job_id: str, front: bool = False) -> str:
-        return self._run("requeue", job_id, front=front)
+    def requeue(self, job_id: str, front: bool = False, queue: str | None = None) -> str:
+        return self._run("requeue", job_id, front=front, queue=queue)
 
-    def stall(self, job_id: str) -> str:
-        return self._run("stall", job_id)
+    def stall(self, job_id: str, queue: str | None = None) -> str:
+        return self._run("stall", job_id, queue=queue)
 
-    def unstall(self, job_id: str) -> str:
-        return self._run("unstall", job_id)
+    def unstall(self, job_id: str, queue: str | None = None) -> str:
+        return self._run("unstall", job_id, queue=queue)
 
-    def retract(self, job_id: str) -> str:
-        return self._run("retract", job_id)
+    def retract(self, job_id: str, queue: str | None = None) -> str:
+        return self._run("retract", job_id, queue=queue)
 
-    def delete(self, job_id: str) -> str:
-        return self._run("delete", job_id)
+    def delete(self, job_id: str, queue: str | None = None) -> str:
+        return self._run("delete", job_id, queue=queue)
 
     def script_call(self, operation: str, *, force: bool = False, front: bool = False) -> tuple[str, tuple[Arg, ...]]:
         """The script of a one-job ``operation`` and its arguments after the
@@ -81,9 +97,11 @@ class JobControl:
             return "remove", (operation,)
         raise ValueError(f"unknown job operation {operation!r}")
 
-    def _run(self, operation: str, job_id: str, *, force: bool = False, front: bool = False) -> str:
+    def _run(self, operation: str, job_id: str, *, force: bool = False, front: bool = False,
+             queue: str | None = None) -> str:
         name, args = self.script_call(operation, force=force, front=front)
-        return self._b.control(name, job_id, *args, operation=operation)
+        b = self.app.slots.of(job_id, queue) if self._fan else self._b
+        return b.control(name, job_id, *args, operation=operation)
 
     # ---------------------------------------------------------------- queues
 
@@ -91,13 +109,15 @@ class JobControl:
         """Workers take no new job from ``queue`` until it is resumed (running
         jobs finish; it still takes enqueues). Kept on the server: a pause
         outlives worker and server restarts."""
-        self._b.pause_queue(_queue_name(queue))
+        self._subs(_queue_name(queue))[0]._b.pause_queue(queue)
 
     def resume_queue(self, queue: str) -> None:
-        self._b.resume_queue(_queue_name(queue))
+        self._subs(_queue_name(queue))[0]._b.resume_queue(queue)
 
     def queues(self) -> list[QueueInfo]:
         """Every known queue with whether it is paused, its ready depth and its held jobs."""
+        if self._fan:
+            return sorted((q for sub in self._subs() for q in sub.queues()), key=lambda q: q.name)
         b = self._b
         names = b.queue_names()
         figures, paused, held = b.queue_figures(names), b.paused_queues(names), b.held_counts(names)
@@ -123,6 +143,13 @@ class JobControl:
     def list_jobs(self, state: str, queue: str | None = None, task: str | None = None,
                   limit: int = 100) -> list[JobInfo]:
         """Jobs in ``state``, filtered by queue and task."""
+        if self._fan:
+            out: list[JobInfo] = []
+            for sub in self._subs(queue):
+                out += sub.list_jobs(state, queue=queue, task=task, limit=limit - len(out))
+                if len(out) >= limit:
+                    break
+            return out
         batch = limit if not (queue or task) else max(limit * 10, 1000)
         out = []
         seen: set[str] = set()  # the index may shift between pages
@@ -146,8 +173,30 @@ class JobControl:
         ``budget`` index entries (see ``taskq.listing``)."""
         if state not in LISTABLE:
             raise ConfigurationError(f"unknown state {state!r}; one of: {', '.join(LISTABLE)}")
+        if self._fan:
+            return self._fan_page(state, queue, task, error_type, cursor, limit, budget)
         return page_jobs(self, state, queue=queue, task=task, error_type=error_type, cursor=cursor,
                          limit=limit, budget=budget)
+
+    def _fan_page(self, state: str, queue: str | None, task: str | None, error_type: str | None,
+                  cursor: str, limit: int, budget: int) -> JobPage:
+        """:meth:`page` over the queues' slots one after the other; the cursor
+        is ``<slot index>.<that slot's cursor>``."""
+        subs = self._subs(queue)
+        at, _, inner = cursor.partition(".") if cursor else ("0", "", "")
+        if not at.isdigit():
+            raise ConfigurationError(f"bad cursor {cursor!r}: pass back a page's next_cursor")
+        i, examined = int(at), 0
+        jobs: list[JobInfo] = []
+        while i < len(subs) and len(jobs) < limit and examined < budget:
+            page = subs[i].page(state, queue=queue, task=task, error_type=error_type, cursor=inner,
+                                limit=limit - len(jobs), budget=budget - examined)
+            jobs += page.jobs
+            examined += page.examined
+            if page.next_cursor is not None:
+                return JobPage(state, jobs, cursor, f"{i}.{page.next_cursor}", None, examined)
+            i, inner = i + 1, ""
+        return JobPage(state, jobs, cursor, f"{i}." if i < len(subs) else None, None, examined)
 
     def periodics(self) -> list[PeriodicInfo]:
         """The app's periodic tasks with their last and next tick."""
@@ -209,7 +258,7 @@ class JobControl:
     def _each_failed(self, task: str | None, queue: str | None, error_type: str | None) -> Iterator[str]:
         # every job of the index: it may hold more than failed_jobs()'s default
         # limit (failed_max above it, and 5 % over the cap between trims)
-        limit = max(self._b.zcard(self._b.keys.failed), 1)
+        limit = max(sum(sub._b.zcard(sub._b.keys.failed) for sub in self._subs(queue)), 1)
         for info in self.failed_jobs(task=task, queue=queue, error_type=error_type, limit=limit):
             yield info.id
 
@@ -241,6 +290,8 @@ class JobControl:
 
     def purge_queue(self, queue: str) -> int:
         """Delete every queued job of ``queue``; returns the count."""
+        if self._fan:
+            return self._sub(_queue_name(queue)).purge_queue(queue)
         total = 0
         while True:
             n = self._b.purge_queue(queue)

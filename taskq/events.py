@@ -40,7 +40,7 @@ class EventListener:
         with self._lock:
             if self._thread is not None:
                 return
-            self._pubsub = self.app.backend.subscribe_events()  # subscribed before any watch
+            self._pubsub = self._subscribe()  # subscribed before any watch
             self._thread = threading.Thread(target=self._run, name="taskq-events", daemon=True)
             self._thread.start()
 
@@ -50,7 +50,7 @@ class EventListener:
         with self._lock:
             self._callbacks.setdefault(job.id, []).append(entry)
         try:
-            state, _ = self.app.backend.watch(job.id)
+            state, _ = job.store.watch(job.id)
             if not state:  # it would wait for an outcome that never comes
                 raise not_found(self.app, job.id)
         except Exception:  # not registered: a call again after a server error adds one callback, not two
@@ -91,7 +91,7 @@ class EventListener:
             if down:
                 log.info("event listener resubscribed")
                 down, pause = "", FIRST_PAUSE
-            if not msg or msg.get("type") != "message":
+            if not msg or msg.get("type") not in ("message", "pmessage"):
                 continue
             job_id, _, state = msg["data"].decode().partition(" ")
             if job_id in self._callbacks:
@@ -105,11 +105,17 @@ class EventListener:
         if old is not None:
             with contextlib.suppress(Exception):
                 old.close()
-        self._pubsub = self.app.backend.subscribe_events()
-        for job_id in list(self._callbacks):
-            state, _ = self.app.backend.watch(job_id)
+        self._pubsub = self._subscribe()
+        for job_id, entries in list(self._callbacks.items()):
+            if not entries:
+                continue
+            state, _ = entries[0][0].store.watch(job_id)
             if state and JobState(state).finished:
                 self._fire(job_id, JobState(state))
+
+    def _subscribe(self) -> Any:
+        """The namespace's events: of every queue's slot in the ``queue`` key layout."""
+        return self.app.backend.subscribe_events(every_slot=self.app.slots.per_queue)
 
     def stop(self) -> None:
         self._stop.set()

@@ -17,6 +17,7 @@ from .canvas import PLACEMENT, Canvas, Chain, Chord, Group, Signature
 from .enqueue import JobBuilder, new_job_id
 from .errors import ConfigurationError
 from .job import Job, JobApp
+from .storage.backend import Backend
 from .storage.records import EnqueueRequest
 from .storage.workflows import FlowRow
 from .workflow import FLOW_MARK, SENDS_VALUE, TAKES_VALUE, Workflow
@@ -133,8 +134,9 @@ def launch(app: JobApp, canvas: Canvas, *, link_error: Signature | None = None,
         head.insert(0, err)
     rows = head + plan.rows[::-1]  # parents first
     waiting = [r.job.id for r in rows if r.dependency_count or r.kind]
-    app.backend.enqueue_flow(rows, waiting)
-    return Workflow(app, handle.job.id, task=handle.job.task)
+    store = flow_store(app, {r.job.queue for r in rows})
+    store.enqueue_flow(rows, waiting)
+    return Workflow(app, handle.job.id, task=handle.job.task, queue=handle.job.queue)
 
 
 def enqueue_dependent(app: JobApp, req: EnqueueRequest, depends_on: Iterable[Job[Any] | str],
@@ -157,5 +159,25 @@ def enqueue_dependent(app: JobApp, req: EnqueueRequest, depends_on: Iterable[Job
     row = FlowRow(req, dependency_count=len(ids), on_failure=on_dependency_failure,
                   ttls=f"{int(s.succeeded_ttl * 1000)}:{int(s.failed_ttl * 1000)}",
                   existing=[(jid, i) for i, jid in enumerate(ids)])
-    app.backend.enqueue_flow([row], [req.id], existing=ids)
-    return Job(app, req.id, task=req.task, state="waiting")
+    flow_store(app, {req.queue}, ids).enqueue_flow([row], [req.id], existing=ids)
+    return Job(app, req.id, task=req.task, state="waiting", queue=req.queue)
+
+
+def flow_store(app: JobApp, queues: set[str], existing: Iterable[str] = ()) -> Backend:
+    """The storage of a workflow whose jobs use ``queues`` (and wait for the
+    jobs ``existing``): in the ``queue`` key layout they must share one queue,
+    as every link is kept by one script in one slot."""
+    if not app.slots.per_queue:
+        return app.backend
+    if len(queues) > 1:
+        raise ConfigurationError(
+            f"with key_layout='queue' the jobs of a workflow must share one queue (each queue is a slot of "
+            f"its own, and a workflow's links are kept in one): this one uses {', '.join(sorted(queues))}")
+    queue, = queues
+    store = app.slots.queue(queue)
+    for jid in existing:
+        if app.slots.of(jid) is not store and app.slots.queue_of(jid) is not None:
+            raise ConfigurationError(
+                f"with key_layout='queue' a job can depend only on jobs of its own queue ({queue!r}): "
+                f"job {jid} is not one")
+    return store

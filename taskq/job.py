@@ -13,6 +13,7 @@ from .errors import NoResult, TaskFailed
 from .info import JobInfo, decode_error, decode_errors, job_info
 from .states import FINISHED, JobState
 from .storage.aio import AsyncBackend
+from .storage.backend import Backend
 from .waits import adrive, drive, not_found, outcome_steps
 
 __all__ = ["FINISHED", "Job", "JobInfo", "JobState", "decode_errors", "job_info", "not_found", "outcome_steps",
@@ -37,12 +38,12 @@ R = TypeVar("R")
 class _Control(Protocol):
     def script_call(self, operation: str, *, force: bool = False,
                     front: bool = False) -> tuple[str, tuple[Any, ...]]: ...
-    def cancel(self, job_id: str, force: bool = False) -> str: ...
-    def requeue(self, job_id: str, front: bool = False) -> str: ...
-    def stall(self, job_id: str) -> str: ...
-    def unstall(self, job_id: str) -> str: ...
-    def retract(self, job_id: str) -> str: ...
-    def delete(self, job_id: str) -> str: ...
+    def cancel(self, job_id: str, force: bool = False, queue: str | None = None) -> str: ...
+    def requeue(self, job_id: str, front: bool = False, queue: str | None = None) -> str: ...
+    def stall(self, job_id: str, queue: str | None = None) -> str: ...
+    def unstall(self, job_id: str, queue: str | None = None) -> str: ...
+    def retract(self, job_id: str, queue: str | None = None) -> str: ...
+    def delete(self, job_id: str, queue: str | None = None) -> str: ...
 
 
 class _Events(Protocol):
@@ -68,9 +69,11 @@ class Job(Generic[R]):
     its task's return type: what ``result()`` returns."""
 
     def __init__(self, app: JobApp, job_id: str, *, task: str | None = None, created: bool = True,
-                 state: str | None = None, result_timeout: float | None = None) -> None:
+                 state: str | None = None, result_timeout: float | None = None,
+                 queue: str | None = None) -> None:
         self.app = app
         self.id = job_id
+        self.queue = queue  # where it was enqueued, if known: its slot in the queue key layout
         self.task_name = task
         self.created = created  # False when enqueue returned an existing job
         self._initial_state = state
@@ -86,8 +89,24 @@ class Job(Generic[R]):
         return hash(self.id)
 
     @property
+    def store(self) -> Backend:
+        """The storage holding this job (its queue's slot in the ``queue`` key layout)."""
+        return self.app.slots.of(self.id, self.queue)
+
+    @property
+    def astore(self) -> AsyncBackend:
+        """:attr:`store`'s asyncio adapter (a handle made from an id alone looks the job up once)."""
+        slots = self.app.slots
+        if not slots.per_queue:
+            return self.app.abackend
+        if self.queue is None:
+            slots.of(self.id)
+            self.queue = slots.queue_of(self.id)
+        return slots.aqueue(self.queue) if self.queue else self.app.abackend
+
+    @property
     def state(self) -> JobState:
-        state = self.app.backend.job_state(self.id)
+        state = self.store.job_state(self.id)
         if state is None:
             raise not_found(self.app, self.id)
         return JobState(state)
@@ -95,12 +114,12 @@ class Job(Generic[R]):
     def info(self) -> JobInfo:
         """Everything stored about the job, with its workflow links (parents,
         a handle's children, the dependencies it still waits for)."""
-        rec = self.app.backend.job_record(self.id)
+        rec = self.store.job_record(self.id)
         if rec is None:
             raise not_found(self.app, self.id)
         info = job_info(rec)
         if rec.parents or rec.dependency_count or rec.workflow_kind:
-            links = self.app.backend.links(self.id)
+            links = self.store.links(self.id)
             info = dataclasses.replace(info, children=links.members, dependencies=links.pending)
         return info
 
@@ -132,7 +151,7 @@ class Job(Generic[R]):
 
     def _outcome(self, timeout: float | None) -> tuple[str, bytes]:
         """Wait for the job's outcome: (final state, value-or-error blob)."""
-        backend = self.app.backend
+        backend = self.store
         if timeout is None:
             if self._result_timeout is None and self.task_name is None:  # a handle from app.job(id): ask the job
                 self.task_name = backend.job_task(self.id)
@@ -151,14 +170,14 @@ class Job(Generic[R]):
 
     async def astate(self) -> JobState:
         """:attr:`state`, awaited."""
-        state = await self.app.abackend.job_state(self.id)
+        state = await self.astore.job_state(self.id)
         if state is None:
             raise not_found(self.app, self.id)
         return JobState(state)
 
     async def ainfo(self) -> JobInfo:
         """:meth:`info`, awaited."""
-        rec = await self.app.abackend.job_record(self.id)
+        rec = await self.astore.job_record(self.id)
         if rec is None:
             raise not_found(self.app, self.id)
         return job_info(rec)
@@ -203,10 +222,10 @@ class Job(Generic[R]):
 
     async def _acontrol(self, operation: str, *, force: bool = False, front: bool = False) -> str:
         name, args = self.app.control.script_call(operation, force=force, front=front)
-        return await self.app.abackend.control(name, self.id, *args, operation=operation)
+        return await self.astore.control(name, self.id, *args, operation=operation)
 
     async def _aoutcome(self, timeout: float | None) -> tuple[str, bytes]:
-        backend = self.app.abackend
+        backend = self.astore
         if timeout is None:
             if self._result_timeout is None and self.task_name is None:
                 self.task_name = await backend.job_task(self.id)
@@ -217,22 +236,22 @@ class Job(Generic[R]):
 
     def cancel(self, force: bool = False) -> str:
         """Cancel: ``'cancelled'`` if it had not started, ``'requested'`` if it runs."""
-        return self.app.control.cancel(self.id, force=force)
+        return self.app.control.cancel(self.id, force=force, queue=self.queue)
 
     def requeue(self, front: bool = False) -> None:
-        self.app.control.requeue(self.id, front=front)
+        self.app.control.requeue(self.id, front=front, queue=self.queue)
 
     def stall(self) -> None:
-        self.app.control.stall(self.id)
+        self.app.control.stall(self.id, queue=self.queue)
 
     def unstall(self) -> None:
-        self.app.control.unstall(self.id)
+        self.app.control.unstall(self.id, queue=self.queue)
 
     def retract(self) -> None:
-        self.app.control.retract(self.id)
+        self.app.control.retract(self.id, queue=self.queue)
 
     def delete(self) -> None:
-        self.app.control.delete(self.id)
+        self.app.control.delete(self.id, queue=self.queue)
 
     def on_finish(self, fn: Callable[[Job[R], JobState], Any]) -> None:
         """Call ``fn(job, state)`` once, in this process, when the job finishes.

@@ -16,6 +16,7 @@ from typing import Protocol
 from .appview import AppView
 from .errors import ConfigurationError
 from .job import JobInfo, job_info
+from .storage.backend import Backend
 from .storage.pages import cron_ticks, ready_slice, scan_job_states
 
 
@@ -24,6 +25,9 @@ class JobSource(Protocol):
 
     @property
     def app(self) -> AppView: ...
+
+    @property
+    def _b(self) -> Backend: ...
 
     def _active_ids(self) -> list[str]: ...
 
@@ -79,8 +83,8 @@ def page_jobs(control: JobSource, state: str, *, queue: str | None = None, task:
     if limit < 1 or budget < 1:
         raise ConfigurationError("limit and budget must be at least 1")
     if state == "waiting":
-        return _page_scan(control.app, state, queue, task, error_type, cursor, limit, budget)
-    b = control.app.backend
+        return _page_scan(control.app, control._b, state, queue, task, error_type, cursor, limit, budget)
+    b = control._b
     fetch: Callable[[int, int], list[str]]
     total: int | None
     if state == "queued":
@@ -117,12 +121,11 @@ def page_jobs(control: JobSource, state: str, *, queue: str | None = None, task:
     return JobPage(state, out, cursor, str(pos), total, pos - start)
 
 
-def _page_scan(app: AppView, state: str, queue: str | None, task: str | None, error_type: str | None,
+def _page_scan(app: AppView, b: Backend, state: str, queue: str | None, task: str | None, error_type: str | None,
                cursor: str, limit: int, budget: int) -> JobPage:
     """Waiting jobs have no index: a resumable SCAN of the job hashes. A page
     ends after the SCAN step that filled it (so it may hold a few more than
     ``limit``)."""
-    b = app.backend
     scan = _parse_cursor(cursor, scan=True)
     out: list[JobInfo] = []
     examined = 0
@@ -146,9 +149,10 @@ def _page_scan(app: AppView, state: str, queue: str | None, task: str | None, er
 def periodic_infos(app: AppView) -> list[PeriodicInfo]:
     """Every periodic task of the app, by name, with its last tick (as the
     schedulers recorded it) and its next one (on the server's clock)."""
-    b = app.backend
-    now = b.server_time_ms()
-    last = cron_ticks(b)
+    now = app.backend.server_time_ms()
+    last: dict[str, int] = {}
+    for b in app.slots.all():
+        last.update(cron_ticks(b))
     out = []
     for name, p in sorted(app.periodics.items()):
         nxt = p.next_after(max(now, last.get(name, 0)))

@@ -268,6 +268,7 @@ class AppSettings:
 
     redis_url: str | None = field(default=None, repr=False)  # may hold a password
     namespace: str = "taskq"
+    key_layout: str = "namespace"  # or "queue": a hash slot per queue (docs/deployment-scaling.md)
     heartbeat_timeout: float = 10.0
     max_payload_bytes: int = 512 * 1024
     succeeded_ttl: float = 3600.0
@@ -291,6 +292,8 @@ class AppSettings:
         if not isinstance(self.namespace, str) or not self.namespace or any(c in self.namespace for c in "{}: "):
             raise ConfigurationError(f"namespace must be a non-empty name without braces, ':' or spaces, not "
                                      f"{self.namespace!r} (it defaults to the app's name: pass namespace=...)")
+        if self.key_layout not in ("namespace", "queue"):
+            raise ConfigurationError(f"key_layout must be 'namespace' or 'queue', not {self.key_layout!r}")
         for name in ("heartbeat_timeout", "succeeded_ttl", "failed_ttl", "enqueue_retry_timeout", "durable_timeout"):
             s(self, name, seconds(name, getattr(self, name)))
         if self.heartbeat_timeout < 0.5:

@@ -201,22 +201,48 @@ def _split(flat: dict[str, int]) -> dict[str, dict[str, int]]:
 
 
 def collect_stats(app: AppView, now_ms: int | None = None) -> Stats:
-    """Read a snapshot of the app's namespace. ``now_ms`` defaults to the server's clock."""
-    b = app.backend
-    now = b.server_time_ms() if now_ms is None else int(now_ms)
+    """Read a snapshot of the app's namespace (summed over the queues' slots
+    in the ``queue`` key layout). ``now_ms`` defaults to the server's clock."""
+    now = app.backend.server_time_ms() if now_ms is None else int(now_ms)
     current = now // 60_000
     minutes = list(range(current - WINDOW_MINUTES + 1, current + 1))
-    snap = b.stats_snapshot(minutes)
+    snap: dict[str, Any] = {"tasks": {}, "queues": {}, "queue_names": [], "workers": [], "minutes": [],
+                            "scheduled": 0, "stalled": 0, "failed": 0}
+    hists: dict[str, dict[str, int]] = {}
+    figures: dict[str, tuple[dict[int, int], int | None]] = {}
+    paused: dict[str, bool] = {}
+    held: dict[str, int] = {}
+    seen_workers: dict[str, int] = {}
+    active = 0
+    for b in app.slots.all():
+        part = b.stats_snapshot(minutes)
+        for key in ("tasks", "queues"):
+            for name, n in part[key].items():
+                snap[key][name] = snap[key].get(name, 0) + n
+        for key in ("scheduled", "stalled", "failed"):
+            snap[key] += part[key]
+        snap["minutes"] = part["minutes"] if not snap["minutes"] else [
+            {f: a.get(f, 0) + c.get(f, 0) for f in {*a, *c}} for a, c in zip(snap["minutes"], part["minutes"])]
+        names = sorted({k.rpartition("|")[0] for k in part["tasks"]})
+        for name, fields in zip(names, b.histograms(names)):
+            into = hists.setdefault(name, {})
+            for f, n in fields.items():
+                into[f] = into.get(f, 0) + n
+        qnames = sorted({k.rpartition("|")[0] for k in part["queues"]} | set(part["queue_names"]))
+        figures.update(b.queue_figures(qnames))
+        paused.update(b.paused_queues(qnames))
+        held.update(b.held_counts(qnames))
+        fresh = [w for w, _ in part["workers"] if w not in seen_workers]
+        active += sum(b.worker_job_counts([w for w, _ in part["workers"]]))
+        seen_workers.update({w: hb for w, hb in part["workers"] if w in fresh})
+    snap["workers"] = list(seen_workers.items())
 
     per_task = _split(snap["tasks"])
     names = sorted(per_task)
-    hists = dict(zip(names, b.histograms(names)))
-    tasks = {n: TaskStats(n, per_task[n], RunTime.from_fields(hists[n])) for n in names}
+    tasks = {n: TaskStats(n, per_task[n], RunTime.from_fields(hists.get(n, {}))) for n in names}
 
     per_queue = _split(snap["queues"])
-    queue_names = sorted(set(per_queue) | set(snap["queue_names"]))
-    figures = b.queue_figures(queue_names)
-    paused, held = b.paused_queues(queue_names), b.held_counts(queue_names)
+    queue_names = sorted(figures)
     queues = {}
     for q in queue_names:
         levels, oldest = figures[q]
@@ -234,7 +260,7 @@ def collect_stats(app: AppView, now_ms: int | None = None) -> Stats:
     throughput = [(m * 60, counts) for m, (counts, _) in zip(minutes, buckets)]
     return Stats(
         namespace=app.settings.namespace, now_ms=now, tasks=tasks, queues=queues,
-        scheduled=snap["scheduled"], active=sum(b.worker_job_counts([w for w, _ in workers])),
+        scheduled=snap["scheduled"], active=active,
         stalled=snap["stalled"], failed=snap["failed"], worker_count=len(workers),
         throughput=throughput, failures_last_hour=sum(c.get("failed", 0) for _, c in throughput),
     )
@@ -251,12 +277,17 @@ def collect_workers(app: AppView) -> list[WorkerInfo]:
     """Every worker in the registry, most recent heartbeat first. A worker
     whose process died stays listed (with a growing heartbeat age) until a
     reaper returns its jobs."""
-    b = app.backend
-    now = b.server_time_ms()
-    rows = sorted(b.workers(), key=lambda r: (-r[1], r[0]))
-    details = b.worker_details([w for w, _ in rows])
+    now = app.backend.server_time_ms()
+    found: dict[str, tuple[int, dict[bytes, bytes], list[bytes]]] = {}
+    for b in app.slots.all():  # in the queue key layout a worker is listed in each slot it serves
+        slot_rows = b.workers()
+        for (wid, hb), (info, jobs) in zip(slot_rows, b.worker_details([w for w, _ in slot_rows])):
+            had = found.get(wid)
+            found[wid] = (max(hb, had[0]), had[1] or info, had[2] + jobs) if had else (hb, info, jobs)
+    rows = sorted(((w, v[0]) for w, v in found.items()), key=lambda r: (-r[1], r[0]))
     out = []
-    for (wid, hb), (info, jobs) in zip(rows, details):
+    for wid, hb in rows:
+        _, info, jobs = found[wid]
         h = {k.decode(): v.decode("utf-8", "replace") for k, v in info.items()}
         try:
             started = float(h["started"]) if h.get("started") else None

@@ -58,7 +58,7 @@ class Workflow(Job[R]):
         try:
             return super().result(timeout)
         except TaskFailed as exc:
-            rec = self.app.backend.job_record(self.id)
+            rec = self.store.job_record(self.id)
             step = rec.cause if rec is not None and rec.cause else exc.job_id
             err = TaskFailed(step, exc.state, exc.exc_type, exc.message, exc.traceback)
             err.workflow = self.id  # type: ignore[attr-defined]
@@ -66,14 +66,14 @@ class Workflow(Job[R]):
 
     def members(self) -> list[str]:
         """The ids of the workflow's jobs, in creation order (empty for a plain job)."""
-        links = self.app.backend.links(self.id, limit=1 << 30)
+        links = self.store.links(self.id, limit=1 << 30)
         return links.members[::-1]  # stored parents first: the reverse of creation
 
     def results(self, timeout: float | None = None) -> list[MemberOutcome]:
         """Each member's outcome in member order (a group's members, a chain's
         or chord's last jobs), once the workflow finished (waits ``timeout``)."""
         self.wait(timeout)
-        b = self.app.backend
+        b = self.store
         members = self.members()
         order: list[tuple[int, str]] = []
         for jid, rec in zip(members, b.job_records(members)):
@@ -99,7 +99,7 @@ class Workflow(Job[R]):
     def tree(self, limit: int = 200) -> TreeNode:
         """The workflow as a tree: this job and, under each job, the jobs it
         waits for (at most ``limit`` jobs read)."""
-        b = self.app.backend
+        b = self.store
         rec = b.job_record(self.id)
         if rec is None:
             raise not_found(self.app, self.id)

@@ -15,7 +15,8 @@ from taskq.embedded import embedded_home, embedded_status, stop_embedded_server
 from taskq.logs import setup_logging
 from taskq.metrics import serve_metrics
 from taskq.worker import Supervisor, WorkerConfig
-from taskq.worker.scheduler import Scheduler, run_recovery
+from taskq.worker.scheduler import run_recovery
+from taskq.worker.slot_scheduler import make_scheduler
 
 from . import dashboard, jobs, queues, status
 from .common import app_params, friendly
@@ -85,7 +86,7 @@ def worker(app: str | None, concurrency: int | None, threads: int, queues: str, 
 def scheduler(app: str | None, loglevel: str) -> None:
     """Run a standalone scheduler (delayed jobs, retries, cron, reaper)."""
     setup_logging(loglevel)
-    s = Scheduler(load_app(app))
+    s = make_scheduler(load_app(app))
     signal.signal(signal.SIGTERM, lambda *_: s.stop())
     signal.signal(signal.SIGINT, lambda *_: s.stop())
     logging.getLogger("taskq.scheduler").info("scheduler started")

@@ -11,7 +11,8 @@ knows key names and commands, and turns Redis errors into taskq's.
 - ``jobcontrol``: operations on one job and result waits;
 - ``reads``: inspection, listings and stats;
 - ``workflows``: creating workflows, reading their links.
-- ``flow``: pausing queues, the flow pass of rate, concurrency and expiry.
+- ``flow``: pausing queues, the flow pass of rate, concurrency and expiry;
+- ``layout``: the key layout and the registry of queue slots.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .connection import REPLY_MARGIN, Arg, check_url, redact_url, translate_erro
 from .enqueueing import Enqueueing, enqueue_args
 from .flow import Flow
 from .jobcontrol import JobControl
+from .layout import Registry
 from .leases import Leases
 from .reads import Reads
 from .scheduling import Scheduling
@@ -28,5 +30,5 @@ from .workflows import Workflows
 __all__ = ["REPLY_MARGIN", "Arg", "Backend", "check_url", "enqueue_args", "redact_url", "translate_errors"]
 
 
-class Backend(Enqueueing, Leases, Scheduling, JobControl, Reads, Workflows, Flow):
+class Backend(Enqueueing, Leases, Scheduling, JobControl, Reads, Workflows, Flow, Registry):
     """Redis mechanics for one namespace."""

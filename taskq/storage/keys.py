@@ -3,6 +3,8 @@
 The Lua scripts build the same names from the prefix (see ``lua/_lib.lua``);
 ``tests/storage/test_keys.py`` checks that the two agree. The namespace sits
 in a hash tag so that all keys of a namespace share one Redis Cluster slot.
+With the ``queue`` key layout (``storage/layout.py``) each queue is such a
+namespace of its own, ``<ns>:<queue>``, and ``<ns>`` keeps the registry.
 """
 
 from __future__ import annotations
@@ -76,6 +78,16 @@ class Keys:
     @property
     def queues(self) -> str:
         return f"{self.prefix}queues"
+
+    @property
+    def layout(self) -> str:
+        """The namespace's key layout (``queue``); absent: the one-slot layout."""
+        return f"{self.prefix}layout"
+
+    @property
+    def slot_queues(self) -> str:
+        """Set: the queues that have a slot of their own (``queue`` layout)."""
+        return f"{self.prefix}slots"
 
     @property
     def schedule(self) -> str:

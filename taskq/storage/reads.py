@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .connection import Connection, translate_errors
+from .keys import glob_escape
 from .records import Field, JobRecord
 
 
@@ -183,11 +184,17 @@ class Reads(Connection):
                 n += self.client.delete(*batch)
         return n
 
-    def subscribe_events(self) -> Any:
+    def subscribe_events(self, every_slot: bool = False) -> Any:
+        """A subscription to the namespace's job events; ``every_slot``: to
+        those of each queue's slot (``queue`` key layout), by pattern."""
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)
         try:
             with translate_errors(self.url):
-                pubsub.subscribe(self.keys.events)
+                if every_slot:
+                    ns = self.keys.namespace
+                    pubsub.psubscribe(glob_escape("{" + ns + ":") + "*" + glob_escape("}:events"))
+                else:
+                    pubsub.subscribe(self.keys.events)
         except BaseException:
             pubsub.close()  # its connection, if any, is not left open
             raise

@@ -29,8 +29,11 @@ from .shared import Slot
 
 if TYPE_CHECKING:
     from ..app import TaskQ
+    from ..storage.backend import Backend
 
 log = logging.getLogger("taskq.worker")
+ROTATE_EVERY = 8  # batches claimed from one queue's slot in a row before the others are asked
+IDLE_SLICE = 0.1  # seconds asleep on one slot's wake-ups while several are served
 
 
 class Consumer:
@@ -40,7 +43,12 @@ class Consumer:
         self.config = config
         self.worker_id = worker_id
         self.slot = slot
-        self.backend = app.backend
+        # the storages it claims from with their queues: one, or each queue's
+        # slot (``queue`` key layout), taken in turn (see _refill)
+        self.groups = app.slots.groups(list(config.queues))
+        self.at = 0
+        self.streak = 0  # batches claimed from groups[at] in a row
+        self.block_timeout = config.block_timeout if len(self.groups) == 1 else min(config.block_timeout, IDLE_SLICE)
         s = app.settings
         self.caps = (s.failed_max, s.done_max, s.error_history, int(s.succeeded_ttl * 1000))
         self.reap_caps = (s.failed_max, s.error_history, int(s.failed_ttl * 1000))
@@ -63,11 +71,21 @@ class Consumer:
         self._lock = threading.Lock()  # guards settle calls (main thread vs forced cancel)
         hb_timeout = s.heartbeat_timeout
         self.heartbeat = Heartbeat(
-            self.backend, worker_id, interval=min(hb_timeout / 5, 2.0), info_ttl_ms=int(hb_timeout * 3000),
+            [b for b, _ in self.groups], worker_id, interval=min(hb_timeout / 5, 2.0), info_ttl_ms=int(hb_timeout * 3000),
             info={"host": socket.gethostname(), "pid": str(os.getpid()), "ppid": str(os.getppid()),
                   "queues": ",".join(config.queues), "concurrency": "1", "started": str(time.time())},
             on_cancel=self._on_cancel, watch_gap_ms=watch_gap_ms(hb_timeout),
         )
+
+    @property
+    def backend(self) -> Backend:
+        """The storage of the group it claims from now."""
+        return self.groups[self.at][0]
+
+    def _switch(self, at: int) -> None:
+        """Claim from ``groups[at]`` (only with nothing held or pending)."""
+        self.at = at
+        self.executor.backend = self.backend
 
     # ---------------------------------------------------------------- signals
 
@@ -129,12 +147,12 @@ class Consumer:
                 hooks_now: bool = True) -> list[ClaimedJob]:
         b = self.backend
         if block and not outcomes:
-            _, rows = b.block_then_claim(self.worker_id, count, self.config.queues, self.config.tasks,
-                                         self.caps, self.config.block_timeout)
+            _, rows = b.block_then_claim(self.worker_id, count, self.groups[self.at][1], self.config.tasks,
+                                         self.caps, self.block_timeout)
             settled: list[int] = []
         else:
             settled, rows = b.settle_claim(self.worker_id, count, [o.fields() for o in outcomes],
-                                           self.config.queues, self.config.tasks, self.caps)
+                                           self.groups[self.at][1], self.config.tasks, self.caps)
         for out, ok in zip(outcomes, settled):
             if ok and hooks_now:
                 self.executor.after_recorded(out)
@@ -193,11 +211,36 @@ class Consumer:
                     for j in self.held:
                         self.cancels.pop(j.id, None)
                     self.held.clear()
-                self.held.extend(self._settle_or_keep(outs, self.batch_size() if not self.held else 0))
+                self.held.extend(self._refill(outs) if not self.held else self._settle_or_keep(outs, 0))
             return
         with self._lock:
             outs, self.pending = self.pending, []
-            self.held.extend(self._settle_or_keep(outs, self.batch_size(), block=not outs))
+            self.held.extend(self._refill(outs, block=not outs))
+
+    def _refill(self, outs: list[Outcome], block: bool = False) -> list[ClaimedJob]:
+        """Settle ``outs`` and claim the next batch. With several groups (the
+        ``queue`` key layout) it claims where it claimed last, with the
+        settle, for up to ROTATE_EVERY batches in a row; then, or when that
+        group is empty, it asks the others in turn (in the queues' order
+        from the next one), and when none has work it sleeps on one of them
+        for at most IDLE_SLICE."""
+        count = self.batch_size()
+        if len(self.groups) == 1:
+            return self._settle_or_keep(outs, count, block=block)
+        self.streak += 1
+        if self.streak < ROTATE_EVERY or count == 0:
+            got = self._settle_or_keep(outs, count)
+            if got or count == 0:
+                return got
+        elif outs:
+            self._settle_or_keep(outs, 0)
+        self.streak = 0
+        for _ in range(len(self.groups)):
+            self._switch((self.at + 1) % len(self.groups))
+            got = self._settle_or_keep([], count)
+            if got:
+                return got
+        return self._settle_or_keep([], count, block=True) if block else []
 
     def _flush_loop(self) -> None:
         """Keep the promise of ``flush_interval`` while a job runs: a job of a
@@ -254,7 +297,8 @@ class Consumer:
         pause = 0.1
         while True:
             try:
-                self.backend.register_tasks({n: self.app.options_for(n).limits for n in self.app.tasks})
+                for b, _ in self.groups:
+                    b.register_tasks({n: self.app.options_for(n).limits for n in self.app.tasks})
                 self.heartbeat.beat()
                 return
             except BrokerUnavailable as exc:
@@ -287,7 +331,8 @@ class Consumer:
                 if down:
                     log.warning("connection to the server restored")
                     known = [j.id for j in self.held] + [o.id for o in self.pending]
-                    self.backend.release_orphans(self.worker_id, known)
+                    for b, _ in self.groups:
+                        b.release_orphans(self.worker_id, known)
                 down, pause = False, 0.1
             except TaskQError as exc:
                 if not down:
@@ -309,8 +354,9 @@ class Consumer:
                     self._settle(released, 0)
                 self.held.clear()
                 self.heartbeat.stop()
-                self.backend.reap_worker(self.worker_id, expected_hb=None, caps=self.reap_caps,
-                                         lost_blob=b"", running_kind="shutdown")
+                for b, _ in self.groups:
+                    b.reap_worker(self.worker_id, expected_hb=None, caps=self.reap_caps,
+                                  lost_blob=b"", running_kind="shutdown")
                 if self.slot is not None:
                     self.slot.mark_handed_back()
                 return

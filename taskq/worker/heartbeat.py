@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import TaskQError
@@ -28,11 +28,14 @@ def watch_gap_ms(heartbeat_timeout: float) -> int:
 
 
 class Heartbeat(threading.Thread):
-    def __init__(self, backend: Backend, worker_id: str, interval: float, info_ttl_ms: int,
+    """Beats in each storage the worker claims from (one, or each queue's slot
+    in the ``queue`` key layout)."""
+
+    def __init__(self, backend: Backend | Sequence[Backend], worker_id: str, interval: float, info_ttl_ms: int,
                  info: dict[str, str], on_cancel: Callable[[dict[str, int]], None],
                  watch_gap_ms: int | None = None) -> None:
         super().__init__(name="taskq-heartbeat", daemon=True)
-        self.backend = backend
+        self.backends = list(backend) if isinstance(backend, Sequence) else [backend]
         self.worker_id = worker_id
         self.interval = interval
         self.info_ttl_ms = info_ttl_ms
@@ -45,9 +48,10 @@ class Heartbeat(threading.Thread):
     def beat(self) -> None:
         # the static fields go with every beat: a worker reaped while alive (a
         # long pause), or a server restarted without its data, loses its hash
-        _, cancels = self.backend.heartbeat(self.worker_id, self.info_ttl_ms, self.info, self.watch_gap_ms)
-        if cancels:
-            self.on_cancel(cancels)
+        for backend in self.backends:
+            _, cancels = backend.heartbeat(self.worker_id, self.info_ttl_ms, self.info, self.watch_gap_ms)
+            if cancels:
+                self.on_cancel(cancels)
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):

@@ -25,6 +25,7 @@ def child_main(app: TaskQ, config: WorkerConfig, worker_ids: list[str], slots: l
     if log_setup is not None:
         log_setup()
     app._backend = None  # never share the parent's sockets
+    app._slots = None
     stopping = threading.Event()
     consumers = [Consumer(app, config, wid, slot, stopping) for wid, slot in zip(worker_ids, slots)]
     consumers[0].install_signals()

@@ -24,6 +24,7 @@ from .outcome import error_entry
 if TYPE_CHECKING:
     from ..app import TaskQ
     from ..cron import Periodic
+    from ..storage.backend import Backend
 
 log = logging.getLogger("taskq.scheduler")
 PROMOTE_BATCH = 5000
@@ -48,17 +49,22 @@ class Reaper:
     heartbeat from before it, later than now, is as old as the watch.
     """
 
-    def __init__(self, app: TaskQ) -> None:
+    def __init__(self, app: TaskQ, store: Backend | None = None) -> None:
         self.app = app
+        self.fixed = store  # one queue's slot in the queue key layout
         s = app.settings
         self.timeout_ms = int(s.heartbeat_timeout * 1000)
         self.max_gap_ms = watch_gap_ms(s.heartbeat_timeout)
         self.caps = (s.failed_max, s.error_history, int(s.failed_ttl * 1000))
         self.last_tick_ms: int | None = None
 
+    @property
+    def store(self) -> Backend:
+        return self.fixed if self.fixed is not None else self.app.backend
+
     def tick(self, now_ms: int | None = None) -> list[str]:
         """One pass (``now_ms``: the server's clock if None); returns the ids of workers reaped."""
-        restart, _, now, silent = self.app.backend.reaper_pass(
+        restart, _, now, silent = self.store.reaper_pass(
             self.timeout_ms, self.max_gap_ms, now_ms="" if now_ms is None else now_ms)
         if restart == "gap" and self.last_tick_ms is not None:
             log.info("no process of the namespace reached the server for over %.1fs: the gap counts as that "
@@ -75,7 +81,7 @@ class Reaper:
     def reap(self, worker_id: str, expected_hb: int | None) -> bool:
         blob = error_entry(None, 0, kind="lost", exc_type="WorkerLost",
                            message="worker lost (its heartbeat stopped)")
-        result = self.app.backend.reap_worker(worker_id, expected_hb=expected_hb, caps=self.caps, lost_blob=blob)
+        result = self.store.reap_worker(worker_id, expected_hb=expected_hb, caps=self.caps, lost_blob=blob)
         if result is None:
             return False
         if result:
@@ -85,9 +91,16 @@ class Reaper:
 
 
 class Scheduler:
-    def __init__(self, app: TaskQ, *, reaper: bool = True) -> None:
+    """The scheduler of a namespace, or (``store``, ``periodics``) of one
+    queue's slot and the periodic tasks that fire into it (the queue key
+    layout: see ``slot_scheduler.py``)."""
+
+    def __init__(self, app: TaskQ, *, reaper: bool = True, store: Backend | None = None,
+                 periodics: list[Periodic] | None = None) -> None:
         self.app = app
-        self.reaper = Reaper(app) if reaper else None
+        self.fixed = store
+        self.periodics = periodics
+        self.reaper = Reaper(app, store) if reaper else None
         self.reap_every_ms = max(100, min(1000, int(app.settings.heartbeat_timeout * 1000) // 5))
         self.retry_cap = retry_pause_cap(app)  # a new master (a failover) is found well within heartbeat_timeout
         self.next_reap_ms = 0
@@ -101,9 +114,13 @@ class Scheduler:
 
     # ---------------------------------------------------------------- one pass
 
+    @property
+    def b(self) -> Backend:
+        return self.fixed if self.fixed is not None else self.app.backend
+
     def tick(self, now_ms: int | None = None) -> float:
         """Promote due jobs, fire due periodic ticks, reap; seconds to sleep."""
-        b = self.app.backend
+        b = self.b
         arg = "" if now_ms is None else now_ms
         started: int | None = None
         while True:
@@ -121,7 +138,7 @@ class Scheduler:
         # backlog first (a second per 100,000 jobs) does not make a tick that
         # was on time look missed to catch_up="skip". One that fell due
         # meanwhile is next_after(started) <= now: the next pass, at once.
-        for periodic in self.app.periodics.values():
+        for periodic in self.app.periodics.values() if self.periodics is None else self.periodics:
             if self.periodics_stopped:
                 break
             try:
@@ -153,7 +170,7 @@ class Scheduler:
     def flow_pass(self, now_ms: int | str) -> int:
         """Each queue's flow pass (held jobs whose limit allows them back to
         their queue, expired jobs finished); returns the next time one is due."""
-        b, s = self.app.backend, self.app.settings
+        b, s = self.b, self.app.settings
         wake = 2**62
         for queue in b.queue_names():
             while True:
@@ -168,7 +185,7 @@ class Scheduler:
     def fire(self, periodic: Periodic, now_ms: int) -> int | None:
         """Enqueue the due ticks of one periodic task; returns its next tick
         (None: its schedule has ended)."""
-        b = self.app.backend
+        b = self.b
         last = b.cron_last(periodic.name)
         if last is None:
             first = periodic.next_after(now_ms)
@@ -221,7 +238,7 @@ class Scheduler:
                     # The server fires blocking timeouts on its timer tick (every
                     # 100 ms at the default hz 10): block there until shortly
                     # before the due time, sleep the rest here.
-                    self.app.backend.wait_schedule_change(min(sleep - SERVER_TIMER_SLACK / 2, 5.0))
+                    self.b.wait_schedule_change(min(sleep - SERVER_TIMER_SLACK / 2, 5.0))
                 elif sleep > 0:
                     self.stop_event.wait(sleep)
             except Exception as exc:  # never ends the loop: delayed jobs, retries and the reaper depend on it
@@ -247,17 +264,18 @@ class Scheduler:
 
 def run_recovery(app: TaskQ) -> dict[str, list[str]]:
     """A manual recovery pass (``taskq recover``): reap every worker whose
-    heartbeat is older than ``heartbeat_timeout`` on the server's clock."""
-    b = app.backend
-    now = b.server_time_ms()
+    heartbeat is older than ``heartbeat_timeout`` on the server's clock
+    (in each queue's slot, in the queue key layout)."""
     timeout_ms = int(app.settings.heartbeat_timeout * 1000)
-    reaper = Reaper(app)
     out: dict[str, list[str]] = {}
-    for wid, hb in b.workers():
-        if now - hb >= timeout_ms:
-            before = set(b.worker_details([wid])[0][1])
-            if reaper.reap(wid, hb):
-                out[wid] = sorted(j.decode() for j in before)
-    moved, _, _ = b.promote(PROMOTE_BATCH)
+    for b in app.slots.all():
+        now = b.server_time_ms()
+        reaper = Reaper(app, b)
+        for wid, hb in b.workers():
+            if now - hb >= timeout_ms:
+                before = set(b.worker_details([wid])[0][1])
+                if reaper.reap(wid, hb):
+                    out[wid] = sorted({*out.get(wid, []), *(j.decode() for j in before)})
+        b.promote(PROMOTE_BATCH)
     return out
 

@@ -30,6 +30,7 @@ from .outcome import error_entry
 from .process import child_main
 from .scheduler import Scheduler
 from .shared import Slot
+from .slot_scheduler import SlotSchedulers, make_scheduler
 
 if TYPE_CHECKING:
     from ..app import TaskQ
@@ -62,7 +63,7 @@ class Supervisor:
         self.children: dict[int, Child] = {}
         self.unreaped: list[tuple[Child, str]] = []  # dead children whose jobs are not returned yet
         self.stop_requested = 0  # 1 graceful, 2 immediate
-        self.scheduler: Scheduler | None = None
+        self.scheduler: Scheduler | SlotSchedulers | None = None
         self._scheduler_thread: threading.Thread | None = None
         s = app.settings
         self.reap_caps = (s.failed_max, s.error_history, int(s.failed_ttl * 1000))
@@ -104,6 +105,7 @@ class Supervisor:
                         return
                     time.sleep(0.05)
                 pause = min(pause * 2, 2.0)
+        self.app.slots.check()  # a namespace in the other key layout: refused, naming the way out
         info = b.info("server")
         version = info.get("valkey_version") or info.get("redis_version")
         tasks = sorted(self.app.tasks)
@@ -186,10 +188,12 @@ class Supervisor:
             blob = error_entry(None, 0, kind="lost", exc_type="WorkerLost",
                                message=f"worker lost: its process exited with code {child.process.exitcode}")
         lost = error_entry(None, 0, kind="lost", exc_type="WorkerLost", message="worker lost (its process died)")
-        result = self.app.backend.reap_worker(
-            worker_id, expected_hb=None, caps=self.reap_caps, lost_blob=lost,
-            running=running, running_kind=kind, running_blob=blob, running_due_ms=delay_ms,
-        )
+        result: dict[str, str] = {}
+        for b, _ in self.app.slots.groups(list(self.config.queues)):
+            result.update(b.reap_worker(
+                worker_id, expected_hb=None, caps=self.reap_caps, lost_blob=lost,
+                running=running, running_kind=kind, running_blob=blob, running_due_ms=delay_ms,
+            ) or {})
         if result:
             log.warning("child %d: %s", child.index, ", ".join(f"job {j} {o}" for j, o in result.items()))
 
@@ -201,7 +205,7 @@ class Supervisor:
 
     def _options_of(self, job_id: str) -> tuple[TaskOptions, int]:
         """Effective options (with per-call overrides) and attempt of a job."""
-        rec = self.app.backend.job_record(job_id) if job_id else None
+        rec = self.app.slots.of(job_id).job_record(job_id) if job_id else None
         if rec is None or not rec.task:
             return self.app.settings.default_options, (rec.attempts or 1) if rec else 1
         try:
@@ -260,7 +264,7 @@ class Supervisor:
             log.info("worker stopped")
             return 0
         if self.config.scheduler:
-            self.scheduler = Scheduler(self.app)
+            self.scheduler = make_scheduler(self.app)
             self._scheduler_thread = threading.Thread(target=self.scheduler.run, name="taskq-scheduler", daemon=True)
             self._scheduler_thread.start()
         for i in range(self.config.concurrency):

@@ -1,0 +1,142 @@
+"""Which storage serves a queue or a job: the app's key layout at work.
+
+In the ``namespace`` layout (the default) one :class:`Backend` serves all of
+a namespace. In the ``queue`` layout (``storage/layout.py``) each queue has
+a :class:`Backend` of its own, on the slot ``{ns:queue}``; the app's main
+backend (``{ns}``) keeps the registry of the queues that have one. A job is
+found in the slot of its queue: a handle returned by an enqueue knows it; a
+handle made from an id alone (``app.job(id)``) asks the registered slots
+once and remembers the answer.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from .errors import ConfigurationError
+from .storage.aio import AsyncBackend
+from .storage.backend import Backend
+from .storage.layout import slot_namespace
+
+if TYPE_CHECKING:
+    from .appview import AppView
+
+KNOWN_IDS_MAX = 100_000  # job id -> queue answers remembered (then forgotten at once)
+
+
+def layout_mismatch(app: AppView, found: str) -> str:
+    """The error for an app whose ``key_layout`` is not the namespace's, or ''."""
+    ns, want = app.settings.namespace, app.settings.key_layout
+    if want == "queue" and found == "namespace":
+        return (f"namespace {ns!r} holds jobs in the one-slot key layout, but app {app.name!r} is set to "
+                f"key_layout='queue': stop its workers and run `taskq migrate {app.name}` (the module:app "
+                f"you pass to `taskq worker`) to move them to a slot per queue")
+    if want == "namespace" and found == "queue":
+        return (f"namespace {ns!r} is laid out with a slot per queue: set key_layout='queue' for app "
+                f"{app.name!r} (or TASKQ_KEY_LAYOUT=queue)")
+    return ""
+
+
+class Slots:
+    """The backends of an app's queues (see the module docstring)."""
+
+    def __init__(self, app: AppView) -> None:
+        self.app = app
+        self.per_queue = app.settings.key_layout == "queue"
+        self._lock = threading.Lock()
+        self._by_queue: dict[str, Backend] = {}
+        self._async: dict[str, AsyncBackend] = {}
+        self._known: dict[str, str] = {}  # job id -> queue
+        self._checked = False
+
+    def check(self) -> None:
+        """Raise ``ConfigurationError`` if the namespace is in the other layout;
+        mark an empty namespace as laid out per queue."""
+        root = self.app.backend
+        problem = layout_mismatch(self.app, root.layout_found())
+        if problem:
+            raise ConfigurationError(problem)
+        if self.per_queue:
+            root.claim_queue_layout()
+        self._checked = True
+
+    def queue(self, queue: str) -> Backend:
+        """The backend holding ``queue``'s jobs (registers its slot on first use)."""
+        if not self.per_queue:
+            return self.app.backend
+        found = self._by_queue.get(queue)
+        if found is not None:
+            return found
+        with self._lock:
+            if queue not in self._by_queue:
+                root = self.app.backend
+                if not self._checked:
+                    self.check()
+                root.register_slot(queue)
+                self._by_queue[queue] = Backend(
+                    root.url, slot_namespace(self.app.settings.namespace, queue),
+                    retry_timeout=root.retry_timeout, durable_replicas=root.durable_replicas,
+                    durable_timeout=root.durable_timeout)
+            return self._by_queue[queue]
+
+    def aqueue(self, queue: str) -> AsyncBackend:
+        """The asyncio adapter of :meth:`queue`."""
+        sync = self.queue(queue)
+        found = self._async.get(queue)
+        if found is None or found.sync is not sync:
+            found = self._async[queue] = AsyncBackend(sync)
+        return found
+
+    def groups(self, queues: list[str]) -> list[tuple[Backend, list[str]]]:
+        """The storages a worker serving ``queues`` (in priority order) claims
+        from, each with its queues: one for all of them, or one per queue."""
+        if not self.per_queue:
+            return [(self.app.backend, list(queues))]
+        return [(self.queue(q), [q]) for q in queues]
+
+    def queues(self) -> list[str]:
+        """The queues with a slot of their own (none in the namespace layout)."""
+        return self.app.backend.slot_queues() if self.per_queue else []
+
+    def all(self) -> list[Backend]:
+        """Every backend holding jobs: each queue's slot, or the one backend."""
+        if not self.per_queue:
+            return [self.app.backend]
+        return [self.queue(q) for q in self.queues()]
+
+    def of(self, job_id: str, queue: str | None = None) -> Backend:
+        """The backend holding job ``job_id`` (of ``queue`` when known). A job
+        found nowhere is looked for in the first slot: the call then reports
+        it as not found."""
+        if not self.per_queue:
+            return self.app.backend
+        if queue:
+            return self.queue(queue)
+        known = self._known.get(job_id)
+        if known is not None:
+            return self.queue(known)
+        for name in self.queues():
+            backend = self.queue(name)
+            if backend.job_state(job_id) is not None:
+                self.remember(job_id, name)
+                return backend
+        slots = self.all()
+        return slots[0] if slots else self.app.backend
+
+    def queue_of(self, job_id: str) -> str | None:
+        """The queue of a job :meth:`of` found, if known."""
+        return self._known.get(job_id)
+
+    def remember(self, job_id: str, queue: str) -> None:
+        if len(self._known) >= KNOWN_IDS_MAX:
+            self._known.clear()
+        self._known[job_id] = queue
+
+    def close(self) -> None:
+        with self._lock:
+            for backend in self._by_queue.values():
+                backend.close()
+            self._by_queue.clear()
+            self._async.clear()
+            self._checked = False
