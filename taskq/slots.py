@@ -11,17 +11,32 @@ once and remembers the answer.
 
 from __future__ import annotations
 
+import logging
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .errors import ConfigurationError
 from .storage.aio import AsyncBackend
 from .storage.backend import Backend
 from .storage.layout import slot_namespace
+from .storage.migrate import Migration, Moved
 
 if TYPE_CHECKING:
-    from .appview import AppView
+    from .options import AppSettings, TaskOptions
 
+
+class AppView(Protocol):
+    """What the slots need of an app (``taskq.appview`` names this module's class)."""
+
+    name: str
+    settings: AppSettings
+
+    @property
+    def backend(self) -> Backend: ...
+
+    def options_for(self, name: str) -> TaskOptions: ...
+
+log = logging.getLogger("taskq")
 KNOWN_IDS_MAX = 100_000  # job id -> queue answers remembered (then forgotten at once)
 
 
@@ -50,14 +65,19 @@ class Slots:
         self._known: dict[str, str] = {}  # job id -> queue
         self._checked = False
 
-    def check(self) -> None:
-        """Raise ``ConfigurationError`` if the namespace is in the other layout;
-        mark an empty namespace as laid out per queue."""
+    def check(self, strict: bool = True) -> None:
+        """Raise ``ConfigurationError`` if the namespace is in the other layout
+        (``strict``: a worker or scheduler; a producer only logs it, and its
+        jobs wait in their slots for ``taskq migrate``); mark an empty
+        namespace as laid out per queue."""
         root = self.app.backend
-        problem = layout_mismatch(self.app, root.layout_found())
-        if problem:
+        found = root.layout_found()
+        problem = layout_mismatch(self.app, found)
+        if problem and strict:
             raise ConfigurationError(problem)
-        if self.per_queue:
+        if problem:
+            log.warning("%s; until then jobs enqueued here wait in their queues' slots", problem)
+        elif self.per_queue and not found:
             root.claim_queue_layout()
         self._checked = True
 
@@ -72,7 +92,7 @@ class Slots:
             if queue not in self._by_queue:
                 root = self.app.backend
                 if not self._checked:
-                    self.check()
+                    self.check(strict=False)
                 root.register_slot(queue)
                 self._by_queue[queue] = Backend(
                     root.url, slot_namespace(self.app.settings.namespace, queue),
@@ -140,3 +160,26 @@ class Slots:
             self._by_queue.clear()
             self._async.clear()
             self._checked = False
+
+
+def migrate_to_queue_layout(app: AppView) -> Moved:
+    """Move the app's namespace from the one-slot key layout to a slot per
+    queue (``taskq migrate``; its workers stopped), then mark it so."""
+    if app.settings.key_layout != "queue":
+        raise ConfigurationError(f"app {app.name!r} is set to key_layout={app.settings.key_layout!r}: set "
+                                 "key_layout='queue' (or TASKQ_KEY_LAYOUT=queue) to move its namespace to a slot "
+                                 "per queue")
+    root = app.backend
+    now, timeout_ms = root.server_time_ms(), int(app.settings.heartbeat_timeout * 1000)
+    live = [w for w, hb in root.workers() if now - hb < timeout_ms]
+    if live:
+        raise ConfigurationError(f"{len(live)} worker(s) of namespace {app.settings.namespace!r} are running "
+                                 f"({', '.join(live[:3])}{'...' if len(live) > 3 else ''}): stop them first")
+    slots = getattr(app, "slots", None) or Slots(app)
+
+    def queue_of_task(name: str) -> str:
+        return app.options_for(name).queue
+
+    moved = Migration(root, slots.queue, queue_of_task).run()
+    root.claim_queue_layout()
+    return moved

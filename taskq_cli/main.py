@@ -18,7 +18,7 @@ from taskq.worker import Supervisor, WorkerConfig
 from taskq.worker.scheduler import run_recovery
 from taskq.worker.slot_scheduler import make_scheduler
 
-from . import dashboard, jobs, queues, status
+from . import dashboard, jobs, migrate, queues, status
 from .common import app_params, friendly
 from .loader import load_app
 
@@ -156,7 +156,7 @@ def periodic_list(app: str | None) -> None:
 
 
 for _group in (jobs.job, jobs.jobs_cmd, jobs.failed, jobs.purge, status.status, status.metrics,
-               dashboard.dashboard, queues.queue):
+               dashboard.dashboard, queues.queue, migrate.migrate):
     main.add_command(_group)
 
 if __name__ == "__main__":

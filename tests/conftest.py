@@ -183,9 +183,10 @@ def start_worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Callabl
         wp = WorkerProcess(proc, log_path)
         started.append(wp)
         if ready:
-            app = TaskQ("probe", full_env["TASKQ_REDIS_URL"], namespace=full_env["TASKQ_NAMESPACE"])
+            app = TaskQ("probe", full_env["TASKQ_REDIS_URL"], namespace=full_env["TASKQ_NAMESPACE"],
+                        key_layout=full_env.get("TASKQ_KEY_LAYOUT", "namespace"))
             try:
-                wait_for(lambda: app.backend.workers() or proc.poll() is not None, 20, what="worker registration")
+                wait_for(lambda: app.workers() or proc.poll() is not None, 20, what="worker registration")
             finally:
                 app.close()
             if proc.poll() is not None:

@@ -23,7 +23,7 @@ LOST = BrokerUnavailable("cannot reach the server: Connection refused")
 
 def fake_app(heartbeat_timeout: float = 1.0, backend: Any = None) -> Any:
     settings = SimpleNamespace(heartbeat_timeout=heartbeat_timeout, succeeded_ttl=60.0, failed_ttl=60.0)
-    return SimpleNamespace(settings=settings, backend=backend)
+    return SimpleNamespace(settings=settings, backend=backend, slots=SimpleNamespace(per_queue=False))
 
 
 class FlakyWaits:
@@ -109,7 +109,7 @@ def test_the_event_listener_resubscribes_redoes_its_catch_up_and_logs_once(caplo
     fired = threading.Event()
     watches = iter([LOST, LOST, ("succeeded", b"")])  # the catch-up fails twice, then finds the outcome
 
-    def subscribe_events() -> Any:
+    def subscribe_events(every_slot: bool = False) -> Any:
         subscribed.append(pubsubs.pop(0) if pubsubs else QuietPubSub())
         return subscribed[-1]
 
@@ -119,8 +119,9 @@ def test_the_event_listener_resubscribes_redoes_its_catch_up_and_logs_once(caplo
             raise reply
         return reply
 
-    listener = EventListener(fake_app(backend=SimpleNamespace(subscribe_events=subscribe_events, watch=watch)))
-    listener._callbacks["j1"] = [(SimpleNamespace(id="j1"), lambda job, state: fired.set())]
+    backend = SimpleNamespace(subscribe_events=subscribe_events, watch=watch)
+    listener = EventListener(fake_app(backend=backend))
+    listener._callbacks["j1"] = [(SimpleNamespace(id="j1", store=backend), lambda job, state: fired.set())]
     with caplog.at_level(logging.INFO, logger="taskq.events"):
         listener._ensure_started()
         assert fired.wait(10), "the catch-up after resubscribing never ran again"

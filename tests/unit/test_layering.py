@@ -116,7 +116,7 @@ LAYERS = [
     ("taskq.errors", "taskq.logs", "taskq.codec", "taskq.signing", "taskq.states"),
     ("taskq.options", "taskq.cron"),
     ("taskq.storage",),
-    ("taskq.appview", "taskq.context", "taskq.embedded", "taskq.ephemeral", "taskq.ephemeral_cluster", "taskq.job", "taskq.enqueue", "taskq.stats", "taskq.status_text", "taskq.metrics",
+    ("taskq.appview", "taskq.slots", "taskq.context", "taskq.embedded", "taskq.ephemeral", "taskq.ephemeral_cluster", "taskq.job", "taskq.enqueue", "taskq.stats", "taskq.status_text", "taskq.metrics",
      "taskq.control", "taskq.events", "taskq.task", "taskq.listing", "taskq.info", "taskq.tracing",
      "taskq.bulk", "taskq.workflow", "taskq.canvas", "taskq.flowplan", "taskq.waits"),
     ("taskq.app",),

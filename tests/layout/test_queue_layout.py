@@ -1,0 +1,146 @@
+"""The ``queue`` key layout on one server: each queue's keys in a slot of
+their own (``{ns:queue}``), the namespace's ``{ns}`` holding only the
+registry, and everything a producer, a worker and the scheduler do working
+per queue: results, lookups by id, retries through the schedule, a job
+whose worker was killed run again, periodic ticks, events, stats, job
+control, and the cross-queue links that one slot cannot hold refused."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from taskq import ConfigurationError, JobState, TaskQ
+from tests.apps.sharded import build
+from tests.conftest import wait_for
+
+
+@pytest.fixture
+def sapp(redis_url, namespace):
+    app = build(redis_url, namespace)
+    yield app
+    for b in [*app.slots.all(), app.backend]:
+        b.delete_namespace()
+    app.close()
+
+
+@pytest.fixture
+def layout_env(worker_env):
+    return {**worker_env, "TASKQ_KEY_LAYOUT": "queue"}
+
+
+def keys(redis_url: str, namespace: str) -> list[str]:
+    r = redis.Redis.from_url(redis_url)
+    return sorted(k.decode() for k in r.scan_iter(match="{" + namespace + "*"))
+
+
+def test_each_queue_has_its_own_slot_and_the_namespace_keeps_only_the_registry(sapp, redis_url, namespace):
+    a = sapp.tasks["add"].delay(1, 2)
+    b = sapp.tasks["mul"].delay(3, 4)
+    found = keys(redis_url, namespace)
+    assert f"{{{namespace}:a}}:j:{a.id}" in found and f"{{{namespace}:b}}:j:{b.id}" in found
+    assert {k for k in found if k.startswith("{" + namespace + "}")} == {
+        f"{{{namespace}}}:layout", f"{{{namespace}}}:slots"}
+    assert all(k.startswith((f"{{{namespace}:a}}:", f"{{{namespace}:b}}:", f"{{{namespace}}}:")) for k in found)
+    assert sapp.slots.queues() == ["a", "b"]
+
+
+def test_a_worker_serving_two_slots_runs_both_and_handles_find_their_jobs(sapp, start_worker, layout_env):
+    jobs = [sapp.tasks["add"].delay(i, 1) for i in range(20)] + [sapp.tasks["mul"].delay(i, 2) for i in range(20)]
+    jobs += sapp.enqueue_many([("add", (i, 10), {}) for i in range(5)] + [("mul", (i, 10), {}) for i in range(5)])
+    start_worker("tests.apps.sharded:app", "-Q", "a,b", env=layout_env)
+    assert [j.result(timeout=20) for j in jobs] == (
+        [i + 1 for i in range(20)] + [i * 2 for i in range(20)] + [i + 10 for i in range(5)] + [i * 10 for i in range(5)])
+    fresh = TaskQ("other", sapp.backend.url, namespace=sapp.settings.namespace, key_layout="queue")
+    try:
+        found = fresh.job(jobs[25].id)  # no queue known: looked up in the registered slots
+        assert found.state == JobState.SUCCEEDED and found.result(timeout=1) == 10
+        assert fresh.slots.queue_of(jobs[25].id) == "b"
+        stats = fresh.stats()
+        assert stats.tasks["add"].counters["succeeded"] == 25 and stats.tasks["mul"].counters["succeeded"] == 25
+        assert set(stats.queues) == {"a", "b"} and stats.worker_count == 1
+        assert {w.queues for w in fresh.workers()} == {("a", "b")}
+        listed = fresh.control.list_jobs("succeeded", limit=100)
+        assert {i.queue for i in listed} == {"a", "b"} and len(listed) == 50
+        page = fresh.control.page("succeeded", limit=30)
+        rest = fresh.control.page("succeeded", limit=30, cursor=page.next_cursor or "")
+        assert len({i.id for i in page.jobs + rest.jobs}) == 50 and rest.next_cursor is None
+    finally:
+        fresh.close()
+
+
+def test_retries_go_through_each_slots_schedule_and_a_killed_job_runs_again(sapp, start_worker, layout_env,
+                                                                               tmp_path):
+    retried = sapp.tasks["flaky"].delay(str(tmp_path / "flaky"))
+    killed = sapp.tasks["crash_once"].delay(str(tmp_path / "crash"))
+    wp = start_worker("tests.apps.sharded:app", "-Q", "a,b", env=layout_env)
+    assert retried.result(timeout=20) == "attempt 2"
+    assert killed.result(timeout=30) == "survived"
+    info = killed.info()
+    assert (info.attempts, info.lost_count) == (1, 1) and info.errors[0]["type"] == "WorkerLost"
+    assert "crash_once" in wp.log()
+
+
+def test_periodic_ticks_fire_once_per_tick_with_two_workers(sapp, start_worker, layout_env, tmp_path):
+    log = tmp_path / "beats"
+    env = {**layout_env, "BEAT_LOG": str(log)}
+    start_worker("tests.apps.sharded:app", "-Q", "beat", env=env)
+    start_worker("tests.apps.sharded:app", "-Q", "beat", env=env)
+    wait_for(lambda: log.exists() and len(log.read_text().split()) >= 3, 20, what="three ticks")
+    ids = log.read_text().split()
+    assert len(ids) == len(set(ids))  # two schedulers, each tick once
+    assert sapp.slots.queue("beat").cron_last("beat") is not None
+
+
+def test_on_finish_and_job_control_reach_the_jobs_slot(sapp):
+    done = []
+    job = sapp.tasks["mul"].apply_async((2, 5), countdown=60)
+    assert job.state == JobState.SCHEDULED
+    sapp.job(job.id).cancel()
+    job.on_finish(lambda j, state: done.append(state))
+    assert done == [JobState.CANCELLED]
+    sapp.control.pause_queue("b")
+    assert {q.name: q.paused for q in sapp.control.queues()} == {"b": True}
+    sapp.control.resume_queue("b")
+    queued = sapp.tasks["add"].delay(1, 1)
+    assert sapp.control.purge_queue("a") == 1
+    with pytest.raises(Exception, match="not found|no job"):
+        _ = sapp.job(queued.id).state
+
+
+def test_links_one_slot_cannot_hold_are_refused(sapp):
+    add, mul = sapp.tasks["add"], sapp.tasks["mul"]
+    with pytest.raises(ConfigurationError, match="share one queue.*a, b"):
+        (add.s(1, 2) | mul.s(3)).apply_async()
+    first = add.delay(1, 1)
+    with pytest.raises(ConfigurationError, match="its own queue"):
+        mul.apply_async((1, 2), depends_on=[first])
+    same = (add.s(1, 2) | add.s(3)).apply_async()  # one queue: one slot
+    assert same.state == JobState.WAITING
+
+
+def test_a_worker_refuses_a_namespace_in_the_other_layout(redis_url, namespace, start_worker, worker_env):
+    old = TaskQ("old", redis_url, namespace=namespace)
+    try:
+        old.enqueue("add", 1, 2)
+        wp = start_worker("tests.apps.sharded:app", "-Q", "a", env={**worker_env, "TASKQ_KEY_LAYOUT": "queue"},
+                          ready=False)
+        assert wp.wait(30) != 0
+        assert "taskq migrate" in wp.log() and "one-slot key layout" in wp.log()
+        sharded = TaskQ("new", redis_url, namespace=namespace + "x", key_layout="queue")
+        sharded.enqueue("add", 1, 2)
+        back = start_worker("tests.apps.basic:app", env={**worker_env, "TASKQ_NAMESPACE": namespace + "x"},
+                            ready=False)
+        assert back.wait(30) != 0 and "key_layout='queue'" in back.log()
+        for b in [*sharded.slots.all(), sharded.backend]:
+            b.delete_namespace()
+        sharded.close()
+    finally:
+        old.backend.delete_namespace()
+        old.close()
+
+
+def test_the_setting_is_checked(redis_url):
+    with pytest.raises(ConfigurationError, match="key_layout must be"):
+        TaskQ("x", redis_url, key_layout="slots")
+    assert TaskQ("x", redis_url, key_layout="queue").settings.key_layout == "queue"
