@@ -31,6 +31,10 @@ def build(redis_url: str | None = None, namespace: str | None = None, **settings
             raise RuntimeError("first attempt fails")
         return f"attempt {current_job().attempt}"
 
+    @app.task(name="boom", tombstone=True, queue="b", retry=0)
+    def boom() -> None:
+        raise ValueError("boom")
+
     @app.task(name="crash_once", tombstone=True, queue="a", retry=3, retry_interval=0)
     def crash_once(marker: str) -> str:
         """Kills its process on the first attempt only."""
