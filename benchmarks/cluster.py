@@ -1,9 +1,12 @@
 """Figure 11: on a Redis/Valkey Cluster of 1 and of 3 masters.
 
-A namespace lives in one hash slot (``{ns}``), so a cluster spreads the
-load by namespace: three namespaces, on 3 masters one per master
+In the default key layout a namespace lives in one hash slot (``{ns}``), so
+a cluster spreads the load by namespace: three namespaces, on 3 masters one
+per master
 (:meth:`~taskq.ephemeral_cluster.EphemeralCluster.namespace_per_master`),
-on 1 master all three on it. Both clusters run on this machine, so the
+on 1 master all three on it. With ``key_layout='queue'`` each queue has a
+slot (``{ns:queue}``): one namespace with three queues, one per master, a
+worker per queue. Both clusters run on this machine, so the
 masters share its cores with the workers: the core count is printed next
 to the figures, and 3 masters outrun 1 only when there are cores to spare.
 
@@ -76,31 +79,40 @@ def record(sample: Sample, n: int, seconds: float, before: list[tuple[float, int
 class Bench:
     """One cluster, its namespaces, its client and its workers."""
 
-    def __init__(self, ctx: Context, cluster: EphemeralCluster) -> None:
-        self.ctx, self.cluster = ctx, cluster
-        if len(cluster.masters) == NAMESPACES:
-            self.names = cluster.namespace_per_master("bench")
+    def __init__(self, ctx: Context, cluster: EphemeralCluster, layout: str = "namespace") -> None:
+        self.ctx, self.cluster, self.layout = ctx, cluster, layout
+        if layout == "queue":  # one namespace; its queues' slots {benchq:<queue>}, one per master
+            self.names = cluster.namespace_per_master("benchq:q")
+            self.queues = [n.split(":")[1] for n in self.names]
         else:
-            self.names = [f"bench{i}" for i in range(NAMESPACES)]
+            self.names = (cluster.namespace_per_master("bench") if len(cluster.masters) == NAMESPACES
+                          else [f"bench{i}" for i in range(NAMESPACES)])
+            self.queues = ["default"] * NAMESPACES
         self.per = ctx.sizes.cluster // NAMESPACES
         self.rc = RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", m.port) for m in cluster.masters],
                                socket_connect_timeout=2.0, socket_timeout=30.0, protocol=2)
         self.nodes = [client(f"redis://127.0.0.1:{m.port}/0") for m in cluster.masters]
-        self.apps = [build(cluster.url, ns) for ns in self.names]
+        self.apps = ([build(cluster.url, "benchq", key_layout="queue")] * NAMESPACES if layout == "queue"
+                     else [build(cluster.url, ns) for ns in self.names])
         self.workers: list[Proc] = []
 
     def close(self) -> None:
-        for app in self.apps:
+        for app in set(self.apps):
             app.close()
         self.rc.close()
         for r in self.nodes:
             r.close()
 
     def counter(self, ns: str) -> int:
-        return int(self.rc.hget("{" + ns + "}:st:c", "default:noop|succeeded") or 0)
+        queue = ns.split(":")[1] if ":" in ns else "default"
+        return int(self.rc.hget("{" + ns + "}:st:c", f"{queue}:noop|succeeded") or 0)
 
     def start_workers(self) -> None:
-        self.workers = [self.ctx.worker(ns, 1, self.cluster.url) for ns in self.names]
+        if self.layout == "queue":
+            self.workers = [self.ctx.worker("benchq", 1, self.cluster.url, queues=q, key_layout="queue")
+                            for q in self.queues]
+        else:
+            self.workers = [self.ctx.worker(ns, 1, self.cluster.url) for ns in self.names]
 
         def registered() -> bool:
             for w in self.workers:
@@ -110,17 +122,17 @@ class Bench:
         wait_until(registered, 60, "the workers to register", interval=0.05)
 
     def taskq_run(self, sample: Sample) -> None:
-        for app in self.apps:
-            app.control.pause_queue("default")
+        for app, q in zip(self.apps, self.queues):
+            app.control.pause_queue(q)
         base = [self.counter(ns) for ns in self.names]
-        for app in self.apps:
-            app.tasks["noop"].map([()] * self.per)
+        for app, q in zip(self.apps, self.queues):
+            app.tasks["noop"].map([()] * self.per, queue=q)
         before = masters_snapshot(self.nodes, JOB_CALLS)
         if [self.counter(ns) for ns in self.names] != base:
             raise RuntimeError("jobs of a paused queue ran before the resume")
         t0 = time.time()
-        for app in self.apps:
-            app.control.resume_queue("default")
+        for app, q in zip(self.apps, self.queues):
+            app.control.resume_queue(q)
 
         def finished() -> bool:
             for w in self.workers:
@@ -154,13 +166,13 @@ class Bench:
         record(sample, self.per * NAMESPACES, max(x["last"] for x in results) - t0, before, after)
 
 
-def measure(ctx: Context, masters: int) -> tuple[Sample, Sample]:
+def measure(ctx: Context, masters: int, layout: str = "namespace") -> tuple[Sample, Sample]:
     ours, raw = Sample(), Sample()
     cluster = EphemeralCluster(masters, binary=ctx.server_bin, appendonly=ctx.appendonly,
                                extra_args=ctx.server_args).start()
     bench: Bench | None = None
     try:
-        bench = Bench(ctx, cluster)
+        bench = Bench(ctx, cluster, layout)
         bench.start_workers()
         for run_no in range(ctx.runs):
             bench.taskq_run(ours)
@@ -177,18 +189,26 @@ def run(ctx: Context) -> list[Row]:
     n = ctx.sizes.cluster // NAMESPACES * NAMESPACES
     results: dict[int, tuple[Sample, Sample]] = {m: measure(ctx, m) for m in MASTERS}
     (one, raw_one), (three, raw_three) = results[1], results[3]
+    queued, raw_queued = measure(ctx, 3, "queue")
     cores = float(os.cpu_count() or 0)
     rows = [
         Row(TITLE, f"1 master, {NAMESPACES} namespaces on it, x{n:,}", "jobs/s", one.rate, raw_one.rate),
         Row(TITLE, f"3 masters, a namespace on each, x{n:,}", "jobs/s", three.rate, raw_three.rate),
         Row(TITLE, "3 masters / 1 master", "×", speedup(one.rate, three.rate), speedup(raw_one.rate, raw_three.rate),
             show_ratio=False),
+        Row(TITLE, f"3 masters, one namespace, a slot per queue (3 queues), x{n:,}", "jobs/s", queued.rate,
+            raw_queued.rate),
+        Row(TITLE, "3 masters, a slot per queue / 1 master", "×", speedup(one.rate, queued.rate),
+            speedup(raw_one.rate, raw_queued.rate), show_ratio=False),
         Row(TITLE, "server CPU per job, 1 master", "µs", one.cpu_us, raw_one.cpu_us),
         Row(TITLE, "server CPU per job, 3 masters (their sum)", "µs", three.cpu_us, raw_three.cpu_us),
     ]
     for i in range(3):
         rows.append(Row(TITLE, f"share of the job calls on master {i + 1} of 3", "%",
                         [s[i] for s in three.shares], [s[i] for s in raw_three.shares], show_ratio=False))
+    for i in range(3):
+        rows.append(Row(TITLE, f"share of the job calls on master {i + 1} of 3, a slot per queue", "%",
+                        [s[i] for s in queued.shares], [s[i] for s in raw_queued.shares], show_ratio=False))
     rows.append(Row(TITLE, "CPU cores of this machine (all processes share them)", "cores",
                     [cores] * ctx.runs, show_ratio=False))
     return rows

@@ -161,12 +161,14 @@ class Context:
         """Empty the server between runs (it is ours alone)."""
         self.redis.execute_command("FLUSHALL", "SYNC")  # plain FLUSHALL may free lazily
 
-    def worker(self, namespace: str, concurrency: int, url: str | None = None) -> Proc:
-        """Start ``taskq worker benchmarks.tasks:app -c N`` on ``namespace`` (of the run's server,
-        or of the one at ``url``)."""
+    def worker(self, namespace: str, concurrency: int, url: str | None = None, queues: str = "default",
+               key_layout: str = "namespace") -> Proc:
+        """Start ``taskq worker benchmarks.tasks:app -c N -Q QUEUES`` on ``namespace`` (of the run's
+        server, or of the one at ``url``)."""
         cmd = [sys.executable, "-m", "taskq_cli.main", "worker", "benchmarks.tasks:app", "-c", str(concurrency),
-               "--loglevel", "WARNING"]
-        return Proc(self, cmd, {"TASKQ_REDIS_URL": url or self.url, "TASKQ_NAMESPACE": namespace})
+               "-Q", queues, "--loglevel", "WARNING"]
+        return Proc(self, cmd, {"TASKQ_REDIS_URL": url or self.url, "TASKQ_NAMESPACE": namespace,
+                                "TASKQ_KEY_LAYOUT": key_layout})
 
     def worker_proc(self, namespace: str) -> Proc:
         """Start ``taskq worker benchmarks.dashboard_tasks:app -c 2 -Q work`` on ``namespace``."""

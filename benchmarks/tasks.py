@@ -14,8 +14,8 @@ from taskq import TaskQ
 from .work import one_call, record_lateness
 
 
-def build(redis_url: str | None = None, namespace: str | None = None) -> TaskQ:
-    app = TaskQ("bench", redis_url, namespace=namespace)
+def build(redis_url: str | None = None, namespace: str | None = None, **settings: Any) -> TaskQ:
+    app = TaskQ("bench", redis_url, namespace=namespace, **settings)
 
     @app.task(name="noop")
     def noop(*args: Any) -> None:
