@@ -245,6 +245,7 @@ class TaskQ:
         builder, fields = self._build(task_name, args, kwargs, call, job_id=job_id, eta=eta, front=front,
                                       unique_key=unique_key, resource=resource)
         durable = builder.options.durable or self.settings.durable
+        fields = self.slots.place(fields)
         with enqueue_span(self.settings, task_name, builder.options.queue) as span:
             result = self.slots.queue(fields.queue).enqueue([span.inject(fields)], durable=durable,
                                                             fresh=job_id is None)
@@ -270,6 +271,7 @@ class TaskQ:
         builder, fields = self._build(task_name, args, kwargs, call, job_id=job_id, eta=eta, front=front,
                                       unique_key=unique_key, resource=resource)
         durable = builder.options.durable or self.settings.durable
+        fields = self.slots.place(fields)
         with enqueue_span(self.settings, task_name, builder.options.queue) as span:
             result = await self.slots.aqueue(fields.queue).enqueue([span.inject(fields)], durable=durable,
                                                                    fresh=job_id is None)

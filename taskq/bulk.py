@@ -39,7 +39,7 @@ class Bulk:
             if builder is None:
                 builder = self.builders[task_name] = JobBuilder(
                     settings, task_name, self.app.options_for(task_name).merged(self.call), self.call)
-            fields = builder.build(args, kwargs)
+            fields = self.app.slots.place(builder.build(args, kwargs))
             if self.inject is not None:
                 fields = self.inject(fields)
             self.names[fields[0]] = builder

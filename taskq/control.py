@@ -37,9 +37,10 @@ class JobControl:
     slot in the ``queue`` key layout). Without it, in that layout, a call on
     a job goes to the job's slot and a listing goes over every slot."""
 
-    def __init__(self, app: AppView, backend: Backend | None = None) -> None:
+    def __init__(self, app: AppView, backend: Backend | None = None, queue: str | None = None) -> None:
         self.app = app
         self._fixed = backend
+        self.queue = queue  # the queue whose slot ``backend`` is
         self._fan = backend is None and app.settings.key_layout == "queue"
 
     @property
@@ -48,13 +49,17 @@ class JobControl:
 
     def _sub(self, queue: str) -> JobControl:
         """Job control of ``queue``'s storage."""
-        return JobControl(self.app, self.app.slots.queue(queue))
+        return JobControl(self.app, self.app.slots.queue(queue), queue)
 
     def _subs(self, queue: str | None = None) -> list[JobControl]:
-        """Job control of every storage (of ``queue``'s alone when given)."""
+        """Job control of every storage (of ``queue``'s alone, its shards', when given)."""
         if not self._fan:
             return [self]
-        return [self._sub(q) for q in ([queue] if queue else self.app.slots.queues())]
+        return [self._sub(q) for q in (self.app.slots.shards(queue) if queue else self.app.slots.queues())]
+
+    def _named(self, queue: str | None) -> str | None:
+        """``queue`` as this control's storage names it (a shard's own name)."""
+        return self.queue if queue and self.queue else queue
 
     @property
     def _ttl_ms(self) -> int:
@@ -109,10 +114,12 @@ class JobControl:
         """Workers take no new job from ``queue`` until it is resumed (running
         jobs finish; it still takes enqueues). Kept on the server: a pause
         outlives worker and server restarts."""
-        self._subs(_queue_name(queue))[0]._b.pause_queue(queue)
+        for sub in self._subs(_queue_name(queue)):
+            sub._b.pause_queue(sub._named(queue) or queue)
 
     def resume_queue(self, queue: str) -> None:
-        self._subs(_queue_name(queue))[0]._b.resume_queue(queue)
+        for sub in self._subs(_queue_name(queue)):
+            sub._b.resume_queue(sub._named(queue) or queue)
 
     def queues(self) -> list[QueueInfo]:
         """Every known queue with whether it is paused, its ready depth and its held jobs."""
@@ -146,7 +153,7 @@ class JobControl:
         if self._fan:
             out: list[JobInfo] = []
             for sub in self._subs(queue):
-                out += sub.list_jobs(state, queue=queue, task=task, limit=limit - len(out))
+                out += sub.list_jobs(state, queue=sub._named(queue), task=task, limit=limit - len(out))
                 if len(out) >= limit:
                     break
             return out
@@ -189,7 +196,7 @@ class JobControl:
         i, examined = int(at), 0
         jobs: list[JobInfo] = []
         while i < len(subs) and len(jobs) < limit and examined < budget:
-            page = subs[i].page(state, queue=queue, task=task, error_type=error_type, cursor=inner,
+            page = subs[i].page(state, queue=subs[i]._named(queue), task=task, error_type=error_type, cursor=inner,
                                 limit=limit - len(jobs), budget=budget - examined)
             jobs += page.jobs
             examined += page.examined
@@ -291,7 +298,7 @@ class JobControl:
     def purge_queue(self, queue: str) -> int:
         """Delete every queued job of ``queue``; returns the count."""
         if self._fan:
-            return self._sub(_queue_name(queue)).purge_queue(queue)
+            return sum(sub.purge_queue(sub.queue or queue) for sub in self._subs(_queue_name(queue)))
         total = 0
         while True:
             n = self._b.purge_queue(queue)

@@ -134,6 +134,11 @@ def launch(app: JobApp, canvas: Canvas, *, link_error: Signature | None = None,
         head.insert(0, err)
     rows = head + plan.rows[::-1]  # parents first
     waiting = [r.job.id for r in rows if r.dependency_count or r.kind]
+    queues = {r.job.queue for r in rows}
+    if len(queues) == 1 and app.slots.per_queue:  # a sharded queue: the whole workflow in one shard
+        shard = app.slots.place(handle.job).queue
+        for r in rows:
+            r.job = r.job._replace(queue=shard)
     store = flow_store(app, {r.job.queue for r in rows})
     store.enqueue_flow(rows, waiting)
     return Workflow(app, handle.job.id, task=handle.job.task, queue=handle.job.queue)
@@ -159,6 +164,11 @@ def enqueue_dependent(app: JobApp, req: EnqueueRequest, depends_on: Iterable[Job
     row = FlowRow(req, dependency_count=len(ids), on_failure=on_dependency_failure,
                   ttls=f"{int(s.succeeded_ttl * 1000)}:{int(s.failed_ttl * 1000)}",
                   existing=[(jid, i) for i, jid in enumerate(ids)])
+    if len(app.slots.shards(req.queue)) > 1:  # a sharded queue: the shard of the jobs it waits for
+        app.slots.of(ids[0])
+        found = app.slots.queue_of(ids[0])
+        req = req._replace(queue=found if found in app.slots.shards(req.queue) else app.slots.place(req).queue)
+        row.job = req
     flow_store(app, {req.queue}, ids).enqueue_flow([row], [req.id], existing=ids)
     return Job(app, req.id, task=req.task, state="waiting", queue=req.queue)
 

@@ -261,6 +261,30 @@ def _matches(exc: BaseException, spec: ExcSpec) -> bool:
 
 # ---------------------------------------------------------------- app settings
 
+MAX_SHARDS = 256
+
+
+def parse_shards(value: Any, layout: str) -> dict[str, int]:
+    """``queue_shards`` as a dict (from a mapping or ``"emails=4,b=2"``), checked."""
+    if isinstance(value, str):
+        try:
+            value = {q.strip(): int(n) for q, _, n in (p.partition("=") for p in value.split(",") if p.strip())}
+        except ValueError:
+            raise ConfigurationError(f"queue_shards must read like 'emails=4,reports=2', not {value!r}") from None
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"queue_shards must map queue names to shard counts, not {value!r}")
+    out = {}
+    for queue, n in value.items():
+        if not isinstance(queue, str) or not queue or any(c in queue for c in " :{}#"):
+            raise ConfigurationError(f"queue_shards: {queue!r} is not a queue name (no spaces, ':', '#' or braces)")
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_SHARDS:
+            raise ConfigurationError(f"queue_shards[{queue!r}] must be an int from 1 to {MAX_SHARDS}, not {n!r}")
+        if n > 1:
+            out[queue] = n
+    if out and layout != "queue":
+        raise ConfigurationError("queue_shards needs key_layout='queue': a shard is a slot of its own")
+    return out
+
 
 @dataclass(frozen=True)
 class AppSettings:
@@ -269,6 +293,7 @@ class AppSettings:
     redis_url: str | None = field(default=None, repr=False)  # may hold a password
     namespace: str = "taskq"
     key_layout: str = "namespace"  # or "queue": a hash slot per queue (docs/deployment-scaling.md)
+    queue_shards: Mapping[str, int] = field(default_factory=dict)  # queue -> shards (key_layout "queue")
     heartbeat_timeout: float = 10.0
     max_payload_bytes: int = 512 * 1024
     succeeded_ttl: float = 3600.0
@@ -294,6 +319,7 @@ class AppSettings:
                                      f"{self.namespace!r} (it defaults to the app's name: pass namespace=...)")
         if self.key_layout not in ("namespace", "queue"):
             raise ConfigurationError(f"key_layout must be 'namespace' or 'queue', not {self.key_layout!r}")
+        s(self, "queue_shards", parse_shards(self.queue_shards, self.key_layout))
         for name in ("heartbeat_timeout", "succeeded_ttl", "failed_ttl", "enqueue_retry_timeout", "durable_timeout"):
             s(self, name, seconds(name, getattr(self, name)))
         if self.heartbeat_timeout < 0.5:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import zlib
 from typing import TYPE_CHECKING, Protocol
 
 from .errors import ConfigurationError
@@ -23,6 +24,7 @@ from .storage.migrate import Migration, Moved
 
 if TYPE_CHECKING:
     from .options import AppSettings, TaskOptions
+    from .storage.records import EnqueueRequest
 
 
 class AppView(Protocol):
@@ -108,12 +110,31 @@ class Slots:
             found = self._async[queue] = AsyncBackend(sync)
         return found
 
+    def shards(self, queue: str) -> list[str]:
+        """The queues that serve ``queue``: its shards ``queue#0``... (``queue_shards``), or itself."""
+        n = self.app.settings.queue_shards.get(queue)
+        return [f"{queue}#{i}" for i in range(n)] if n else [queue]
+
+    def place(self, req: EnqueueRequest, key: str | None = None) -> EnqueueRequest:
+        """``req`` in the shard of its queue that ``key`` (else its unique key,
+        its resource or its id) hashes to: a resend, a unique check and a
+        resource's waiters always meet in one slot; random ids spread evenly."""
+        if req.queue not in self.app.settings.queue_shards:
+            return req
+        return req._replace(queue=self.shard_of(req.queue, key or req.unique_key or req.resource or req.id))
+
+    def shard_of(self, queue: str, key: str) -> str:
+        """The shard of ``queue`` that ``key`` hashes to (``queue`` itself if it has none)."""
+        n = self.app.settings.queue_shards.get(queue)
+        return f"{queue}#{zlib.crc32(key.encode()) % n}" if n else queue
+
     def groups(self, queues: list[str]) -> list[tuple[Backend, list[str]]]:
         """The storages a worker serving ``queues`` (in priority order) claims
-        from, each with its queues: one for all of them, or one per queue."""
+        from, each with its queues: one for all of them, or one per queue
+        (and per shard of a sharded one)."""
         if not self.per_queue:
             return [(self.app.backend, list(queues))]
-        return [(self.queue(q), [q]) for q in queues]
+        return [(self.queue(s), [s]) for q in queues for s in self.shards(q)]
 
     def queues(self) -> list[str]:
         """The queues with a slot of their own (none in the namespace layout)."""

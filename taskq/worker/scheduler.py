@@ -213,8 +213,9 @@ class Scheduler:
 
     def _job(self, periodic: Periodic, tick: int) -> EnqueueRequest:
         options = self.app.options_for(periodic.name)
-        return build_job(self.app.settings, periodic.name, periodic.args, periodic.kwargs, options, {},
-                         job_id=f"cron:{periodic.name}:{tick}")
+        req = build_job(self.app.settings, periodic.name, periodic.args, periodic.kwargs, options, {},
+                        job_id=f"cron:{periodic.name}:{tick}")
+        return self.app.slots.place(req, key=periodic.name)  # a sharded queue: always the same shard
 
     # ---------------------------------------------------------------- loop
 

@@ -39,7 +39,7 @@ class SlotSchedulers:
         slots = self.app.slots
         by_queue: dict[str, list[str]] = {}
         for name in self.app.periodics:
-            by_queue.setdefault(self.app.options_for(name).queue, []).append(name)
+            by_queue.setdefault(slots.shard_of(self.app.options_for(name).queue, name), []).append(name)
         for queue in by_queue:
             slots.queue(queue)
         for queue in slots.queues():

@@ -144,3 +144,37 @@ def test_the_setting_is_checked(redis_url):
     with pytest.raises(ConfigurationError, match="key_layout must be"):
         TaskQ("x", redis_url, key_layout="slots")
     assert TaskQ("x", redis_url, key_layout="queue").settings.key_layout == "queue"
+
+
+def test_a_sharded_queue_spreads_over_its_shards_and_workers_drain_them_all(redis_url, namespace, start_worker,
+                                                                            layout_env):
+    app = build(redis_url, namespace, queue_shards={"a": 4})
+    try:
+        jobs = [app.tasks["add"].delay(i, 0) for i in range(200)]
+        jobs += app.enqueue_many([("add", (i, 1), {}) for i in range(200)])
+        per_shard = {q.name: q.depth for q in app.control.queues()}
+        assert sorted(per_shard) == ["a#0", "a#1", "a#2", "a#3"]
+        assert all(30 <= n <= 170 for n in per_shard.values()), per_shard  # crc32 of random ids: spread
+        again = app.tasks["add"].apply_async((1, 1), job_id="fixed-id")
+        assert app.tasks["add"].apply_async((1, 1), job_id="fixed-id").created is False  # same shard: found
+        app.control.pause_queue("a")
+        assert all(q.paused for q in app.control.queues())
+        app.control.resume_queue("a")
+        chained = (app.tasks["add"].s(1, 2) | app.tasks["add"].s(3)).apply_async()  # one shard for all of it
+        start_worker("tests.apps.sharded:app", "-Q", "a", env={**layout_env, "TASKQ_QUEUE_SHARDS": "a=4"})
+        assert sorted(j.result(timeout=30) for j in jobs) == sorted([i for i in range(200)] +
+                                                                   [i + 1 for i in range(200)])
+        assert again.result(timeout=10) == 2 and chained.result(timeout=10) == 6
+        assert len(app.control.list_jobs("succeeded", queue="a", limit=1000)) == 404  # and the chain's handle
+    finally:
+        for b in [*app.slots.all(), app.backend]:
+            b.delete_namespace()
+        app.close()
+
+
+def test_queue_shards_is_checked(redis_url):
+    with pytest.raises(ConfigurationError, match="needs key_layout='queue'"):
+        TaskQ("x", redis_url, queue_shards={"a": 2})
+    with pytest.raises(ConfigurationError, match="from 1 to"):
+        TaskQ("x", redis_url, key_layout="queue", queue_shards={"a": 0})
+    assert TaskQ("x", redis_url, key_layout="queue", queue_shards="a=3, b=1").settings.queue_shards == {"a": 3}
