@@ -162,7 +162,7 @@ def test_a_sharded_queue_spreads_over_its_shards_and_workers_drain_them_all(redi
         app.control.resume_queue("a")
         chained = (app.tasks["add"].s(1, 2) | app.tasks["add"].s(3)).apply_async()  # one shard for all of it
         start_worker("tests.apps.sharded:app", "-Q", "a", env={**layout_env, "TASKQ_QUEUE_SHARDS": "a=4"})
-        assert sorted(j.result(timeout=30) for j in jobs) == sorted([i for i in range(200)] +
+        assert sorted(j.result(timeout=30) for j in jobs) == sorted(list(range(200)) +
                                                                    [i + 1 for i in range(200)])
         assert again.result(timeout=10) == 2 and chained.result(timeout=10) == 6
         assert len(app.control.list_jobs("succeeded", queue="a", limit=1000)) == 404  # and the chain's handle

@@ -9,7 +9,7 @@ import time
 
 from taskq import JobState
 from tests.apps.basic import build
-from tests.conftest import drain, wait_for
+from tests.conftest import wait_for
 from tests.scaleout.servers import LocalCluster, client
 
 
