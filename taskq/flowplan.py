@@ -139,6 +139,8 @@ def launch(app: JobApp, canvas: Canvas, *, link_error: Signature | None = None,
         shard = app.slots.place(handle.job).queue
         for r in rows:
             r.job = r.job._replace(queue=shard)
+    for r in rows:
+        app.slots.check_resource(r.job)
     store = flow_store(app, {r.job.queue for r in rows})
     store.enqueue_flow(rows, waiting)
     return Workflow(app, handle.job.id, task=handle.job.task, queue=handle.job.queue)
@@ -169,6 +171,7 @@ def enqueue_dependent(app: JobApp, req: EnqueueRequest, depends_on: Iterable[Job
         found = app.slots.queue_of(ids[0])
         req = req._replace(queue=found if found in app.slots.shards(req.queue) else app.slots.place(req).queue)
         row.job = req
+    app.slots.check_resource(req)
     flow_store(app, {req.queue}, ids).enqueue_flow([row], [req.id], existing=ids)
     return Job(app, req.id, task=req.task, state="waiting", queue=req.queue)
 

@@ -65,6 +65,7 @@ class Slots:
         self._by_queue: dict[str, Backend] = {}
         self._async: dict[str, AsyncBackend] = {}
         self._known: dict[str, str] = {}  # job id -> queue
+        self._resources: set[tuple[str, str]] = set()  # (resource, queue) known to be allowed
         self._checked = False
 
     def check(self, strict: bool = True) -> None:
@@ -118,10 +119,25 @@ class Slots:
     def place(self, req: EnqueueRequest, key: str | None = None) -> EnqueueRequest:
         """``req`` in the shard of its queue that ``key`` (else its unique key,
         its resource or its id) hashes to: a resend, a unique check and a
-        resource's waiters always meet in one slot; random ids spread evenly."""
-        if req.queue not in self.app.settings.queue_shards:
-            return req
-        return req._replace(queue=self.shard_of(req.queue, key or req.unique_key or req.resource or req.id))
+        resource's waiters always meet in one slot; random ids spread evenly.
+        A resource used by another queue is refused (:meth:`check_resource`)."""
+        if req.queue in self.app.settings.queue_shards:
+            req = req._replace(queue=self.shard_of(req.queue, key or req.unique_key or req.resource or req.id))
+        self.check_resource(req)
+        return req
+
+    def check_resource(self, req: EnqueueRequest) -> None:
+        """Refuse a job whose resource lock is held in another queue's slot
+        (a lock lives in one slot: it cannot exclude runs in two)."""
+        if not self.per_queue or not req.resource or (req.resource, req.queue) in self._resources:
+            return
+        holder = self.app.backend.claim_resource(req.resource, req.queue)
+        if holder != req.queue:
+            raise ConfigurationError(
+                f"resource {req.resource!r} is used by queue {holder!r}: with key_layout='queue' a resource lock "
+                f"lives in one queue's slot, so jobs of queue {req.queue!r} cannot share it (use one queue for "
+                f"the jobs of a resource)")
+        self._resources.add((req.resource, req.queue))
 
     def shard_of(self, queue: str, key: str) -> str:
         """The shard of ``queue`` that ``key`` hashes to (``queue`` itself if it has none)."""

@@ -10,8 +10,10 @@ Two layouts (the app setting ``key_layout``):
   indexes, stats, workers' leases and the reapers' watch), so every script
   still touches one slot and a cluster spreads the queues over its masters.
   ``{ns}`` keeps only this registry: the layout marker and the set of
-  queues that have a slot, written with idempotent commands (``SET NX``,
-  ``SADD``), never from a job script.
+  queues that have a slot and which queue each resource lock lives in
+  (``{ns}:resources``: a lock is in one slot, so a resource may be used by
+  one queue only), written with idempotent commands (``SET NX``, ``SADD``,
+  ``HSETNX``), never from a job script.
 
 A namespace in the ``namespace`` layout shows its keys under ``{ns}:``
 (``queues``, ``sched``, ``failed``...); one in the ``queue`` layout has
@@ -57,6 +59,17 @@ class Registry(Connection):
     def register_slot(self, queue: str) -> None:
         with translate_errors(self.url):
             self.client.sadd(self.keys.slot_queues, queue)
+
+    def claim_resource(self, resource: str, queue: str) -> str:
+        """Record that ``resource`` is used in ``queue``'s slot (``HSETNX``);
+        returns the queue that holds it (another one: a conflict)."""
+        k = self.keys.prefix + "resources"
+        with translate_errors(self.url):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hsetnx(k, resource, queue)
+            pipe.hget(k, resource)
+            _, holder = pipe.execute()
+        return holder.decode() if holder else queue
 
     def slot_queues(self) -> list[str]:
         with translate_errors(self.url):

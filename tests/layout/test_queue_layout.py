@@ -178,3 +178,17 @@ def test_queue_shards_is_checked(redis_url):
     with pytest.raises(ConfigurationError, match="from 1 to"):
         TaskQ("x", redis_url, key_layout="queue", queue_shards={"a": 0})
     assert TaskQ("x", redis_url, key_layout="queue", queue_shards="a=3, b=1").settings.queue_shards == {"a": 3}
+
+
+def test_a_resource_lock_lives_in_one_queue_and_another_queue_is_refused(sapp):
+    first = sapp.tasks["add"].apply_async((1, 1), resource="printer")
+    assert first.state == JobState.QUEUED
+    sapp.tasks["add"].apply_async((2, 2), resource="printer")  # the same queue: allowed
+    with pytest.raises(ConfigurationError, match="resource 'printer' is used by queue 'a'"):
+        sapp.tasks["mul"].apply_async((1, 1), resource="printer")
+    other = TaskQ("other", sapp.backend.url, namespace=sapp.settings.namespace, key_layout="queue")
+    try:  # the registry is on the server: another process is refused too
+        with pytest.raises(ConfigurationError, match="used by queue 'a'"):
+            other.enqueue_call("mul", (1, 2), {}, {"queue": "b"}, resource="printer")
+    finally:
+        other.close()
