@@ -17,13 +17,14 @@ from tests.scaleout.failover import DurableProducer, assert_every_acknowledged_j
 from tests.scaleout.servers import client
 
 
-def run_through_failover(url, namespace, start_worker, victim, failed_over):
+def run_through_failover(url, namespace, start_worker, victim, failed_over, layout="namespace"):
     """Durable jobs flow while ``victim`` (the master) is SIGKILLed; once a
     replica took over, the victim restarts (and rejoins as a replica, so
     durable enqueues are confirmed by a replica again)."""
-    app = build(url, namespace, enqueue_retry_timeout=30, durable_timeout=2)
+    app = build(url, namespace, enqueue_retry_timeout=30, durable_timeout=2, key_layout=layout)
     workers = [start_worker("tests.apps.basic:app", "-c", "1",
-                            env={"TASKQ_REDIS_URL": url, "TASKQ_NAMESPACE": namespace, "TASKQ_HEARTBEAT_TIMEOUT": "3"})
+                            env={"TASKQ_REDIS_URL": url, "TASKQ_NAMESPACE": namespace, "TASKQ_HEARTBEAT_TIMEOUT": "3",
+                                 "TASKQ_KEY_LAYOUT": layout})
                for _ in range(2)]
     producer = DurableProducer(app)
     try:
@@ -44,7 +45,8 @@ def run_through_failover(url, namespace, start_worker, victim, failed_over):
     finally:
         producer.stop()
         try:
-            app.backend.delete_namespace()
+            for b in {id(x): x for x in [*app.slots.all(), app.backend]}.values():
+                b.delete_namespace()
         finally:
             app.close()
 
@@ -56,6 +58,18 @@ def test_cluster_master_killed_mid_run_loses_no_acknowledged_durable_job(replica
     producer = run_through_failover(
         replicated_cluster.url, namespace, start_worker, victim,
         lambda: replicated_cluster.owner_port(key) != port)
+    assert len(producer.acknowledged) >= 200
+
+
+def test_cluster_master_of_a_queue_slot_killed_mid_run_with_the_queue_layout(replicated_cluster, start_worker,
+                                                                            namespace):
+    """The same with a slot per queue: the master of the queue's slot
+    ``{ns:default}`` dies; the namespace's registry may live elsewhere."""
+    key = "{" + namespace + ":default}:"
+    port = replicated_cluster.owner_port(key)
+    producer = run_through_failover(
+        replicated_cluster.url, namespace, start_worker, replicated_cluster.node(port),
+        lambda: replicated_cluster.owner_port(key) != port, layout="queue")
     assert len(producer.acknowledged) >= 200
 
 
