@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import hypothesis  # noqa: F401 - imported at collection, not by its plugin at the session's end
 import pytest
 
 from taskq import TaskQ

@@ -30,7 +30,8 @@ from .backend import Backend
 from .connection import REPLY_MARGIN, Arg, library_answer, translated
 from .enqueueing import aof_unconfirmed, enqueue_args, enqueued, enqueued_again
 from .records import Field, JobRecord
-from .wire import pack
+from .aio_route import AsyncRoute, redirected
+from .wire import MAX_REDIRECTS, pack
 
 T = TypeVar("T")
 LOST = (RedisConnectionError, OSError)
@@ -51,29 +52,37 @@ class AsyncBackend:
         self.url = backend.url
         self.keys = backend.keys
         self.retry_timeout = backend.retry_timeout
-        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, Any]] = (
+        self.route = AsyncRoute(backend)  # a Sentinel group's or cluster slot's master, found in a thread
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, Any, str]] = (
             weakref.WeakKeyDictionary())
 
     # ------------------------------------------------------------ connections
 
-    def pool(self, blocking: bool = False) -> aioredis.ConnectionPool:
-        """The running loop's pool (made on first use): for commands the
-        server answers at once, or (``blocking``) for result waits."""
+    async def pool(self, blocking: bool = False) -> aioredis.ConnectionPool:
+        """The running loop's pool (made on first use, and again for a new
+        master): for commands the server answers at once, or (``blocking``)
+        for result waits."""
         loop = asyncio.get_running_loop()
+        url = await self.route.url()
         pools = self._pools.get(loop)
+        if pools is not None and pools[2] != url:  # the master moved: the old pools go
+            del self._pools[loop]
+            for old in pools[:2]:
+                await old.disconnect()
+            pools = None
         if pools is None:
             kwargs: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 30.0, "protocol": 2,
                                       "health_check_interval": 0}
             pools = self._pools[loop] = (
-                aioredis.BlockingConnectionPool.from_url(self.url, max_connections=SHORT_CONNECTIONS,
+                aioredis.BlockingConnectionPool.from_url(url, max_connections=SHORT_CONNECTIONS,
                                                          timeout=None, **kwargs),
-                aioredis.ConnectionPool.from_url(self.url, max_connections=WAIT_CONNECTIONS, **kwargs))
+                aioredis.ConnectionPool.from_url(url, max_connections=WAIT_CONNECTIONS, **kwargs), url)
         return pools[1] if blocking else pools[0]
 
     async def aclose(self) -> None:
         """Close the running loop's connections (the adapter may be used again)."""
         pools = self._pools.pop(asyncio.get_running_loop(), None)
-        for pool in pools or ():
+        for pool in (pools or ())[:2]:
             await pool.disconnect()
 
     async def pipeline(self, commands: Sequence[Sequence[Arg]], *, timeout: float | None = None,
@@ -85,24 +94,40 @@ class AsyncBackend:
         (the connection's 30 s otherwise); past it the connection is dropped
         (the server may still run the commands) and ``RedisTimeoutError``
         raised. redis-py errors are raised untranslated. ``blocking``: a
-        command the server holds (a result wait), on a connection of its own."""
-        pool = self.pool(blocking)
+        command the server holds (a result wait), on a connection of its own.
+        A reply from a node that is not (or no longer) the master sends them
+        again to the master found anew (up to MAX_REDIRECTS times)."""
         data = b"".join([pack(c) for c in commands])
+        for _ in range(MAX_REDIRECTS):
+            replies = await self._send(data, len(commands), timeout, resend, blocking)
+            if self.route.direct or not any(redirected(r) for r in replies):
+                return replies
+            self.route.lost(next(r for r in replies if redirected(r)))
+            await asyncio.sleep(0.05)
+        return replies
+
+    async def _send(self, data: bytes, n: int, timeout: float | None, resend: bool, blocking: bool) -> list[Any]:
         for attempt in (1, 2):
-            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+            try:
+                pool = await self.pool(blocking)
+                conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+            except LOST:
+                self.route.lost()  # a Sentinel or cluster master may have moved: look again
+                raise
             reused = attempt == 1 and conn.is_connected and getattr(conn, "_taskq_used", False)
             try:
                 await conn.send_packed_command(data, False)
                 if timeout is None:
-                    return await self._read(conn, len(commands))
+                    return await self._read(conn, n)
                 try:
                     async with asyncio.timeout(timeout):
-                        return await self._read(conn, len(commands))
+                        return await self._read(conn, n)
                 except TimeoutError:
                     raise RedisTimeoutError(f"no reply within {timeout:g}s") from None
             except LOST:
                 await conn.disconnect(nowait=True)
                 if not (reused and resend):
+                    self.route.lost()  # a Sentinel or cluster master may have moved: look again
                     raise
             except BaseException:  # a timeout, a cancelled task: unread replies would answer the next caller
                 await conn.disconnect(nowait=True)
