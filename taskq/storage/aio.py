@@ -26,11 +26,11 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import BrokerUnavailable, DurabilityUnavailable, error_for_code
+from .aio_route import AsyncRoute, redirected
 from .backend import Backend
 from .connection import REPLY_MARGIN, Arg, library_answer, translated
 from .enqueueing import aof_unconfirmed, enqueue_args, enqueued, enqueued_again
 from .records import Field, JobRecord
-from .aio_route import AsyncRoute, redirected
 from .wire import MAX_REDIRECTS, pack
 
 T = TypeVar("T")
