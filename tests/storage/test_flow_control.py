@@ -104,6 +104,33 @@ def test_a_dead_workers_slots_free_when_it_is_reaped(app, t0):
     assert len(got) == 2 and set(got) <= {j.id for j in jobs}
 
 
+@pytest.mark.parametrize("end", ["outcome", "reap"])
+def test_a_job_requeued_while_it_runs_keeps_its_slot_until_the_attempt_ends(app, t0, end):
+    """Requeuing an active job leaves its concurrency slot held while the
+    attempt still runs in its worker: nothing the limit holds back starts
+    (not at the recheck either) until the attempt ends; then the slot frees,
+    the held job moves back and starts, and the requeued job waits its turn."""
+    slow = app.task(name="slow", concurrency=1)(lambda i: i)
+    first, second = slow.delay(1), slow.delay(2)
+    got, tokens = claim(app, t0)
+    assert got == [first.id] and second.state == JobState.WAITING
+    assert app.control.requeue(first.id) == "active"
+    assert first.state == JobState.ACTIVE
+    slots = app.backend.keys.slots("default", "c:slow")
+    assert app.backend.client.smembers(slots) == {first.id.encode()}
+    assert flow_pass(app, t0 + 10_000)[0] == 0  # the recheck finds the slot still taken
+    assert claim(app, t0 + 10_000, worker="w2")[0] == [] and second.state == JobState.WAITING
+    if end == "reap":
+        assert app.backend.reap_worker("w1", expected_hb=None, caps=(10, 10, 60_000), lost_blob=LOST,
+                                       now_ms=t0 + 10_001) == {first.id: "requeued"}
+        got, _ = claim(app, t0 + 10_002, worker="w2")
+    else:
+        got, _ = claim(app, t0 + 10_001, outcomes=[Outcome(first.id, tokens[first.id], "ok")])
+    assert got == [second.id]  # the held job, moved to the front when the slot freed
+    assert first.state == JobState.WAITING and first.info().attempts == 0  # queued again, then held back
+    assert app.backend.client.smembers(slots) == {second.id.encode()}
+
+
 def test_a_slot_whose_lease_ended_unseen_is_freed_at_the_limit(app, t0):
     slow = app.task(name="slow", concurrency=1)(lambda i: i)
     app.backend.client.sadd(app.backend.keys.slots("default", "c:slow"), "gone")  # a holder that is no job

@@ -28,6 +28,7 @@
 --       dc the job whose failure ended it  le its link_error job
 --       fc flow-control spec  pk limiter that holds it back (parked)
 --       rd "<delay_ms>:<eta_ms>" of a waiting job, applied when it is released
+--       rr requeue asked for while it ran (1, or 2: to the front; requeue.lua)
 --   (taskq/storage/records.py names the same fields for Python)
 
 -- Per-call state, set by begin() at the start of every call: as a script,
