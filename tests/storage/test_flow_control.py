@@ -224,6 +224,55 @@ def test_requeuing_an_expired_job_drops_its_expiry_and_runs_it(app, t0):
     assert app.backend.client.scard(app.backend.keys.slots("default", "c:t")) == 1  # its limits stay
 
 
+def past_expiry(app):
+    """A server time, and an expiry 10 s before it."""
+    now = app.backend.server_time_ms()
+    return now, dt.datetime.fromtimestamp((now - 10_000) / 1000, dt.UTC)
+
+
+@pytest.mark.parametrize(("state", "how"), [("failed", "requeue"), ("failed", "requeue_failed"),
+                                            ("failed", "unstall"), ("cancelled", "requeue")])
+def test_requeuing_a_finished_job_whose_expiry_passed_drops_it_and_runs_it(app, state, how):
+    """An operator's requeue (or unstall) of a failed or cancelled job means
+    run it, as for an expired one: an expiry that passed while it sat
+    finished goes, so neither its claim nor the flow pass ends it expired.
+    Its limits stay."""
+    t = app.task(name="t", concurrency=2)(lambda i: i)
+    now, expires = past_expiry(app)
+    job = t.apply_async((1,), expires=expires)
+    if state == "failed":
+        got, tokens = claim(app, now - 20_000)  # before its expiry: it runs, and fails
+        assert got == [job.id]
+        claim(app, now - 19_000, count=0,
+              outcomes=[Outcome(job.id, tokens[job.id], "fail", error_entry(ValueError("x"), 1), ttl_ms=60_000)])
+    else:
+        assert app.control.cancel(job.id) == "cancelled"
+    assert job.state == state
+    if how == "requeue":
+        app.control.requeue(job.id)
+    elif how == "requeue_failed":
+        assert app.control.requeue_failed() == 1
+    else:
+        app.control.stall(job.id)
+        app.control.unstall(job.id)
+    assert job.state == JobState.QUEUED
+    assert flow_pass(app, now + 1000)[1] == 0  # the flow pass does not expire it
+    assert claim(app, now + 1000)[0] == [job.id]  # nor the claim: it runs
+    assert app.backend.client.scard(app.backend.keys.slots("default", "c:t")) == 1  # its limits stay
+
+
+def test_requeuing_a_failed_job_keeps_an_expiry_still_ahead(app):
+    t = app.task(name="t")(lambda i: i)
+    now = app.backend.server_time_ms()
+    job = t.apply_async((1,), expires=dt.datetime.fromtimestamp((now + 60_000) / 1000, dt.UTC))
+    got, tokens = claim(app, now)
+    claim(app, now + 1, count=0,
+          outcomes=[Outcome(job.id, tokens[job.id], "fail", error_entry(ValueError("x"), 1), ttl_ms=60_000)])
+    assert job.state == JobState.FAILED
+    app.control.requeue(job.id)
+    assert claim(app, now + 61_000)[0] == [] and job.state == JobState.EXPIRED  # not started by then
+
+
 def test_purging_a_queue_deletes_the_jobs_its_limits_hold_back(app, t0):
     limited = app.task(name="limited", rate_limit=(1, 60.0))(lambda i: i)
     other = app.task(name="other")(lambda i: i)

@@ -844,6 +844,19 @@ local function flow_store(id, queue, flow)
   return flow
 end
 
+-- An operator's requeue or unstall of a finished job (failed, cancelled,
+-- skipped, expired, or stalled from failed) means run it: an expiry that
+-- has passed (`always`: any, for an expired job) leaves its spec `fc` and
+-- its index P xp:<queue>, or the claim or the flow pass would end it
+-- expired at once. Its limits stay, and so does an expiry still ahead.
+local function drop_passed_expiry(id, jk, queue, fc, always)
+  if not fc then return end
+  local exp = tonumber(string.match(fc, '^(%d*)|') or '')
+  if not exp or (exp > NOW and not always) then return end
+  redis.call('HSET', jk, 'fc', (string.gsub(fc, '^%d*|', '|')))
+  redis.call('ZREM', P .. 'xp:' .. queue, id)
+end
+
 -- ---------------------------------------------------------------- enqueue
 -- Creates one job. Returns id, created (true|false), state. A job id that
 -- exists and a unique key held by an unfinished job both return that job

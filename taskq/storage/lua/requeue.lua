@@ -1,8 +1,9 @@
 -- requeue: give a job back to its queue.
--- failed / cancelled / skipped / expired (its expiry dropped): attempts
--- reset, error history kept, expiry removed; a job stalled from failed
--- likewise; scheduled / stalled / waiting: moved to the queue now; active:
--- see below.
+-- failed / cancelled / skipped / expired: attempts reset, error history
+-- kept, hash expiry removed, and an expiry (`expires`) that has passed
+-- dropped (an operator's requeue means run it: its limits stay, and an
+-- expiry still ahead stays); a job stalled from failed likewise;
+-- scheduled / stalled / waiting: moved to the queue now; active: see below.
 -- requeue count +1.
 -- An active job stays active, holding its lease: its resource lock, its
 -- concurrency and resource slots and its fencing token stay with the
@@ -39,12 +40,12 @@ end
 unindex(id, jk, st)
 -- a job stalled from failed starts over as one requeued from failed (stall
 -- already took it out of its expiry and gave it back its unique key)
-if st == 'expired' and j[9] then
-  -- an operator's requeue of an expired job means run it: its expiry goes, its limits stay
-  redis.call('HSET', jk, 'fc', (string.gsub(j[9], '^%d*|', '|')))
-end
-if st == 'failed' or st == 'cancelled' or st == 'skipped' or st == 'expired' or
-    (st == 'stalled' and j[8] == 'failed') then
+local finished = st == 'failed' or st == 'cancelled' or st == 'skipped' or st == 'expired' or
+    (st == 'stalled' and j[8] == 'failed')
+if finished then
+  -- an operator's requeue of a finished job means run it: an expiry that
+  -- has passed goes (an expired job's always has), its limits stay
+  drop_passed_expiry(id, jk, j[2], j[9], st == 'expired')
   redis.call('PERSIST', jk)
   redis.call('HSET', jk, 'a', 0)
   redis.call('HDEL', jk, 'f', 'cr', 'res')
