@@ -74,6 +74,8 @@ class JobInfo:
     waiting_for: str | None = None  # "dependencies" | "resource" (state waiting)
     workflow: str | None = None  # chain | group | chord: this job is a workflow's handle
     cause: str | None = None  # the job whose failure ended it
+    # requeued while it ran: back in its queue when the running attempt ends
+    requeue_requested: bool = False
 
     @property
     def parent(self) -> str | None:
@@ -137,6 +139,7 @@ def job_info(rec: JobRecord) -> JobInfo:
         waiting_for=(None if rec.state != "waiting" else "dependencies" if rec.dependency_count else "resource"),
         workflow=rec.workflow_kind,
         cause=rec.cause,
+        requeue_requested=rec.requeue_requested,
     )
 
 

@@ -60,6 +60,7 @@ class Field:
     FLOW = "fc"
     PARKED = "pk"
     RELEASE_DELAY = "rd"  # a waiting job's "<delay_ms>:<eta_ms>", applied when it is released
+    REQUEUE_REQUESTED = "rr"  # requeued while it ran: queued when the attempt ends (1, or 2: front)
 
 
 JOB_FIELDS = {name: value for name, value in vars(Field).items() if name.isupper()}
@@ -113,6 +114,7 @@ class JobRecord:
     dependency_count: int = 0
     workflow_kind: str | None = None
     cause: str | None = None
+    requeue_requested: bool = False
 
     @classmethod
     def from_hash(cls, job_id: str, h: Mapping[Any, bytes]) -> JobRecord | None:
@@ -138,6 +140,7 @@ class JobRecord:
             cancel_requested=f.CANCEL_REQUESTED in raw, skipped_by=text(f.SKIPPED_BY),
             parents=raw.get(f.PARENTS), dependency_count=_int(raw.get(f.DEPENDENCY_COUNT)),
             workflow_kind=text(f.WORKFLOW_KIND), cause=text(f.CAUSE),
+            requeue_requested=f.REQUEUE_REQUESTED in raw,
         )
 
 

@@ -160,7 +160,7 @@ class Consumer:
                 self.deferred.append(out)
             else:
                 log.warning("outcome %s of job %s discarded: this worker no longer holds its lease "
-                            "(the job was reclaimed or cancelled)", out.kind, out.id)
+                            "(the job was reclaimed, requeued or cancelled)", out.kind, out.id)
         return [ClaimedJob(r) for r in rows]
 
     def step(self) -> None:

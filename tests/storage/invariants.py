@@ -97,6 +97,8 @@ def violations(snap: dict[str, Any], idle: bool = False) -> list[str]:
                 bad.append(f"active job {jid} is leased to {h.get('w')}, which is not a registered worker")
             if h.get("r") and locks.get(h["r"]) != jid:
                 bad.append(f"active job {jid} runs without the lock of {h['r']} (held by {locks.get(h['r'])})")
+        if h.get("rr") and s != "active":
+            bad.append(f"job {jid} ({s}) still carries a requeue asked for while it ran")
         if idle and s in ("queued", "active", "waiting", "scheduled"):
             bad.append(f"job {jid} still {s} with the workers idle")
     for i, idx in where.items():

@@ -104,6 +104,33 @@ def test_a_dead_workers_slots_free_when_it_is_reaped(app, t0):
     assert len(got) == 2 and set(got) <= {j.id for j in jobs}
 
 
+@pytest.mark.parametrize("end", ["outcome", "reap"])
+def test_a_job_requeued_while_it_runs_keeps_its_slot_until_the_attempt_ends(app, t0, end):
+    """Requeuing an active job leaves its concurrency slot held while the
+    attempt still runs in its worker: nothing the limit holds back starts
+    (not at the recheck either) until the attempt ends; then the slot frees,
+    the held job moves back and starts, and the requeued job waits its turn."""
+    slow = app.task(name="slow", concurrency=1)(lambda i: i)
+    first, second = slow.delay(1), slow.delay(2)
+    got, tokens = claim(app, t0)
+    assert got == [first.id] and second.state == JobState.WAITING
+    assert app.control.requeue(first.id) == "active"
+    assert first.state == JobState.ACTIVE
+    slots = app.backend.keys.slots("default", "c:slow")
+    assert app.backend.client.smembers(slots) == {first.id.encode()}
+    assert flow_pass(app, t0 + 10_000)[0] == 0  # the recheck finds the slot still taken
+    assert claim(app, t0 + 10_000, worker="w2")[0] == [] and second.state == JobState.WAITING
+    if end == "reap":
+        assert app.backend.reap_worker("w1", expected_hb=None, caps=(10, 10, 60_000), lost_blob=LOST,
+                                       now_ms=t0 + 10_001) == {first.id: "requeued"}
+        got, _ = claim(app, t0 + 10_002, worker="w2")
+    else:
+        got, _ = claim(app, t0 + 10_001, outcomes=[Outcome(first.id, tokens[first.id], "ok")])
+    assert got == [second.id]  # the held job, moved to the front when the slot freed
+    assert first.state == JobState.WAITING and first.info().attempts == 0  # queued again, then held back
+    assert app.backend.client.smembers(slots) == {second.id.encode()}
+
+
 def test_a_slot_whose_lease_ended_unseen_is_freed_at_the_limit(app, t0):
     slow = app.task(name="slow", concurrency=1)(lambda i: i)
     app.backend.client.sadd(app.backend.keys.slots("default", "c:slow"), "gone")  # a holder that is no job
@@ -195,6 +222,55 @@ def test_requeuing_an_expired_job_drops_its_expiry_and_runs_it(app, t0):
     assert app.control.requeue(job.id) == "expired"
     assert claim(app, t0 + 6000)[0] == [job.id]
     assert app.backend.client.scard(app.backend.keys.slots("default", "c:t")) == 1  # its limits stay
+
+
+def past_expiry(app):
+    """A server time, and an expiry 10 s before it."""
+    now = app.backend.server_time_ms()
+    return now, dt.datetime.fromtimestamp((now - 10_000) / 1000, dt.UTC)
+
+
+@pytest.mark.parametrize(("state", "how"), [("failed", "requeue"), ("failed", "requeue_failed"),
+                                            ("failed", "unstall"), ("cancelled", "requeue")])
+def test_requeuing_a_finished_job_whose_expiry_passed_drops_it_and_runs_it(app, state, how):
+    """An operator's requeue (or unstall) of a failed or cancelled job means
+    run it, as for an expired one: an expiry that passed while it sat
+    finished goes, so neither its claim nor the flow pass ends it expired.
+    Its limits stay."""
+    t = app.task(name="t", concurrency=2)(lambda i: i)
+    now, expires = past_expiry(app)
+    job = t.apply_async((1,), expires=expires)
+    if state == "failed":
+        got, tokens = claim(app, now - 20_000)  # before its expiry: it runs, and fails
+        assert got == [job.id]
+        claim(app, now - 19_000, count=0,
+              outcomes=[Outcome(job.id, tokens[job.id], "fail", error_entry(ValueError("x"), 1), ttl_ms=60_000)])
+    else:
+        assert app.control.cancel(job.id) == "cancelled"
+    assert job.state == state
+    if how == "requeue":
+        app.control.requeue(job.id)
+    elif how == "requeue_failed":
+        assert app.control.requeue_failed() == 1
+    else:
+        app.control.stall(job.id)
+        app.control.unstall(job.id)
+    assert job.state == JobState.QUEUED
+    assert flow_pass(app, now + 1000)[1] == 0  # the flow pass does not expire it
+    assert claim(app, now + 1000)[0] == [job.id]  # nor the claim: it runs
+    assert app.backend.client.scard(app.backend.keys.slots("default", "c:t")) == 1  # its limits stay
+
+
+def test_requeuing_a_failed_job_keeps_an_expiry_still_ahead(app):
+    t = app.task(name="t")(lambda i: i)
+    now = app.backend.server_time_ms()
+    job = t.apply_async((1,), expires=dt.datetime.fromtimestamp((now + 60_000) / 1000, dt.UTC))
+    got, tokens = claim(app, now)
+    claim(app, now + 1, count=0,
+          outcomes=[Outcome(job.id, tokens[job.id], "fail", error_entry(ValueError("x"), 1), ttl_ms=60_000)])
+    assert job.state == JobState.FAILED
+    app.control.requeue(job.id)
+    assert claim(app, now + 61_000)[0] == [] and job.state == JobState.EXPIRED  # not started by then
 
 
 def test_purging_a_queue_deletes_the_jobs_its_limits_hold_back(app, t0):

@@ -168,10 +168,12 @@ def test_a_job_whose_cancel_was_requested_never_runs_again(capp, how):
 
 
 def test_requeue_of_a_job_whose_cancel_was_requested_withdraws_the_request(capp):
-    job, _, _ = claimed(capp, "noop")
+    job, worker, token = claimed(capp, "noop")
     assert job.cancel() == "requested"
     job.requeue()
-    assert not job.info().cancel_requested
+    # the running attempt is still asked to stop; its end queues the job
+    assert settle(capp, worker, [Outcome(job.id, token, "cancel", error_entry(ValueError("x"), 1))]) == ([0], [])
+    assert not job.info().cancel_requested and job.state == JobState.QUEUED
     _, rows = settle(capp, "w-next", count=1, queues=[job.info().queue])
     assert rows[0][0].decode() == job.id and job.state == JobState.ACTIVE
 
@@ -231,6 +233,8 @@ def test_requeue_failed_resets_attempts(capp):
 
 
 def test_requeue_an_active_job_discards_the_old_workers_outcome(capp, caplog):
+    """The job stays active (its lease held) until the running attempt ends:
+    that attempt's outcome is discarded and the job queued, then run again."""
     c1 = consumer(capp, "w1")
     job = capp.tasks["block"].delay("release")
     run_until(c1, lambda: c1.held)
@@ -240,7 +244,10 @@ def test_requeue_an_active_job_discards_the_old_workers_outcome(capp, caplog):
         wait_for(lambda: capp.backend.client.lrange(scratch_key(capp, "started"), 0, -1), what="task start")
         job.requeue()
         info = job.info()
-        assert info.state == JobState.QUEUED and info.requeue_count == 1 and info.attempts == 0
+        assert info.state == JobState.ACTIVE and info.worker == "w1"
+        assert info.requeue_requested and info.cancel_requested and info.requeue_count == 1
+        job.requeue()  # asked for already: counted once
+        assert job.info().requeue_count == 1
         c1.stopping.set()  # so its settle claims nothing more
         with caplog.at_level(logging.WARNING, "taskq.worker"):
             capp.backend.client.rpush(scratch_key(capp, "release"), "1")
@@ -249,7 +256,8 @@ def test_requeue_an_active_job_discards_the_old_workers_outcome(capp, caplog):
         t.join(20)
     assert f"outcome ok of job {job.id} discarded" in caplog.text
     info = job.info()
-    assert info.state == JobState.QUEUED and info.result is None
+    assert info.state == JobState.QUEUED and info.result is None and info.attempts == 0
+    assert not info.requeue_requested and not info.cancel_requested
     stop(c1)
     c2 = consumer(capp, "w2")
     capp.backend.client.rpush(scratch_key(capp, "release"), "1")
@@ -257,6 +265,30 @@ def test_requeue_an_active_job_discards_the_old_workers_outcome(capp, caplog):
     stop(c2)
     info = job.info()
     assert (info.attempts, info.requeue_count, info.worker, info.result) == (1, 1, "w2", "released")
+    assert capp.backend.task_counters()["block|requeued"] == 1
+
+
+def test_requeue_of_a_running_job_asks_the_attempt_to_stop_then_runs_it_again(capp):
+    """The running attempt sees the request as a cancel (its checkpoint
+    raises); its end puts the job back, and the next run is not cancelled."""
+    c = consumer(capp)
+    job = capp.tasks["wait_cancel"].delay(3.0)
+    t = threading.Thread(target=run_until, args=(c, lambda: job.state == JobState.SUCCEEDED, 30))
+    t.start()
+    try:
+        wait_for(lambda: capp.backend.client.lrange(scratch_key(capp, "started"), 0, -1), what="task start")
+        job.requeue()
+        assert job.state == JobState.ACTIVE
+        c.heartbeat.beat()  # the worker learns of it on its next heartbeat
+        t.join(30)
+    finally:
+        c.stopping.set()
+        t.join(20)
+        stop(c)
+    info = job.info()
+    assert info.state == JobState.SUCCEEDED and info.result == "not cancelled (False)"
+    assert (info.attempts, info.requeue_count) == (1, 1)
+    assert len(capp.backend.client.lrange(scratch_key(capp, "started"), 0, -1)) == 2  # two runs, one after the other
 
 
 def test_raise_requeue_inside_a_task_gives_the_job_back(capp):
@@ -410,9 +442,10 @@ def test_progress_set_by_the_task_shows_in_info(capp):
 
 
 def test_progress_from_a_worker_that_lost_the_lease_is_ignored(capp):
-    job, _, token = claimed(capp, "noop")
+    job, worker, token = claimed(capp, "noop")
     assert capp.backend.set_progress(job.id, token, b"\x80")
-    job.requeue()
+    lost = error_entry(None, 0, kind="lost", exc_type="WorkerLost", message="lost")
+    assert capp.backend.reap_worker(worker, expected_hb=None, caps=(100, 10, 60_000), lost_blob=lost)
     assert not capp.backend.set_progress(job.id, token, b"\x81")
 
 

@@ -12,6 +12,7 @@ from taskq import JobState
 from taskq.worker.outcome import Outcome, error_entry
 from tests.apps.control import build, consumer, run_until, scratch_key, stop
 from tests.conftest import wait_for
+from tests.storage.invariants import snapshot, violations
 
 LOST = error_entry(None, 0, kind="lost", exc_type="WorkerLost", message="worker lost")
 
@@ -318,17 +319,45 @@ def test_lock_is_freed_when_a_running_job_is_cancelled(capp):
     assert lock_holder(capp) is None and w.state == JobState.QUEUED
 
 
-@pytest.mark.parametrize("how", ["reap", "requeue"])
-def test_lock_is_freed_when_the_worker_dies_or_the_job_is_taken_back(capp, how):
+def test_lock_is_freed_when_the_worker_dies(capp):
     job = capp.tasks["locked_wait"].apply_async(max_lost=0)
     claim(capp, "w1")
     assert lock_holder(capp) == job.id
     w = waiter(capp)
-    if how == "reap":
-        assert reap(capp, "w1") == {job.id: "failed"}  # retry=0, max_lost=0: the worker death ends it
-    else:
-        job.requeue()
+    assert reap(capp, "w1") == {job.id: "failed"}  # retry=0, max_lost=0: the worker death ends it
     assert lock_holder(capp) is None and w.state == JobState.QUEUED
+
+
+@pytest.mark.parametrize("end", ["ok", "cancel", "fail", "release", "reap"])
+def test_a_job_requeued_while_it_runs_keeps_its_lock_until_the_attempt_ends(capp, end):
+    """Requeuing an active job does not free its resource while the attempt
+    still runs in its worker: neither another job of the resource nor a
+    second run of this one starts before that attempt ends. Its end (an
+    outcome of any kind, discarded, or its worker's reap) frees the lock,
+    hands the turn on and queues the job, in one step."""
+    job = capp.tasks["locked_wait"].apply_async(max_lost=0)
+    token = int(claim(capp, "w1")[0][1])
+    w = waiter(capp)
+    job.requeue()
+    info = job.info()
+    assert info.state == JobState.ACTIVE and info.worker == "w1" and info.requeue_requested
+    assert lock_holder(capp) == job.id and w.state == JobState.WAITING
+    other = capp.tasks["locked_wait"].delay()
+    assert claim(capp, "w2", count=5) == []  # no second run of the job; the other job waits
+    assert other.state == JobState.WAITING and lock_holder(capp) == job.id
+    assert violations(snapshot(capp)) == []
+    if end == "reap":
+        assert reap(capp, "w1") == {job.id: "requeued"}  # not failed, though max_lost=0
+    else:
+        blob = error_entry(ValueError("x"), 1) if end in ("fail", "cancel") else b""
+        assert settle(capp, "w1", Outcome(job.id, token, end, blob)) == [0]  # its outcome discarded
+        assert settle(capp, "w1", Outcome(job.id, token, end, blob)) == [0]  # and a resend of it
+    assert lock_holder(capp) is None and w.state == JobState.QUEUED  # the oldest waiter's turn
+    info = job.info()
+    assert info.state == JobState.QUEUED and not info.requeue_requested and not info.cancel_requested
+    assert (info.attempts, info.requeue_count, info.result) == (0, 1, None)
+    assert capp.backend.ready_ids("default", 10) == [job.id]
+    assert violations(snapshot(capp)) == []
 
 
 @pytest.mark.parametrize("op", ["cancel", "retract", "delete", "stall"])
@@ -368,7 +397,7 @@ def test_purging_the_queue_of_a_waiter_handed_the_resource_passes_its_turn_on(ca
 def test_a_late_outcome_does_not_free_a_lock_someone_else_holds(capp):
     job = capp.tasks["locked_wait"].delay()
     token = int(claim(capp, "w1")[0][1])
-    job.requeue()  # w1 loses the lease
+    assert reap(capp, "w1") == {job.id: "requeued"}  # w1 loses the lease
     token2 = int(claim(capp, "w2")[0][1])
     assert lock_holder(capp) == job.id
     assert settle(capp, "w1", Outcome(job.id, token, "ok")) == [0]

@@ -28,6 +28,7 @@
 --       dc the job whose failure ended it  le its link_error job
 --       fc flow-control spec  pk limiter that holds it back (parked)
 --       rd "<delay_ms>:<eta_ms>" of a waiting job, applied when it is released
+--       rr requeue asked for while it ran (1, or 2: to the front; requeue.lua)
 --   (taskq/storage/records.py names the same fields for Python)
 
 -- Per-call state, set by begin() at the start of every call: as a script,
@@ -841,6 +842,19 @@ local function flow_store(id, queue, flow)
     redis.call('SADD', P .. 'queues', queue)  -- the scheduler's flow_pass looks at listed queues
   end
   return flow
+end
+
+-- An operator's requeue or unstall of a finished job (failed, cancelled,
+-- skipped, expired, or stalled from failed) means run it: an expiry that
+-- has passed (`always`: any, for an expired job) leaves its spec `fc` and
+-- its index P xp:<queue>, or the claim or the flow pass would end it
+-- expired at once. Its limits stay, and so does an expiry still ahead.
+local function drop_passed_expiry(id, jk, queue, fc, always)
+  if not fc then return end
+  local exp = tonumber(string.match(fc, '^(%d*)|') or '')
+  if not exp or (exp > NOW and not always) then return end
+  redis.call('HSET', jk, 'fc', (string.gsub(fc, '^%d*|', '|')))
+  redis.call('ZREM', P .. 'xp:' .. queue, id)
 end
 
 -- ---------------------------------------------------------------- enqueue

@@ -1,6 +1,7 @@
 -- cancel: a job that has not started ends as cancelled and never runs; an
 -- active job is asked to stop (cooperative: cr=1, forced: cr=2); the worker
--- learns of it on its next heartbeat.
+-- learns of it on its next heartbeat. A requeue asked for while it ran
+-- (rr, requeue.lua) is withdrawn: the later request stands.
 -- KEYS[1] namespace prefix
 -- ARGV[1] now_ms or ""  ARGV[2] job id  ARGV[3] force (0|1)
 -- ARGV[4] finished ttl_ms  ARGV[5] done cap
@@ -19,6 +20,7 @@ local function cancel_one(mid, mk, mst)
     local level = '1'
     if ARGV[3] == '1' then level = '2' end
     redis.call('HSET', mk, 'cr', level)
+    redis.call('HDEL', mk, 'rr')  -- withdraws a requeue asked for while it ran
     redis.call('HINCRBY', mk, 'cc', 1)
     return 'requested'
   end
@@ -45,6 +47,7 @@ if st == 'active' then
   local level = '1'
   if ARGV[3] == '1' then level = '2' end
   redis.call('HSET', jk, 'cr', level)
+  redis.call('HDEL', jk, 'rr')  -- withdraws a requeue asked for while it ran
   redis.call('HINCRBY', jk, 'cc', 1)
   return {1, 'requested'}
 end

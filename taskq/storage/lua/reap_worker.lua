@@ -21,9 +21,13 @@
 -- past that a loss counts as a failed attempt (retried while attempts
 -- remain, else failed as WorkerLost): a job that kills its worker every
 -- time runs at most max_lost + retry + 1 times.
+-- A job requeued while it ran (`rr`, requeue.lua) goes back to its queue
+-- (the front if asked), attempt refunded, whatever the kind: outcome
+-- requeued.
 -- Invariants: every job in P wj:<worker> leaves it in one step, either back
--- in its queue, in P sched, or failed; locks are freed with the lease; the
--- fencing token is bumped so a late outcome from the worker is discarded.
+-- in its queue, in P sched, or failed; locks and slots are freed with the
+-- lease (a requeued job's too: it kept them until now); the fencing token
+-- is bumped so a late outcome from the worker is discarded.
 -- The error entries come without the attempt (one entry serves every job):
 -- each job's copy gets the attempt it was on.
 local function with_attempt(blob, attempt)
@@ -45,14 +49,23 @@ local wj = P .. 'wj:' .. wid
 local out = {1}
 for _, id in ipairs(redis.call('SMEMBERS', wj)) do
   local jk = jkey(id)
-  local j = redis.call('HMGET', jk, 's', 'w', 't', 'q', 'p', 'r', 'u', 'a', 'fc')
+  local j = redis.call('HMGET', jk, 's', 'w', 't', 'q', 'p', 'r', 'u', 'a', 'fc', 'rr')
   if j[1] == 'active' and j[2] == wid then
     local task, queue = j[3], j[4]
     redis.call('HINCRBY', jk, 'k', 1)
     release_lock(id, j[6])
     release_flow(id, task, queue, j[9], j[6])
     local outcome
-    if rkind == 'shutdown' or (running ~= '' and id ~= running) then
+    if j[10] then
+      -- requeued while it ran (requeue.lua): what the operator asked for
+      -- happens now, the lock and slots freed above; attempt refunded
+      redis.call('HINCRBY', jk, 'a', -1)
+      redis.call('HDEL', jk, 'rr', 'cr')
+      redis.call('HSET', jk, 's', 'queued')
+      push_ready(id, queue, j[5], j[10] == '2')
+      if rkind == 'shutdown' or (running ~= '' and id ~= running) then uncount_start(task, queue) end
+      outcome = 'requeued'
+    elseif rkind == 'shutdown' or (running ~= '' and id ~= running) then
       redis.call('HINCRBY', jk, 'a', -1)
       redis.call('HSET', jk, 's', 'queued')
       push_ready(id, queue, j[5], true)

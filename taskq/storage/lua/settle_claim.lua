@@ -18,12 +18,14 @@
 -- Returns {settled flags..., claimed jobs...} as
 --   {N, s1..sN, J, then 8 fields per claimed job:
 --    id token attempts task payload opts sig queue}
---   s_i = 1 if outcome i was recorded, 0 if discarded by fencing, 2 if it
---   had been recorded already: a resend after a lost reply. Every way a job
---   leaves a worker other than that worker's own outcome (reap, requeue,
---   claim by another worker) bumps its token, so a job that is no longer
---   active but still carries this worker and token got exactly this
---   worker's outcome for that lease (one outcome is sent per lease).
+--   s_i = 1 if outcome i was recorded, 0 if discarded by fencing (or
+--   replaced by a requeue asked for while the job ran), 2 if it had been
+--   recorded already: a resend after a lost reply. Every way a job leaves
+--   a worker other than that worker's own outcome (reap, orphan release,
+--   a requeue asked for while it ran, claim by another worker) bumps its
+--   token, so a job that is no longer active but still carries this
+--   worker and token got exactly this worker's outcome for that lease (one
+--   outcome is sent per lease).
 -- Invariants:
 --   * a finished job's effect on the jobs waiting for it (workflows) is
 --     applied in this same call (flush_deliveries, before the claim);
@@ -36,6 +38,10 @@
 --   * attempts are counted at claim, so a job that kills its worker every
 --     time still exhausts its attempts;
 --   * a resource lock is held only by an active job and freed with its lease;
+--     so are concurrency and resource slots. A job requeued while it ran
+--     (`rr`, requeue.lua) keeps them until its attempt's outcome arrives
+--     here: then they free, the outcome is discarded and the job queued
+--     (attempt refunded, cancel request withdrawn), in this one step;
 --   * a worker that claims is in P workers (a reaper can see its leases).
 local wid = ARGV[2]
 local want = tonumber(ARGV[3])
@@ -54,9 +60,22 @@ for i = 1, n do
   b = b + 10
   local jk = jkey(id)
   -- the priority is read only when the job goes back to a queue (below)
-  local j = redis.call('HMGET', jk, 's', 'k', 'w', 't', 'q', 'r', 'u', 'wt', 'pa', 'fc')
+  local j = redis.call('HMGET', jk, 's', 'k', 'w', 't', 'q', 'r', 'u', 'wt', 'pa', 'fc', 'rr')
   if j[1] ~= 'active' or j[2] ~= token or j[3] ~= wid then
     if j[1] and j[2] == token and j[3] == wid then out[#out + 1] = 2 else out[#out + 1] = 0 end
+  elseif j[11] then
+    -- requeued while it ran (requeue.lua): its lease ends here, and only
+    -- here its lock and slots free; the outcome is discarded, the job queued
+    out[#out + 1] = 0
+    released[#released + 1] = id
+    release_lock(id, j[6])
+    release_flow(id, j[4], j[5], j[10], j[6])
+    if kind == 'release' then uncount_start(j[4], j[5]) end
+    redis.call('HINCRBY', jk, 'k', 1)  -- a resend of this outcome is discarded too
+    redis.call('HINCRBY', jk, 'a', -1)
+    redis.call('HDEL', jk, 'rr', 'cr')  -- the requeue withdraws a cancel request
+    redis.call('HSET', jk, 's', 'queued')
+    push_ready(id, j[5], redis.call('HGET', jk, 'p'), j[11] == '2')
   else
     out[#out + 1] = 1
     local task, queue, wt = j[4], j[5], j[8] or false
