@@ -93,7 +93,7 @@ class Bench:
                                socket_connect_timeout=2.0, socket_timeout=30.0, protocol=2)
         self.nodes = [client(f"redis://127.0.0.1:{m.port}/0") for m in cluster.masters]
         self.apps = ([build(cluster.url, "benchq", key_layout="queue")] * NAMESPACES if layout == "queue"
-                     else [build(cluster.url, ns) for ns in self.names])
+                     else [build(cluster.url, ns, key_layout="namespace") for ns in self.names])
         self.workers: list[Proc] = []
 
     def close(self) -> None:

@@ -292,7 +292,9 @@ class AppSettings:
 
     redis_url: str | None = field(default=None, repr=False)  # may hold a password
     namespace: str = "taskq"
-    key_layout: str = "namespace"  # or "queue": a hash slot per queue (docs/deployment-scaling.md)
+    # "namespace" (one hash slot) or "queue" (a slot per queue); None: "queue"
+    # on a redis+cluster:// URL, else "namespace" (docs/deployment-scaling.md)
+    key_layout: str | None = None
     queue_shards: Mapping[str, int] = field(default_factory=dict)  # queue -> shards (key_layout "queue")
     heartbeat_timeout: float = 10.0
     max_payload_bytes: int = 512 * 1024
@@ -317,8 +319,12 @@ class AppSettings:
         if not isinstance(self.namespace, str) or not self.namespace or any(c in self.namespace for c in "{}: "):
             raise ConfigurationError(f"namespace must be a non-empty name without braces, ':' or spaces, not "
                                      f"{self.namespace!r} (it defaults to the app's name: pass namespace=...)")
+        if self.key_layout in (None, "", "auto"):
+            cluster = str(self.redis_url or "").split("://", 1)[0].lower() in ("redis+cluster", "rediss+cluster")
+            s(self, "key_layout", "queue" if cluster else "namespace")
         if self.key_layout not in ("namespace", "queue"):
-            raise ConfigurationError(f"key_layout must be 'namespace' or 'queue', not {self.key_layout!r}")
+            raise ConfigurationError(f"key_layout must be 'namespace', 'queue' or None (queue on a cluster URL), "
+                                     f"not {self.key_layout!r}")
         s(self, "queue_shards", parse_shards(self.queue_shards, self.key_layout))
         for name in ("heartbeat_timeout", "succeeded_ttl", "failed_ttl", "enqueue_retry_timeout", "durable_timeout"):
             s(self, name, seconds(name, getattr(self, name)))

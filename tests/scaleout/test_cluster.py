@@ -1,6 +1,8 @@
-"""taskq on a Redis/Valkey Cluster of three masters: each namespace lives
-in its own slot (``{ns}``), so namespaces spread over the masters; a client
-given any node finds the slot's master and follows it when the slot moves."""
+"""taskq on a Redis/Valkey Cluster of three masters with the one-slot key
+layout (``key_layout="namespace"``): each namespace lives in its own slot
+(``{ns}``), so namespaces spread over the masters; a client given any node
+finds the slot's master and follows it when the slot moves. The queue
+layout, the default on a cluster URL: ``test_cluster_queues.py``."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ def namespaces_on_each_master(cluster: LocalCluster, tag: str) -> list[str]:
 def test_namespaces_land_on_the_master_of_their_slot(cluster3):
     names = namespaces_on_each_master(cluster3, "spread")
     for master, ns in zip(cluster3.masters, names):
-        app = build(cluster3.url, ns)
+        app = build(cluster3.url, ns, key_layout="namespace")
         try:
             job = app.tasks["add"].delay(1, 2)
             assert job.state == JobState.QUEUED
@@ -42,7 +44,7 @@ def test_namespaces_land_on_the_master_of_their_slot(cluster3):
 def test_a_url_naming_another_node_reaches_the_slot_master(cluster3):
     ns = namespaces_on_each_master(cluster3, "far")[0]
     elsewhere = cluster3.masters[1]  # not the namespace's master
-    app = build(f"redis+cluster://127.0.0.1:{elsewhere.port}", ns)
+    app = build(f"redis+cluster://127.0.0.1:{elsewhere.port}", ns, key_layout="namespace")
     try:
         jobs = [app.tasks["add"].delay(i, 1) for i in range(5)]
         drain(app, jobs)
@@ -69,7 +71,7 @@ def move_slot(cluster: LocalCluster, key: str, source: int, target: int) -> None
 def test_clients_follow_a_slot_moved_to_another_master(cluster3):
     ns = namespaces_on_each_master(cluster3, "moving")[0]
     source, target = cluster3.masters[0].port or 0, cluster3.masters[2].port or 0
-    app = build(cluster3.url, ns)
+    app = build(cluster3.url, ns, key_layout="namespace")
     try:
         before = app.tasks["add"].delay(2, 2)  # its connections now point at the source
         move_slot(cluster3, "{" + ns + "}:", source, target)
@@ -93,13 +95,14 @@ def test_ten_thousand_jobs_on_three_masters_with_worker_processes(cluster3, star
     names = namespaces_on_each_master(cluster3, "bulk")
     for m in cluster3.masters:
         client(m.port).config_resetstat()
-    apps = [build(cluster3.url, ns) for ns in names]
+    apps = [build(cluster3.url, ns, key_layout="namespace") for ns in names]
     try:
         for app in apps:
             app.enqueue_many(("add", (i, 1), {}) for i in range(3334))
         # --prefetch 1: one settle-and-claim call per job, so calls count jobs
         workers = [start_worker("tests.apps.basic:app", "-c", "1", "--prefetch", "1",
-                                env={"TASKQ_REDIS_URL": cluster3.url, "TASKQ_NAMESPACE": ns}) for ns in names]
+                                env={"TASKQ_REDIS_URL": cluster3.url, "TASKQ_NAMESPACE": ns,
+                                     "TASKQ_KEY_LAYOUT": "namespace"}) for ns in names]
         deadline = time.monotonic() + 120
         for app in apps:
             wait_for(lambda app=app: app.stats().tasks["add"].counters["succeeded"] >= 3334, max(deadline - time.monotonic(), 1),

@@ -91,7 +91,7 @@ def test_sentinel_master_killed_scheduler_metrics_and_result_waits_carry_on(
 
 def test_cluster_master_killed_scheduler_metrics_and_result_waits_carry_on(
         replicated_cluster, start_worker, namespace, tmp_path, caplog):
-    key = "{" + namespace + "}:"
+    key = "{" + namespace + ":default}:"  # a cluster URL: a slot per queue; the queue's master dies
     port = replicated_cluster.owner_port(key)
     run_services_through_failover(replicated_cluster.url, namespace, start_worker, tmp_path, caplog,
                                   replicated_cluster.node(port), lambda: replicated_cluster.owner_port(key) != port)
