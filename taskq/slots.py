@@ -67,6 +67,7 @@ class Slots:
         self._known: dict[str, str] = {}  # job id -> queue
         self._resources: set[tuple[str, str]] = set()  # (resource, queue) known to be allowed
         self._checked = False
+        self._registered: set[str] = set()
 
     def check(self, strict: bool = True) -> None:
         """Raise ``ConfigurationError`` if the namespace is in the other layout
@@ -84,24 +85,34 @@ class Slots:
             root.claim_queue_layout()
         self._checked = True
 
-    def queue(self, queue: str) -> Backend:
-        """The backend holding ``queue``'s jobs (registers its slot on first use)."""
+    def queue(self, queue: str, register: bool = True) -> Backend:
+        """The backend holding ``queue``'s jobs; ``register``: make sure its
+        slot is in the registry first (once per process; a worker does it
+        in its start-up retry loop instead, :meth:`register`)."""
         if not self.per_queue:
             return self.app.backend
         found = self._by_queue.get(queue)
-        if found is not None:
-            return found
-        with self._lock:
-            if queue not in self._by_queue:
-                root = self.app.backend
-                if not self._checked:
-                    self.check(strict=False)
-                root.register_slot(queue)
-                self._by_queue[queue] = Backend(
-                    root.url, slot_namespace(self.app.settings.namespace, queue),
-                    retry_timeout=root.retry_timeout, durable_replicas=root.durable_replicas,
-                    durable_timeout=root.durable_timeout)
-            return self._by_queue[queue]
+        if found is None:
+            with self._lock:
+                if queue not in self._by_queue:
+                    root = self.app.backend
+                    self._by_queue[queue] = Backend(
+                        root.url, slot_namespace(self.app.settings.namespace, queue),
+                        retry_timeout=root.retry_timeout, durable_replicas=root.durable_replicas,
+                        durable_timeout=root.durable_timeout)
+                found = self._by_queue[queue]
+        if register and queue not in self._registered:
+            self.register(queue)
+        return found
+
+    def register(self, queue: str, strict: bool = False) -> None:
+        """Put ``queue``'s slot in the registry (checking the namespace's layout first)."""
+        if not self.per_queue:
+            return
+        if not self._checked or strict:
+            self.check(strict=strict)
+        self.app.backend.register_slot(queue)
+        self._registered.add(queue)
 
     def aqueue(self, queue: str) -> AsyncBackend:
         """The asyncio adapter of :meth:`queue`."""
@@ -150,7 +161,7 @@ class Slots:
         (and per shard of a sharded one)."""
         if not self.per_queue:
             return [(self.app.backend, list(queues))]
-        return [(self.queue(s), [s]) for q in queues for s in self.shards(q)]
+        return [(self.queue(s, register=False), [s]) for q in queues for s in self.shards(q)]
 
     def queues(self) -> list[str]:
         """The queues with a slot of their own (none in the namespace layout)."""
@@ -196,6 +207,7 @@ class Slots:
                 backend.close()
             self._by_queue.clear()
             self._async.clear()
+            self._registered.clear()
             self._checked = False
 
 

@@ -185,7 +185,7 @@ def start_worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Callabl
         started.append(wp)
         if ready:
             app = TaskQ("probe", full_env["TASKQ_REDIS_URL"], namespace=full_env["TASKQ_NAMESPACE"],
-                        key_layout=full_env.get("TASKQ_KEY_LAYOUT", "namespace"))
+                        key_layout=full_env.get("TASKQ_KEY_LAYOUT") or None)
             try:
                 wait_for(lambda: app.workers() or proc.poll() is not None, 20, what="worker registration")
             finally:

@@ -297,7 +297,9 @@ class Consumer:
         pause = 0.1
         while True:
             try:
-                for b, _ in self.groups:
+                for b, queues in self.groups:
+                    for queue in queues:
+                        self.app.slots.register(queue)
                     b.register_tasks({n: self.app.options_for(n).limits for n in self.app.tasks})
                 self.heartbeat.beat()
                 return

@@ -48,9 +48,13 @@ def test_each_queue_has_its_own_slot_and_the_namespace_keeps_only_the_registry(s
 def test_a_worker_serving_two_slots_runs_both_and_handles_find_their_jobs(sapp, start_worker, layout_env):
     jobs = [sapp.tasks["add"].delay(i, 1) for i in range(20)] + [sapp.tasks["mul"].delay(i, 2) for i in range(20)]
     jobs += sapp.enqueue_many([("add", (i, 10), {}) for i in range(5)] + [("mul", (i, 10), {}) for i in range(5)])
+    finished = []
+    jobs[-1].on_finish(lambda job, state: finished.append((job.id, state)))  # an event of queue b's slot
     start_worker("tests.apps.sharded:app", "-Q", "a,b", env=layout_env)
     assert [j.result(timeout=20) for j in jobs] == (
         [i + 1 for i in range(20)] + [i * 2 for i in range(20)] + [i + 10 for i in range(5)] + [i * 10 for i in range(5)])
+    wait_for(lambda: finished, 10, what="on_finish")
+    assert finished == [(jobs[-1].id, JobState.SUCCEEDED)]
     fresh = TaskQ("other", sapp.backend.url, namespace=sapp.settings.namespace, key_layout="queue")
     try:
         found = fresh.job(jobs[25].id)  # no queue known: looked up in the registered slots
