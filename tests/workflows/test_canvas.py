@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from taskq import JobState, TaskFailed, TaskQ, chain, chord, group
+from taskq import InvalidJobState, JobState, TaskFailed, TaskQ, chain, chord, group
 from taskq.canvas import Signature
 from taskq.codec import dumps, loads
 from tests.conftest import drain
@@ -135,6 +135,26 @@ def test_cancel_cancels_every_member_not_yet_finished(fapp: TaskQ) -> None:
     assert c.wait(timeout=1) == JobState.CANCELLED
     assert {fapp.job(m).state for m in fapp.job(c.id).members()} == {JobState.CANCELLED}
     assert fapp.backend.ready_length("default") == 0 if hasattr(fapp.backend, "ready_length") else True
+
+
+def test_a_handle_and_a_step_waiting_for_its_dependencies_are_not_requeued_or_stalled(fapp: TaskQ) -> None:
+    add, member, boom = fapp.tasks["add"], fapp.tasks["member"], fapp.tasks["boom"]
+    w = (add.s(1, 2) | add.s(10)).delay()
+    waiting = [m for m in w.members() if fapp.job(m).state == JobState.WAITING]
+    assert len(waiting) == 1
+    with pytest.raises(InvalidJobState, match="waiting for its dependencies"):
+        fapp.job(waiting[0]).requeue()
+    with pytest.raises(InvalidJobState, match="a workflow handle"):
+        w.requeue()
+    run(fapp, w)
+    assert w.result(timeout=1) == 13
+    g = group(member.s(1), boom.s()).delay()
+    run(fapp, g)
+    assert g.state == JobState.FAILED
+    with pytest.raises(InvalidJobState, match="a workflow handle"):
+        g.stall()
+    assert fapp.control.requeue_failed() == 1  # the failed member, not the handle
+    assert g.state == JobState.FAILED and len(fapp.control.failed_jobs()) == 1
 
 
 def test_a_member_that_finishes_again_counts_once(fapp: TaskQ) -> None:

@@ -16,6 +16,9 @@
 -- freed with its lease, so no second run (of this job or another under
 -- the same resource or limit) starts while the attempt still runs.
 -- A cancel asked for after the requeue withdraws it (cancel.lua).
+-- Refused ({-2, why}): a workflow's handle (it is not run: its steps are),
+-- and a step still waiting for its dependencies (it would run without
+-- their values); a job waiting for a resource lock is requeued.
 -- KEYS[1] namespace prefix
 -- ARGV[1] now_ms or ""  ARGV[2] job id  ARGV[3] front (0|1)
 -- Returns {1, previous state} | {-1, ''} | {-2, state} (queued/succeeded).
@@ -25,6 +28,10 @@ local j = redis.call('HMGET', jk, 's', 'q', 'p', 'w', 'r', 't', 'u', 'ps', 'fc')
 local st = j[1]
 if not st then return {-1, ''} end
 if st == 'queued' or st == 'succeeded' then return {-2, st} end
+if redis.call('HEXISTS', jk, 'wk') == 1 then return {-2, 'a workflow handle (requeue or cancel its steps)'} end
+if st == 'waiting' and redis.call('EXISTS', P .. 'dp:' .. id) == 1 then
+  return {-2, 'waiting for its dependencies'}
+end
 if st == 'active' then
   local rr = redis.call('HGET', jk, 'rr')
   if ARGV[3] == '1' then redis.call('HSET', jk, 'rr', '2')
