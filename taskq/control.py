@@ -297,6 +297,7 @@ class JobControl:
 
     def purge_queue(self, queue: str) -> int:
         """Delete every queued job of ``queue``; returns the count."""
+        _queue_name(queue)
         if self._fan:
             return sum(sub.purge_queue(sub.queue or queue) for sub in self._subs(_queue_name(queue)))
         total = 0

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from taskq.control import LISTABLE
+from taskq.errors import JobNotFound
 from taskq.job import JobInfo
 from taskq.workflow import TreeNode, Workflow
 
@@ -80,12 +81,16 @@ def job_show(app: str | None, job_id: str, as_json: bool) -> None:
 
 
 def _handle_of(handle: Workflow[Any], info: JobInfo) -> str:
-    """The workflow handle above a job (following the first parent up)."""
+    """The workflow handle above a job (following the first parent up, as far
+    as the parents still exist: a deleted or expired one ends the walk)."""
     seen = {info.id}
     cur = info
     while cur.parents and cur.parents[0] not in seen:
         seen.add(cur.parents[0])
-        cur = handle.__class__(handle.app, cur.parents[0]).info()
+        try:
+            cur = handle.__class__(handle.app, cur.parents[0]).info()
+        except JobNotFound:
+            break
     return cur.id
 
 
@@ -97,7 +102,9 @@ def _control(name: str, help_text: str, **extra: Any) -> None:
     def command(app: str | None, job_id: str, **kw: Any) -> None:
         the_app = resolve_app(app)
         result = getattr(the_app.control, name)(job_id, **kw)
-        click.echo(f"{job_id}: {name} ok ({result})")
+        # unstall answers the state the job is in now, cancel its outcome, the rest the state it left
+        said = {"unstall": f"now {result}", "cancel": result}.get(name, f"was {result}")
+        click.echo(f"{job_id}: {name} ok ({said})")
 
     if name == "cancel":
         click.option("--force", is_flag=True, help="Kill the attempt if it is running.")(command)
@@ -107,9 +114,11 @@ def _control(name: str, help_text: str, **extra: Any) -> None:
 
 for _name, _help in (
     ("cancel", "Cancel a job (a running one is asked to stop; --force kills it)."),
-    ("requeue", "Give a job back to its queue (failed, scheduled, stalled or active)."),
+    ("requeue", "Give a job back to its queue (failed, cancelled, skipped, expired, scheduled, stalled, "
+                "waiting for a resource, or active: once its attempt ends)."),
     ("stall", "Hold a queued, scheduled or failed job back."),
-    ("unstall", "Put a stalled job back in its queue."),
+    ("unstall", "Put a stalled job back: in its queue, or in the schedule if it was stalled while scheduled "
+                "and its due time is ahead."),
     ("retract", "Remove a job waiting to run (queued, scheduled, waiting or stalled)."),
     ("delete", "Delete a job that is not running, and all its data."),
 ):

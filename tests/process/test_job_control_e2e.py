@@ -190,6 +190,22 @@ def test_cli_job_show_and_json(client, cli):
     assert missing.exit_code == 1 and "JobNotFound" in missing.output
 
 
+def test_cli_purge_refuses_a_bad_queue_name_as_queue_pause_does(client, cli):
+    for args in (("purge", "-Q", "a b", "--yes"), ("queue", "pause", "a b")):
+        out = cli(*args, "-A", APP, ok=False)
+        assert out.exit_code == 1 and "queue must be a non-empty name" in out.output
+
+
+def test_cli_job_show_of_a_workflow_step_whose_handle_is_gone(client, cli):
+    echo = client.tasks["echo"]
+    w = (echo.s(1) | echo.si(2)).delay()
+    steps = w.members()
+    run_all(client, [w])
+    client.job(w.id).delete()
+    out = cli("job", "show", steps[-1], "-A", APP)
+    assert out.exit_code == 0 and f"id: {steps[-1]}" in out.output and "workflow:" in out.output
+
+
 def test_cli_json_of_jobs_whose_maps_have_keys_that_are_not_strings(client, cli):
     """Arguments and results may be maps keyed by ints, tuples, or a mix of
     types: the JSON output gives their keys as strings."""
@@ -235,22 +251,22 @@ def test_cli_jobs_table_keeps_a_multi_line_error_on_the_job_row(client, cli):
 
 def test_cli_controls_one_job_through_its_states(client, cli):
     job = client.tasks["noop"].apply_async(delay=600)
-    assert "stall ok (scheduled)" in cli("job", "stall", job.id, "-A", APP).output
+    assert "stall ok (was scheduled)" in cli("job", "stall", job.id, "-A", APP).output
     assert job.state == JobState.STALLED
-    assert "unstall ok (scheduled)" in cli("job", "unstall", job.id, "-A", APP).output  # due in 10 min
+    assert "unstall ok (now scheduled)" in cli("job", "unstall", job.id, "-A", APP).output  # due in 10 min
     assert job.state == JobState.SCHEDULED
     assert "cancel ok (cancelled)" in cli("job", "cancel", job.id, "-A", APP).output
     refused = cli("job", "cancel", job.id, "-A", APP, ok=False)
     assert refused.exit_code == 1
     assert f"InvalidJobState: cannot cancel job '{job.id}': it is cancelled" in refused.output
     assert "Traceback" not in refused.output
-    assert "requeue ok (cancelled)" in cli("job", "requeue", job.id, "-A", APP, "--front").output
+    assert "requeue ok (was cancelled)" in cli("job", "requeue", job.id, "-A", APP, "--front").output
     assert job.state == JobState.QUEUED
-    assert "retract ok (queued)" in cli("job", "retract", job.id, "-A", APP).output
+    assert "retract ok (was queued)" in cli("job", "retract", job.id, "-A", APP).output
     assert client.backend.job_hash(job.id) == {}
     other = client.tasks["fail"].delay()
     run_all(client, [other])
-    assert "delete ok (failed)" in cli("job", "delete", other.id, "-A", APP).output
+    assert "delete ok (was failed)" in cli("job", "delete", other.id, "-A", APP).output
     assert client.backend.job_hash(other.id) == {}
 
 
