@@ -62,7 +62,7 @@ def test_a_worker_serving_two_slots_runs_both_and_handles_find_their_jobs(sapp, 
         assert fresh.slots.queue_of(jobs[25].id) == "b"
         stats = fresh.stats()
         assert stats.tasks["add"].counters["succeeded"] == 25 and stats.tasks["mul"].counters["succeeded"] == 25
-        assert set(stats.queues) == {"a", "b"} and stats.worker_count == 1
+        assert {"a", "b"} <= set(stats.queues) and stats.worker_count == 1  # and "beat", once its scheduler ran
         assert {w.queues for w in fresh.workers()} == {("a", "b")}
         listed = fresh.control.list_jobs("succeeded", limit=100)
         assert {i.queue for i in listed} == {"a", "b"} and len(listed) == 50
