@@ -43,6 +43,15 @@ def client(port: int) -> redis.Redis:
     return redis.Redis(host="127.0.0.1", port=port, socket_timeout=5, socket_connect_timeout=2)
 
 
+def job_call_shares(cluster: EphemeralCluster) -> list[float]:
+    """Each master's share of the script calls (``INFO commandstats``) since its last stats reset."""
+    calls = []
+    for m in cluster.masters:
+        stats = client(m.port or 0).info("commandstats")
+        calls.append(sum(v["calls"] for k, v in stats.items() if k in ("cmdstat_fcall", "cmdstat_evalsha")))
+    return [c / max(sum(calls), 1) for c in calls]
+
+
 class LocalCluster(EphemeralCluster):
     """``masters`` masters, each with ``replicas`` replicas, slots split
     evenly; appendonly on every node (the failover tests count on it)."""

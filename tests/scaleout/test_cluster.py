@@ -11,7 +11,7 @@ import time
 from taskq import JobState
 from tests.apps.basic import build
 from tests.conftest import drain, wait_for
-from tests.scaleout.servers import LocalCluster, client
+from tests.scaleout.servers import LocalCluster, client, job_call_shares
 
 
 def namespaces_on_each_master(cluster: LocalCluster, tag: str) -> list[str]:
@@ -109,12 +109,8 @@ def test_ten_thousand_jobs_on_three_masters_with_worker_processes(cluster3, star
                      interval=0.2, what="every job to succeed")
         for wp in workers:
             wp.stop()
-        calls = []
-        for m in cluster3.masters:
-            stats = client(m.port).info("commandstats")
-            calls.append(sum(v["calls"] for k, v in stats.items() if k in ("cmdstat_fcall", "cmdstat_evalsha")))
-        total = sum(calls)
-        assert all(abs(c / total - 1 / 3) <= 0.10 for c in calls), calls
+        shares = job_call_shares(cluster3)
+        assert all(abs(s - 1 / 3) <= 0.10 for s in shares), shares
     finally:
         for app in apps:
             app.backend.delete_namespace()

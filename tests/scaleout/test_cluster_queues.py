@@ -10,7 +10,7 @@ import time
 from taskq import JobState
 from tests.apps.basic import build
 from tests.conftest import wait_for
-from tests.scaleout.servers import LocalCluster, client
+from tests.scaleout.servers import LocalCluster, client, job_call_shares
 
 
 def queues_on_each_master(cluster: LocalCluster, namespace: str, per_master: int = 1) -> list[str]:
@@ -74,12 +74,8 @@ def test_ten_thousand_jobs_over_six_queues_with_two_worker_processes(cluster3, s
                  max(deadline - time.monotonic(), 1), interval=0.5, what="every job to succeed")
         for wp in workers:
             wp.stop()
-        calls = []
-        for m in cluster3.masters:
-            stats = client(m.port).info("commandstats")
-            calls.append(sum(v["calls"] for k, v in stats.items() if k in ("cmdstat_fcall", "cmdstat_evalsha")))
-        total = sum(calls)
-        assert all(abs(c / total - 1 / 3) <= 0.10 for c in calls), calls
+        shares = job_call_shares(cluster3)
+        assert all(abs(s - 1 / 3) <= 0.10 for s in shares), shares
         assert sum(q.depth for q in app.control.queues()) == 0
     finally:
         for b in [*app.slots.all(), app.backend]:
