@@ -160,6 +160,11 @@ def test_cap_trim_never_deletes_a_live_job_with_a_reused_id(capp):
     assert new.state == JobState.QUEUED  # JobNotFound: the live job was deleted
 
 
+def server_ms(client) -> float:
+    sec, usec = client.time()
+    return sec * 1000 + usec // 1000
+
+
 def test_cap_trim_never_deletes_a_reused_id_finished_into_the_other_index(capp):
     """A failed job's id stays in the failed index after its hash expired,
     until trim_finished drops it. A new job under that id that succeeds is
@@ -172,7 +177,7 @@ def test_cap_trim_never_deletes_a_reused_id_finished_into_the_other_index(capp):
     noop = capp.tasks["noop"]
     blob = error_entry(ValueError("x"), 1)
 
-    def run(job_ids, kind):
+    def run(job_ids, kind, caps=caps):
         _, rows = b.settle_claim("wa", len(job_ids), [], ["qa"], [], caps)
         assert sorted(r[0].decode() for r in rows) == sorted(job_ids)
         b.settle_claim("wa", 0, [Outcome(r[0].decode(), int(r[1]), kind, blob if kind == "fail" else b"",
@@ -193,8 +198,12 @@ def test_cap_trim_never_deletes_a_reused_id_finished_into_the_other_index(capp):
     # the other way round: a stale done entry, the new job fails
     b.client.delete(b.keys.job(new.id))
     again = noop.apply_async(job_id="order-43", queue="qa")
-    run([again.id], "fail")
-    assert b.client.zscore(b.keys.done, again.id) is not None  # stale until trimmed
+    # a cap that is not reached: its trim would drop the oldest of equal scores
+    # (the 11 failed in the same millisecond may sort after "order-43")
+    run([again.id], "fail", caps=(100, 100, s.error_history, 60_000))
+    done_at = b.client.zscore(b.keys.done, again.id)
+    assert done_at is not None  # stale until trimmed
+    wait_for(lambda: server_ms(b.client) > done_at + 1, timeout=5)
     b.trim_finished(3_600_000, 1)  # done entries older than 1 ms go; the failure is minutes from its TTL
     assert b.client.zscore(b.keys.done, again.id) is None
     assert b.client.zscore(b.keys.failed, again.id) is not None
