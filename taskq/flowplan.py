@@ -16,8 +16,8 @@ from . import codec
 from .canvas import PLACEMENT, Canvas, Chain, Chord, Group, Signature
 from .enqueue import JobBuilder, new_job_id
 from .errors import ConfigurationError
+from .flowsend import send_dependent, send_flow
 from .job import Job, JobApp
-from .storage.backend import Backend
 from .storage.records import EnqueueRequest
 from .storage.workflows import FlowRow
 from .workflow import FLOW_MARK, SENDS_VALUE, TAKES_VALUE, Workflow
@@ -135,14 +135,17 @@ def launch(app: JobApp, canvas: Canvas, *, link_error: Signature | None = None,
     rows = head + plan.rows[::-1]  # parents first
     waiting = [r.job.id for r in rows if r.dependency_count or r.kind]
     queues = {r.job.queue for r in rows}
-    if len(queues) == 1 and app.slots.per_queue:  # a sharded queue: the whole workflow in one shard
-        shard = app.slots.place(handle.job).queue
-        for r in rows:
-            r.job = r.job._replace(queue=shard)
+    if app.slots.per_queue:
+        if len(queues) == 1:  # a sharded queue: the whole workflow in one shard
+            shard = app.slots.place(handle.job).queue
+            for r in rows:
+                r.job = r.job._replace(queue=shard)
+        else:  # each job in its queue's slot (one of its shards)
+            for r in rows:
+                r.job = app.slots.place(r.job)
     for r in rows:
         app.slots.check_resource(r.job)
-    store = flow_store(app, {r.job.queue for r in rows})
-    store.enqueue_flow(rows, waiting)
+    send_flow(app, rows, waiting)
     return Workflow(app, handle.job.id, task=handle.job.task, queue=handle.job.queue)
 
 
@@ -172,25 +175,6 @@ def enqueue_dependent(app: JobApp, req: EnqueueRequest, depends_on: Iterable[Job
         req = req._replace(queue=found if found in app.slots.shards(req.queue) else app.slots.place(req).queue)
         row.job = req
     app.slots.check_resource(req)
-    flow_store(app, {req.queue}, ids).enqueue_flow([row], [req.id], existing=ids)
+    send_dependent(app, row, ids)
     return Job(app, req.id, task=req.task, state="waiting", queue=req.queue)
 
-
-def flow_store(app: JobApp, queues: set[str], existing: Iterable[str] = ()) -> Backend:
-    """The storage of a workflow whose jobs use ``queues`` (and wait for the
-    jobs ``existing``): in the ``queue`` key layout they must share one queue,
-    as every link is kept by one script in one slot."""
-    if not app.slots.per_queue:
-        return app.backend
-    if len(queues) > 1:
-        raise ConfigurationError(
-            f"with key_layout='queue' the jobs of a workflow must share one queue (each queue is a slot of "
-            f"its own, and a workflow's links are kept in one): this one uses {', '.join(sorted(queues))}")
-    queue, = queues
-    store = app.slots.queue(queue)
-    for jid in existing:
-        if app.slots.of(jid) is not store and app.slots.queue_of(jid) is not None:
-            raise ConfigurationError(
-                f"with key_layout='queue' a job can depend only on jobs of its own queue ({queue!r}): "
-                f"job {jid} is not one")
-    return store

@@ -15,6 +15,8 @@ from . import codec
 from .errors import TaskFailed
 from .info import decode_error, decode_errors
 from .job import Job, JobState, not_found
+from .storage.backend import Backend
+from .storage.records import JobRecord
 
 R = TypeVar("R")
 # The per-call option that marks a workflow's job for the worker (see flowplan).
@@ -64,25 +66,46 @@ class Workflow(Job[R]):
             err.workflow = self.id  # type: ignore[attr-defined]
             raise err from None
 
+    def _stores(self) -> list[Backend]:
+        """The storage of the handle and of each other queue holding jobs of
+        its workflow (the ``queue`` key layout)."""
+        rec = self.store.job_record(self.id)
+        others = rec.workflow_queues if rec is not None else ()
+        return [self.store, *(self.app.slots.queue(q) for q in others)]
+
+    def _records(self, ids: list[str], stores: list[Backend]) -> list[JobRecord | None]:
+        """The records of jobs ``ids``, wherever of ``stores`` each is."""
+        found: list[JobRecord | None] = [None] * len(ids)
+        for b in stores:
+            missing = [i for i, r in enumerate(found) if r is None]
+            if not missing:
+                break
+            for i, rec in zip(missing, b.job_records([ids[i] for i in missing])):
+                found[i] = rec
+        return found
+
     def members(self) -> list[str]:
-        """The ids of the workflow's jobs, in creation order (empty for a plain job)."""
-        links = self.store.links(self.id, limit=1 << 30)
-        return links.members[::-1]  # stored parents first: the reverse of creation
+        """The ids of the workflow's jobs, in creation order (empty for a plain
+        job; across queues' slots, those of each slot in turn)."""
+        out: list[str] = []
+        for b in self._stores():
+            out.extend(b.links(self.id, limit=1 << 30).members[::-1])  # stored parents first
+        return out
 
     def results(self, timeout: float | None = None) -> list[MemberOutcome]:
         """Each member's outcome in member order (a group's members, a chain's
         or chord's last jobs), once the workflow finished (waits ``timeout``)."""
         self.wait(timeout)
-        b = self.store
+        b, stores = self.store, self._stores()
         members = self.members()
         order: list[tuple[int, str]] = []
-        for jid, rec in zip(members, b.job_records(members)):
+        for jid, rec in zip(members, self._records(members, stores)):
             for pid, idx in _parents(rec.parents if rec else None):
                 if pid == self.id:
                     order.append((idx, jid))
         order.sort()
         outcomes = b.dependency_outcomes(self.id)
-        states = b.job_records([jid for _, jid in order])
+        states = self._records([jid for _, jid in order], stores)
         out: list[MemberOutcome] = []
         for (idx, jid), rec in zip(order, states):
             if str(idx) in outcomes:
@@ -99,13 +122,12 @@ class Workflow(Job[R]):
     def tree(self, limit: int = 200) -> TreeNode:
         """The workflow as a tree: this job and, under each job, the jobs it
         waits for (at most ``limit`` jobs read)."""
-        b = self.store
-        rec = b.job_record(self.id)
+        rec = self.store.job_record(self.id)
         if rec is None:
             raise not_found(self.app, self.id)
-        links = b.links(self.id, limit=limit)
-        ids = links.members
-        recs = {jid: r for jid, r in zip(ids, b.job_records(ids)) if r is not None}
+        stores = self._stores()
+        ids = [m for b in stores for m in b.links(self.id, limit=limit).members][:limit]
+        recs = {jid: r for jid, r in zip(ids, self._records(ids, stores)) if r is not None}
         recs[self.id] = rec
         under: dict[str, list[tuple[int, str]]] = {}
         for jid in [*ids, self.id]:
@@ -130,7 +152,11 @@ def _parents(raw: bytes | None) -> list[tuple[str, int]]:
         return []
     if not isinstance(flat, list):
         return []
-    return [(str(flat[i]), int(flat[i + 1])) for i in range(0, len(flat) - 1, 2)]
+    out = []
+    for i in range(0, len(flat) - 1, 2):
+        at = flat[i + 1]  # a parent in another queue's slot: [index, queue]
+        out.append((str(flat[i]), int(at[0] if isinstance(at, list) else at)))
+    return out
 
 
 __all__ = ["FLOW_MARK", "MemberOutcome", "TreeNode", "Workflow", "decode_error"]

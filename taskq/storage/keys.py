@@ -129,6 +129,11 @@ class Keys:
         """Hash: what its finished dependencies left (``<index>`` value, ``x<index>`` state, ``f``)."""
         return f"{self.prefix}dv:{job_id}"
 
+    @property
+    def outbox(self) -> str:
+        """List: msgpack entries for other queues' slots (lua/_lib.lua, flush_outbox)."""
+        return f"{self.prefix}ob"
+
     def workflow_members(self, job_id: str) -> str:
         """List: the jobs of a workflow handle, in creation order."""
         return f"{self.prefix}wm:{job_id}"

@@ -56,6 +56,8 @@ class Field:
     WORKFLOW_KIND = "wk"
     OWN_TTLS = "tt"
     CAUSE = "dc"
+    CAUSE_INFO = "di"  # msgpack [root id, task, state, error type, message] of its cause
+    WORKFLOW_QUEUES = "wq"  # a handle's other queues holding jobs of its workflow (space-separated)
     LINK_ERROR = "le"
     FLOW = "fc"
     PARKED = "pk"
@@ -115,6 +117,7 @@ class JobRecord:
     workflow_kind: str | None = None
     cause: str | None = None
     requeue_requested: bool = False
+    workflow_queues: tuple[str, ...] = ()
 
     @classmethod
     def from_hash(cls, job_id: str, h: Mapping[Any, bytes]) -> JobRecord | None:
@@ -141,6 +144,7 @@ class JobRecord:
             parents=raw.get(f.PARENTS), dependency_count=_int(raw.get(f.DEPENDENCY_COUNT)),
             workflow_kind=text(f.WORKFLOW_KIND), cause=text(f.CAUSE),
             requeue_requested=f.REQUEUE_REQUESTED in raw,
+            workflow_queues=tuple((text(f.WORKFLOW_QUEUES) or "").split()),
         )
 
 

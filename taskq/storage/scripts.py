@@ -18,6 +18,8 @@ from importlib import resources
 
 SCRIPT_NAMES = (
     "enqueue",
+    "deliver",
+    "attach",
     "settle_claim",
     "heartbeat",
     "reap_worker",

@@ -17,8 +17,9 @@ from ..errors import JobNotFound
 from .connection import Arg, Connection, translate_errors
 from .records import EnqueueRequest
 
-FLOW_FIELDS = 24  # per row, see lua/enqueue_flow.lua
+FLOW_FIELDS = 26  # per row, see lua/enqueue_flow.lua
 FLOW_CHUNK = 1000  # rows per call
+OUTBOX_BATCH = 500  # entries applied per call (lua/deliver.lua)
 
 
 @dataclass
@@ -27,20 +28,27 @@ class FlowRow:
 
     job: EnqueueRequest
     kind: str = ""  # '' a job that runs | chain | group | chord (a handle)
-    parents: list[tuple[str, int]] | None = None
+    # (parent id, index) or, for a parent in another queue's slot, (parent id, index, its queue)
+    parents: list[tuple[str, int] | tuple[str, int, str]] | None = None
     dependency_count: int = 0
     values: str = ""  # '' | one | all | err
     on_failure: str = "cancel"  # cancel | run | collect | onfail
     ttls: str = ""  # "<succeeded ttl_ms>:<failed ttl_ms>"
     existing: list[tuple[str, int]] | None = None
     handle: str = ""
+    remote: list[str] | None = None  # its dependencies created in other queues' slots
+    other_queues: str = ""  # a handle's: the other queues holding jobs of its workflow
 
     def fields(self) -> list[Arg]:
         def pairs(items: list[tuple[str, int]] | None) -> bytes | str:
             return msgpack.packb([x for pair in items for x in pair]) if items else ""
 
-        return [*self.job, self.kind, pairs(self.parents), self.dependency_count, self.values, self.on_failure,
-                self.ttls, pairs(self.existing), self.handle]
+        parents: bytes | str = ""
+        if self.parents:
+            parents = msgpack.packb([x for p in self.parents for x in (p[0], p[1] if len(p) == 2 else [p[1], p[2]])])
+        return [*self.job, self.kind, parents, self.dependency_count, self.values, self.on_failure,
+                self.ttls, pairs(self.existing), self.handle, msgpack.packb(self.remote) if self.remote else "",
+                self.other_queues]
 
 
 def rows_args(rows: Sequence[Sequence[Arg]], width: int) -> list[Arg]:
@@ -91,6 +99,30 @@ class Workflows(Connection):
                 raise JobNotFound(f"no job {reply[1].decode()!r} to depend on (never created, deleted, or "
                                   "expired); nothing was enqueued")
         return len(chunks)
+
+    def attach(self, job_id: str, parent: str, index: int, parent_queue: str) -> bool:
+        """Job ``parent`` of ``parent_queue``'s slot waits for ``job_id`` of
+        this one (see lua/attach.lua); False if there is no such job."""
+        return int(self.run_retrying("attach", "", job_id, parent, index, parent_queue)) == 1
+
+    def outbox(self, limit: int = OUTBOX_BATCH) -> list[bytes]:
+        """The first entries of this slot's outbox, for other slots (lua/_lib.lua)."""
+        with translate_errors(self.url):
+            return list(self.client.lrange(self.keys.outbox, 0, limit - 1))
+
+    def outbox_done(self, entries: Sequence[bytes]) -> None:
+        """Removes entries applied where they go (each once: another
+        deliverer may have removed some already)."""
+        with translate_errors(self.url):
+            pipe = self.client.pipeline(transaction=False)
+            for e in entries:
+                pipe.lrem(self.keys.outbox, 1, e)
+            pipe.execute()
+
+    def deliver(self, entries: Sequence[bytes], caps: tuple[int, int, int]) -> int:
+        """Applies outbox entries of other slots to this one's jobs
+        (lua/deliver.lua; idempotent). ``caps``: done, failed, error history."""
+        return int(self.run_retrying("deliver", "", *caps, *entries))
 
     def links(self, job_id: str, limit: int = 1000) -> Links:
         """Parents, pending dependencies and (for a handle) members of a job."""

@@ -19,6 +19,7 @@ from ..errors import BrokerRefused, BrokerUnavailable, TaskQError
 from ..storage.records import EnqueueRequest
 from ..waits import retry_pause_cap
 from .heartbeat import watch_gap_ms
+from .outbox import deliver_outbox
 from .outcome import error_entry
 
 if TYPE_CHECKING:
@@ -130,6 +131,9 @@ class Scheduler:
             if moved < PROMOTE_BATCH:
                 break
         now = server_now
+        if self.app.slots.per_queue:
+            s = self.app.settings
+            deliver_outbox(self.app.slots, b, (s.done_max, s.failed_max, s.error_history))
         wake = now + 60_000
         if next_due >= 0:
             wake = min(wake, next_due)

@@ -23,6 +23,10 @@ def build(redis_url: str | None = None, namespace: str | None = None, **settings
     def mul(a: int, b: int) -> int:
         return a * b
 
+    @app.task(name="total", tombstone=True, queue="a")
+    def total(values: list[int]) -> int:
+        return sum(values)
+
     @app.task(name="flaky", tombstone=True, queue="b", retry=2, retry_interval=0.2)
     def flaky(marker: str) -> str:
         """Fails on its first attempt (a retry goes through the schedule)."""

@@ -112,15 +112,20 @@ def test_on_finish_and_job_control_reach_the_jobs_slot(sapp):
         _ = sapp.job(queued.id).state
 
 
-def test_links_one_slot_cannot_hold_are_refused(sapp):
+def test_a_workflow_keeps_each_job_in_its_queues_slot(sapp, redis_url, namespace):
+    """(Running them: tests/layout/test_cross_queue_flows.py.)"""
     add, mul = sapp.tasks["add"], sapp.tasks["mul"]
-    with pytest.raises(ConfigurationError, match="share one queue.*a, b"):
-        (add.s(1, 2) | mul.s(3)).apply_async()
+    flow = (add.s(1, 2) | mul.s(3)).apply_async()
     first = add.delay(1, 1)
-    with pytest.raises(ConfigurationError, match="its own queue"):
-        mul.apply_async((1, 2), depends_on=[first])
-    same = (add.s(1, 2) | add.s(3)).apply_async()  # one queue: one slot
-    assert same.state == JobState.WAITING
+    dependent = mul.apply_async((1, 2), depends_on=[first])
+    found = keys(redis_url, namespace)
+    a, b = f"{{{namespace}:a}}:", f"{{{namespace}:b}}:"
+    assert {sapp.job(m).info().queue for m in flow.members()} == {"a", "b"}
+    for m in flow.members():
+        assert (a if sapp.job(m).info().queue == "a" else b) + f"j:{m}" in found
+    assert b + f"j:{dependent.id}" in found and b + f"dp:{dependent.id}" in found
+    assert dependent.state == JobState.WAITING
+    assert sapp.slots.queue("b").job_record(dependent.id).dependency_count == 1
 
 
 def test_a_worker_refuses_a_namespace_in_the_other_layout(redis_url, namespace, start_worker, worker_env):

@@ -4,8 +4,10 @@
 -- servers without functions, standalone scripts (this file + one script).
 --
 -- Conventions (see docs/architecture.md for the key layout):
---   * KEYS[1] is the namespace prefix key "{ns}:" -- every key a script
---     touches starts with it, so all of a namespace lives in one cluster slot.
+--   * KEYS[1] is the namespace prefix key "{ns}:" (in the queue key layout,
+--     a queue's "{ns:queue}:") -- every key a script touches starts with
+--     it, so a script touches one cluster slot. What must reach another
+--     slot goes through its outbox (flush_outbox, deliver.lua).
 --   * ARGV[1] is now_ms: an integer in milliseconds, or "" to use the
 --     server's clock (TIME). Tests pass it; production passes "".
 --   * Times are integer milliseconds; durations end in _ms.
@@ -20,12 +22,15 @@
 --       ps state before stall  fr a scheduled job goes to the front when due
 --       lc times its worker was lost (SIGKILL, OOM, a vanished machine)
 --       n mark of the enqueue call that created it
---       pa parents: msgpack {parent id, index, ...} (workflows, see below)
+--       pa parents: msgpack {parent id, index, ...} (workflows, see below);
+--          a parent in another queue's slot has {index, queue} for index
+--       wq a handle's other queues holding jobs of its workflow
 --       dn number of dependencies  dm how their values reach it: one|all|err
 --       df on a dependency's failure: cancel|run|collect|onfail
 --       op its workflow's enqueue is still sending  wk kind of a workflow handle
 --       tt "<succeeded ttl_ms>:<failed ttl_ms>" of a job that finishes itself
---       dc the job whose failure ended it  le its link_error job
+--       dc the job whose failure ended it  di that job's root_info (msgpack)
+--       le its link_error job
 --       fc flow-control spec  pk limiter that holds it back (parked)
 --       rd "<delay_ms>:<eta_ms>" of a waiting job, applied when it is released
 --       rr requeue asked for while it ran (1, or 2: to the front; requeue.lua)
@@ -274,6 +279,9 @@ local FINISHED
 local DELIVER
 -- FOREVER[index] true: this call finished a job of that index without expiry
 local FOREVER
+-- OUTBOX: what this call leaves for jobs in other queues' slots (the queue
+-- key layout), RPUSHed onto P ob by flush(); see the workflows section.
+local OUTBOX
 
 -- `wt`: the job's `wt` field when the caller already read it (false = not
 -- set); nil reads it here. `res`: the result to store in the hash, if kept.
@@ -417,16 +425,17 @@ local function ttls(tt)
   return tonumber(a) or 0, tonumber(b) or 0
 end
 
--- The root cause of a dependency's failure: the job that first failed down
--- the line (a cancelled step names the one whose failure cancelled it).
-local function root_of(dep)
-  return redis.call('HGET', jkey(dep), 'dc') or dep
-end
-
--- An error entry naming the dependency `dep` that ended `dstate`, with the
--- type and message of its root cause's last error.
-local function dependency_error(dep, dstate, kind)
-  local root = root_of(dep)
+-- What a dependency that did not succeed tells the jobs waiting for it:
+-- its root cause, the job that first failed down the line, as {root id,
+-- task, state, error type, message}. A job ended for a dependency keeps
+-- its root's in `di`, as the root may be in another queue's slot.
+local function root_info(dep)
+  local d = redis.call('HMGET', jkey(dep), 'dc', 'di')
+  if d[2] then
+    local ok, t = pcall(cmsgpack.unpack, d[2])
+    if ok and type(t) == 'table' then return t end
+  end
+  local root = d[1] or dep
   local r = redis.call('HMGET', jkey(root), 't', 's', 'err')
   local etype, msg = 'DependencyFailed', ''
   if r[3] then
@@ -436,22 +445,44 @@ local function dependency_error(dep, dstate, kind)
       if ok2 and type(e) == 'table' then etype = e.type or etype; msg = e.message or '' end
     end
   end
-  local text = 'step ' .. root .. ' (' .. (r[1] or '?') .. ') ' .. (r[2] or dstate)
+  return {root, r[1] or '?', r[2] or '', etype, msg}
+end
+
+-- An error entry naming the dependency `dep` that ended `dstate`, with the
+-- type and message of its root cause's last error (`info`: root_info(dep),
+-- read here if nil). Returns the root's id, the entry and the info.
+local function dependency_error(dep, dstate, kind, info)
+  info = info or root_info(dep)
+  local root, msg = info[1], info[5]
+  local st = info[3]
+  if st == '' then st = dstate end
+  local text = 'step ' .. root .. ' (' .. info[2] .. ') ' .. st
   if msg ~= '' then text = text .. ': ' .. msg end
   if root ~= dep then text = text .. ' (via ' .. dep .. ')' end
-  return root, cmsgpack.pack({type = etype, kind = kind, traceback = '', attempt = 0, at = NOW / 1000,
-    message = text, job = root})
+  return root, cmsgpack.pack({type = info[4], kind = kind, traceback = '', attempt = 0, at = NOW / 1000,
+    message = text, job = root}), info
+end
+
+-- The root cause of the first dependency of a parent that did not succeed
+-- (`failed`, from its `dv` hash, which keeps the cause as `fi`).
+local function failed_info(vk, failed)
+  local raw = redis.call('HGET', vk, 'fi')
+  if raw then
+    local ok, t = pcall(cmsgpack.unpack, raw)
+    if ok and type(t) == 'table' then return t end
+  end
+  return root_info(failed)
 end
 
 -- Ends a waiting parent that will not run: its keys go, its outcome is
 -- delivered to its own parents in turn.
-local function end_waiting(pid, pk, state, blob, root, count_it)
+local function end_waiting(pid, pk, state, blob, root, count_it, info)
   redis.call('DEL', P .. 'dp:' .. pid)
-  local p = redis.call('HMGET', pk, 't', 'q', 'u', 'tt', 'wk')
+  local p = redis.call('HMGET', pk, 't', 'q', 'u', 'tt', 'wk', 'wq')
   local ok_ttl, fail_ttl = ttls(p[4])
   local ttl = fail_ttl
   if state == 'succeeded' or state == 'skipped' then ttl = ok_ttl end
-  if root then redis.call('HSET', pk, 'dc', root) end
+  if root then redis.call('HSET', pk, 'dc', root, 'di', cmsgpack.pack(info)) end
   if blob ~= '' and state ~= 'succeeded' then append_error(pk, blob, CAPS.errors) end
   local keep = 0
   if p[5] then
@@ -459,6 +490,10 @@ local function end_waiting(pid, pk, state, blob, root, count_it)
     if ttl > 0 then
       redis.call('PEXPIRE', P .. 'dv:' .. pid, ttl)
       redis.call('PEXPIRE', P .. 'wm:' .. pid, ttl)
+      -- its members' lists in other queues' slots expire with it
+      for q in string.gmatch(p[6] or '', '%S+') do
+        OUTBOX[#OUTBOX + 1] = cmsgpack.pack({q, 'x', pid, fmt(ttl)})
+      end
     end
   else
     redis.call('DEL', P .. 'dv:' .. pid)
@@ -475,12 +510,13 @@ local function release(pid, pk)
   local p = redis.call('HMGET', pk, 'wk', 'dm', 'dn', 'd', 'q', 'p', 'df', 'rd')
   local vk = P .. 'dv:' .. pid
   local failed = redis.call('HGET', vk, 'f')
+  local finfo = failed and failed_info(vk, failed)
   if p[1] then
     if failed then
-      local st = redis.call('HGET', jkey(root_of(failed)), 's')
+      local st = finfo[3]
       if st ~= 'cancelled' then st = 'failed' end
-      local root, blob = dependency_error(failed, st, st)
-      end_waiting(pid, pk, st, blob, root, false)
+      local root, blob, info = dependency_error(failed, st, st, finfo)
+      end_waiting(pid, pk, st, blob, root, false, info)
     else
       local value
       if p[2] == 'all' then value = values_list(vk, tonumber(p[3]))
@@ -496,7 +532,7 @@ local function release(pid, pk)
   local value = nil
   if p[2] == 'one' then value = redis.call('HGET', vk, '0') or '\192'
   elseif p[2] == 'all' then value = values_list(vk, tonumber(p[3]))
-  elseif p[2] == 'err' then value = cmsgpack.pack(failed and root_of(failed) or '') end
+  elseif p[2] == 'err' then value = cmsgpack.pack(failed and finfo[1] or '') end
   if value then redis.call('HSET', pk, 'd', prepend_arg(p[4], value)) end
   redis.call('DEL', vk)
   if p[8] then
@@ -516,9 +552,10 @@ local function release(pid, pk)
 end
 
 -- Dependency `dep` of `pid` (its index `idx`) ended `state` (`blob`: its
--- value if it succeeded). Counted once: only the call that moves it out of
--- the pending set applies it.
-local function deliver(dep, state, blob, pid, idx)
+-- value if it succeeded; `info`: its root_info() when it did not, read here
+-- if nil). Counted once: only the call that moves it out of the pending set
+-- applies it.
+local function deliver(dep, state, blob, pid, idx, info)
   local dk = P .. 'dp:' .. pid
   if redis.call('SREM', dk, dep) == 0 then return end
   local pk = jkey(pid)
@@ -529,10 +566,11 @@ local function deliver(dep, state, blob, pid, idx)
     if blob ~= '' and (p[4] == 'one' or p[4] == 'all' or p[5]) then redis.call('HSET', vk, idx, blob) end
   else
     redis.call('HSET', vk, 'x' .. idx, state)
-    redis.call('HSETNX', vk, 'f', dep)
+    info = info or root_info(dep)
+    if redis.call('HSETNX', vk, 'f', dep) == 1 then redis.call('HSET', vk, 'fi', cmsgpack.pack(info)) end
     if p[2] == 'cancel' then
-      local root, eb = dependency_error(dep, state, 'cancelled')
-      end_waiting(pid, pk, 'cancelled', eb, root, true)
+      local root, eb, ri = dependency_error(dep, state, 'cancelled', info)
+      end_waiting(pid, pk, 'cancelled', eb, root, true, ri)
       return
     end
   end
@@ -547,7 +585,17 @@ local function flush_deliveries()
     local d = DELIVER[i]
     local ok, ps = pcall(cmsgpack.unpack, d[4])
     if ok and type(ps) == 'table' then
-      for k = 1, #ps - 1, 2 do deliver(d[1], d[2], d[3], ps[k], tostring(ps[k + 1])) end
+      for k = 1, #ps - 1, 2 do
+        local at = ps[k + 1]
+        if type(at) == 'table' then
+          -- a parent in another queue's slot ({index, queue}): through the outbox
+          local info = ''
+          if d[2] ~= 'succeeded' then info = root_info(d[1]) end
+          OUTBOX[#OUTBOX + 1] = cmsgpack.pack({tostring(at[2]), 'd', d[1], d[2], d[3], ps[k], tostring(at[1]), info})
+        else
+          deliver(d[1], d[2], d[3], ps[k], tostring(at))
+        end
+      end
     end
     i = i + 1
   end
@@ -565,9 +613,24 @@ local function seal(pid)
   end
 end
 
+-- The outbox P ob: a list of msgpack entries {queue, kind, ...} for the
+-- slot of `queue`, applied there by deliver.lua (an idempotent step: a
+-- delivery counts only when it leaves its parent's pending set) and then
+-- removed by whoever applied it -- the scheduler of this slot, woken here,
+-- or any later pass of it if that one died in between. Kinds:
+--   d  dep, state, value, parent id, index, root_info or ''
+--   x  handle id, ttl_ms: its members' list here expires with it
+local function flush_outbox()
+  if #OUTBOX == 0 then return end
+  call_chunked('RPUSH', P .. 'ob', OUTBOX, 1000)
+  OUTBOX = {}
+  if redis.call('LLEN', P .. 'schedw') == 0 then redis.call('LPUSH', P .. 'schedw', '1') end
+end
+
 -- The end of every script that changes jobs: counters and finished indexes.
 local function flush()
   flush_deliveries()
+  flush_outbox()
   flush_pushes()
   flush_finished()
   flush_stats()
@@ -956,6 +1019,41 @@ local function unindex(id, jk, st)
   else redis.call('ZREM', P .. 'done', id) end
 end
 
+-- Cancels job `mid` (key `mk`, state `mst`, live): one that has not started
+-- ends as cancelled and never runs; an active one is asked to stop
+-- (cooperative: cr=1, forced: cr=2), learnt on its worker's next heartbeat,
+-- and a requeue asked for while it ran (rr, requeue.lua) is withdrawn.
+-- Returns 'cancelled' | 'requested'.
+local function cancel_job(mid, mk, mst, force, ttl_ms)
+  if mst == 'active' then
+    local level = '1'
+    if force then level = '2' end
+    redis.call('HSET', mk, 'cr', level)
+    redis.call('HDEL', mk, 'rr')
+    redis.call('HINCRBY', mk, 'cc', 1)
+    return 'requested'
+  end
+  unindex(mid, mk, mst)
+  redis.call('HDEL', mk, 'due', 'fr', 'ps')
+  redis.call('HINCRBY', mk, 'cc', 1)
+  local j = redis.call('HMGET', mk, 't', 'q', 'u', 'wk')
+  finalize(mid, mk, 'cancelled', j[3], ttl_ms, 0, '')
+  if not j[4] then count(j[1], j[2], 'cancelled') end
+  return 'cancelled'
+end
+
+-- Cancels the live jobs of workflow handle `hid` kept in this slot (its
+-- P wm:<hid> list). Returns 'cancelled', or 'requested' if one was active.
+local function cancel_members(hid, force, ttl_ms)
+  local how = 'cancelled'
+  for _, mid in ipairs(redis.call('LRANGE', P .. 'wm:' .. hid, 0, -1)) do
+    local mk = jkey(mid)
+    local mst = redis.call('HGET', mk, 's')
+    if mst and LIVE[mst] and cancel_job(mid, mk, mst, force, ttl_ms) == 'requested' then how = 'requested' end
+  end
+  return how
+end
+
 -- ---------------------------------------------------------------- the reapers' watch
 -- P reaper (hash): last = the server's time of the last pass of the watch
 -- (a reaper's pass, or a worker's heartbeat: both prove the server ran and
@@ -1000,5 +1098,6 @@ local function begin(keys, args)
   FOREVER = {}
   PUSHES = {}
   DELIVER = {}
+  OUTBOX = {}
   FLOWC, FULL = {}, {}
 end

@@ -5,23 +5,30 @@
 -- ARGV[1] now_ms or ""
 -- ARGV[2] E, then E ids of existing jobs some row depends on: if one does
 --   not exist the call returns {-1, id} and writes nothing
--- then one group: n, cols, the 24 fields of a template row, and n x #cols
+-- then one group: n, cols, the 26 fields of a template row, and n x #cols
 --   values (as in enqueue.lua: each row is the template with the fields
---   numbered in `cols` replaced by its own). The 24 fields: the 16 of
+--   numbered in `cols` replaced by its own). The 26 fields: the 16 of
 --   enqueue.lua, then
 --   17 kind: '' a job that runs | chain | group | chord: a workflow handle
---   18 parents: msgpack {parent id, index, ...}, or ''
+--   18 parents: msgpack {parent id, index, ...}, or ''; a parent in another
+--      queue's slot has {index, its queue} for index (kept as is in `pa`:
+--      its outcome goes there through the outbox, see _lib.lua)
 --   19 dn: how many dependencies it waits for (0: queued at once)
 --   20 dm: '' | one | all | err (how their values reach it)
 --   21 df: cancel | run | collect | onfail
 --   22 tt: "<succeeded ttl_ms>:<failed ttl_ms>" if it may finish itself
 --   23 existing: msgpack {id, index, ...} of existing jobs it waits for, or ''
 --   24 handle: the id of the workflow handle it belongs to, or ''
+--   25 remote: msgpack {id, ...} of its dependencies created in other
+--      queues' slots (their outcomes come through the outbox), or ''
+--   26 wq: a handle's other queues holding jobs of its workflow
+--      (space-separated), or ''
 -- then S and S ids of parents to seal (the last call of the workflow).
 -- Returns {1} | {-1, missing id}.
 -- Invariants: a row whose job exists already (an earlier send of this call
 -- whose reply was lost) is skipped; a parent exists before any job that
--- names it; a parent is released only once sealed with nothing pending, so
+-- names it, with the dependencies in other slots in its pending set from
+-- the start; a parent is released only once sealed with nothing pending, so
 -- a job that finishes while later calls are still sending counts all the
 -- same; an existing dependency that finished counts at once.
 local a = 2
@@ -36,7 +43,9 @@ local members = {}  -- handle id -> ids to RPUSH onto P wm:<handle>
 local function add_parents(id, jk, pa)
   if pa == '' then return end
   local ps = cmsgpack.unpack(pa)
-  for k = 1, #ps - 1, 2 do redis.call('SADD', P .. 'dp:' .. ps[k], id) end
+  for k = 1, #ps - 1, 2 do
+    if type(ps[k + 1]) ~= 'table' then redis.call('SADD', P .. 'dp:' .. ps[k], id) end
+  end
   redis.call('HSET', jk, 'pa', pa)
 end
 
@@ -78,6 +87,7 @@ local function create(f)
     if f[14] ~= '' then h[#h + 1] = 'm'; h[#h + 1] = f[14] end
     if f[15] ~= '' then h[#h + 1] = 'g'; h[#h + 1] = f[15] end
     if f[16] ~= '' then h[#h + 1] = 'fc'; h[#h + 1] = flow_store(id, f[3], f[16]) end
+    if f[26] ~= '' then h[#h + 1] = 'wq'; h[#h + 1] = f[26] end
     if kind == '' and ((f[7] ~= '' and f[7] ~= '0') or (f[8] ~= '' and f[8] ~= '0')) then
       h[#h + 1] = 'rd'; h[#h + 1] = f[7] .. ':' .. f[8]  -- its delay / eta, applied at release
     end
@@ -85,6 +95,9 @@ local function create(f)
     if kind == '' then count(f[2], f[3], 'enqueued') end
   end
   add_parents(id, jk, f[18])
+  if f[25] ~= '' then
+    for _, dep in ipairs(cmsgpack.unpack(f[25])) do redis.call('SADD', P .. 'dp:' .. id, dep) end
+  end
   if f[23] ~= '' then
     local es = cmsgpack.unpack(f[23])
     for k = 1, #es - 1, 2 do wait_existing(id, es[k], es[k + 1]) end
@@ -102,8 +115,8 @@ if ARGV[a + 1] ~= '' then
   for c in string.gmatch(ARGV[a + 1], '%d+') do cols[#cols + 1] = tonumber(c) end
 end
 local f = {}
-for i = 1, 24 do f[i] = ARGV[a + 1 + i] end
-a = a + 26
+for i = 1, 26 do f[i] = ARGV[a + 1 + i] end
+a = a + 28
 local nc = #cols
 for _ = 1, n do
   for i = 1, nc do f[cols[i]] = ARGV[a]; a = a + 1 end
