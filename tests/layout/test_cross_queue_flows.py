@@ -12,7 +12,6 @@ import pytest
 import redis
 
 import taskq
-
 from taskq import JobState, TaskFailed
 from taskq.worker.child import Consumer
 from taskq.worker.config import WorkerConfig
