@@ -22,6 +22,7 @@ from typing import Any
 
 from .backend import Backend
 from .connection import translate_errors
+from .migrate_links import rewrite_links
 
 BATCH = 500
 # key name (after the prefix) -> how the queue of its content is found
@@ -117,6 +118,7 @@ class Migration:
     # ---------------------------------------------------------------- steps
 
     def run(self) -> Moved:
+        rewrite_links(self)  # workflows across queues: their links as the queue layout keeps them
         for batch in self._scan("j:"):
             with translate_errors(self.root.url):
                 pipe = self.root.client.pipeline(transaction=False)

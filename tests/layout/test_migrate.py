@@ -42,6 +42,8 @@ def test_migrate_moves_every_kind_of_state_and_a_new_worker_runs_it(redis_url, n
         assert [r[0].decode() for r in rows] == [queued[1].id]  # leased, then its worker "dies"
         active_id = queued[1].id
         scheduled = old.tasks["add"].apply_async((5, 5), countdown=1.5)
+        add, mul = old.tasks["add"], old.tasks["mul"]
+        chain = (add.s(1, 2) | mul.s(10) | add.s(5)).apply_async()  # a workflow over queues a and b
         Scheduler(old, reaper=False).tick()  # the periodic task's first tick
         last_tick = b.cron_last("beat")
         assert last_tick is not None
@@ -67,6 +69,8 @@ def test_migrate_moves_every_kind_of_state_and_a_new_worker_runs_it(redis_url, n
         assert new.job(active_id).result(timeout=20) == 16  # reaped in its slot and run again
         assert new.job(active_id).info().lost_count == 1
         assert new.job(scheduled.id).result(timeout=20) == 10
+        assert new.job(chain.id).result(timeout=20) == 35  # its links now cross the two slots
+        assert new.slots.queue("a").job_record(chain.id).workflow_queues == ("b",)
         assert [i.id for i in new.control.failed_jobs()] == [failed.id]
         assert new.control.requeue_failed() == 1
         assert new.job(failed.id).wait(timeout=20) == JobState.FAILED
