@@ -120,7 +120,9 @@ class Job(Generic[R]):
         info = job_info(rec)
         if rec.parents or rec.dependency_count or rec.workflow_kind:
             links = self.store.links(self.id)
-            info = dataclasses.replace(info, children=links.members, dependencies=links.pending)
+            children = links.members + [m for q in rec.workflow_queues  # its jobs in other queues' slots
+                                        for m in self.app.slots.queue(q).links(self.id).members]
+            info = dataclasses.replace(info, children=children, dependencies=links.pending)
         return info
 
     def result(self, timeout: float | None = None) -> R:

@@ -67,6 +67,7 @@ def test_chains_chords_and_depends_on_across_queues_run_in_a_worker(sapp, start_
     r = redis.Redis.from_url(redis_url)
     steps = chain.members()
     assert len(steps) == 3
+    assert sorted(chain.info().children) == sorted(steps)  # from both slots
     assert {sapp.job(m).info().queue for m in steps} == {"a", "b"}
     mul_step = next(m for m in steps if sapp.job(m).info().queue == "b")
     assert r.exists(f"{{{namespace}:b}}:j:{mul_step}") and not r.exists(f"{{{namespace}:a}}:j:{mul_step}")

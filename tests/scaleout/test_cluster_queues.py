@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 
+import taskq
 from taskq import JobState
 from tests.apps.basic import build
 from tests.conftest import wait_for
@@ -77,6 +78,36 @@ def test_ten_thousand_jobs_over_six_queues_with_two_worker_processes(cluster3, s
         shares = job_call_shares(cluster3)
         assert all(abs(s - 1 / 3) <= 0.10 for s in shares), shares
         assert sum(q.depth for q in app.control.queues()) == 0
+    finally:
+        for b in [*app.slots.all(), app.backend]:
+            b.delete_namespace()
+        app.close()
+
+
+def test_a_workflow_over_queues_on_three_masters(cluster3, start_worker):
+    """A chain and a group whose jobs are on three masters: each step's end
+    reaches the next one's master through its slot's outbox; a cancel
+    reaches the jobs on the other masters."""
+    ns = "flowq"
+    app = build(cluster3.url, ns, key_layout="queue")
+    q0, q1, q2 = queues_on_each_master(cluster3, ns)
+    add = app.tasks["add"]
+    try:
+        chain = (add.s(1, 1).set(queue=q0) | add.s(2).set(queue=q1) | add.s(3).set(queue=q2)).apply_async()
+        group = taskq.group(add.s(1, 1).set(queue=q0), add.s(2, 2).set(queue=q1),
+                            add.s(3, 3).set(queue=q2)).apply_async()
+        held = (add.s(1, 1).set(queue=q1, countdown=3600) | add.s(1).set(queue=q2)).apply_async()
+        for jid in chain.members():
+            owner = cluster3.owner_port(app.slots.queue(app.job(jid).info().queue).keys.job(jid))
+            assert owner == cluster3.masters[[q0, q1, q2].index(app.job(jid).info().queue)].port
+        env = {"TASKQ_REDIS_URL": cluster3.url, "TASKQ_NAMESPACE": ns, "TASKQ_KEY_LAYOUT": "queue"}
+        start_worker("tests.apps.basic:app", "-Q", ",".join([q0, q1, q2]), env=env)
+        assert chain.result(timeout=30) == 7
+        assert [m.value for m in group.results(timeout=30)] == [2, 4, 6]
+        assert held.cancel() == "cancelled"
+        assert held.wait(timeout=30) == JobState.CANCELLED
+        wait_for(lambda: all(app.job(m).state == JobState.CANCELLED for m in held.members()), 30,
+                 what="the cancel to reach the other masters")
     finally:
         for b in [*app.slots.all(), app.backend]:
             b.delete_namespace()
