@@ -7,7 +7,10 @@
   chords run by one worker: p50 and p99 (no raw floor: the settle and the
   release are one script);
 - a chain of N ``add`` steps, time per step, next to one job's
-  enqueue-to-result round trip (``add.delay(1, 2).result()``).
+  enqueue-to-result round trip (``add.delay(1, 2).result()``);
+- the same chain in the queue key layout with its steps alternating two
+  queues (each step's end crosses to the other queue's slot through the
+  outbox), next to that chain in one queue of the same layout.
 """
 
 from __future__ import annotations
@@ -71,9 +74,36 @@ def run(ctx: Context) -> list[Row]:
         app.close()
         ctx.reap()
         ctx.flush()
+    across_ms, within_ms = chain_over_slots(ctx)
     return [
         Row(TITLE, f"chord of {sz.wf_chord:,}: enqueue", "jobs/s", rate, raw_rate),
         Row(TITLE, f"callback latency p50 ({sz.wf_latency} chords of 10)", "ms", p50, [], Target("<=", 10, "ms")),
         Row(TITLE, f"callback latency p99 ({sz.wf_latency} chords of 10)", "ms", p99, [], Target("<=", 50, "ms")),
         Row(TITLE, f"chain of {sz.wf_chain:,}: per step (raw: one job's round trip)", "ms", step_ms, rt_ms),
+        Row(TITLE, f"chain of {sz.wf_chain:,} over 2 queue slots: per step (raw: in 1 slot)", "ms",
+            across_ms, within_ms),
     ]
+
+
+def chain_over_slots(ctx: Context) -> tuple[list[float], list[float]]:
+    """Per-step time of a chain alternating two queues' slots, and of one in a single queue's."""
+    ns, n = ctx.namespace(), ctx.sizes.wf_chain
+    app = build(ctx.url, ns, key_layout="queue")
+    add = app.tasks["add"]
+    across, within = [], []
+    try:
+        ctx.worker(ns, 1, queues="default,other", key_layout="queue")
+        for q in ("default", "other"):
+            add.apply_async((1, 2), queue=q).result(timeout=60)  # the worker serves both slots
+        for _ in range(ctx.runs):
+            for queues, out in ((("default", "other"), across), (("default", "default"), within)):
+                steps = [add.s(1).set(queue=queues[i % 2]) for i in range(1, n)]
+                t0 = time.perf_counter()
+                if chain(add.s(0, 1).set(queue="default"), *steps).apply_async().result(timeout=300) != n:
+                    raise RuntimeError("the chain's value is wrong")
+                out.append((time.perf_counter() - t0) * 1000 / n)
+    finally:
+        app.close()
+        ctx.reap()
+        ctx.flush()
+    return across, within

@@ -16,6 +16,7 @@ CLAIM_FIELDS = 8
 class Leases(Connection):
     """Claims, outcomes, heartbeats and reaping."""
 
+    outbox_written = False  # the last settle_claim left entries in the outbox (a hint)
 
     def settle_claim_args(
         self,
@@ -48,9 +49,12 @@ class Leases(Connection):
     def settle_claim(self, *args: Any, **kwargs: Any) -> tuple[list[int], list[list[Any]]]:
         """Sent once: after a lost reply the jobs it claimed are leased to this
         worker unknown to it, so the caller must hear of the loss (and release
-        them, see release_orphans.lua) rather than claim again."""
-        return self.parse_settle_claim(
-            self.run("settle_claim", *self.settle_claim_args(*args, **kwargs), resend=False))
+        them, see release_orphans.lua) rather than claim again. Sets
+        ``outbox_written`` when the call left entries in the slot's outbox."""
+        reply = self.run("settle_claim", *self.settle_claim_args(*args, **kwargs), resend=False)
+        settled, jobs = self.parse_settle_claim(reply)
+        self.outbox_written = len(reply) > 2 + len(settled) + len(jobs) * CLAIM_FIELDS
+        return settled, jobs
 
     def block_then_claim(
         self, worker_id: str, count: int, queues: Sequence[str], tasks: Sequence[str],

@@ -10,14 +10,27 @@ Each rewrite is idempotent: a run stopped midway is finished by the next.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 import msgpack
 
+from .backend import Backend
 from .connection import translate_errors
 
-if TYPE_CHECKING:
-    from .migrate import Migration
+
+class Migration(Protocol):
+    """What this step uses of a migration (``migrate.Migration``)."""
+
+    root: Backend
+    prefix: str
+    fallback: str
+
+    def queue_of_job(self, job_id: str) -> str: ...
+
+    def _scan(self, start: str) -> Iterator[list[str]]: ...
+
+    def _write(self, queue: str, fn: Callable[[Any, str], object]) -> None: ...
 
 
 def rewrite_links(m: Migration) -> None:

@@ -24,6 +24,7 @@ from . import aio
 from .config import WorkerConfig
 from .executor import Executor
 from .heartbeat import Heartbeat, kill_self, watch_gap_ms
+from .outbox import deliver_now
 from .outcome import Outcome
 from .shared import Slot
 
@@ -153,6 +154,8 @@ class Consumer:
         else:
             settled, rows = b.settle_claim(self.worker_id, count, [o.fields() for o in outcomes],
                                            self.groups[self.at][1], self.config.tasks, self.caps)
+            if b.outbox_written:  # a workflow's next job waits in another slot: released now
+                deliver_now(self.app, b)
         for out, ok in zip(outcomes, settled):
             if ok and hooks_now:
                 self.executor.after_recorded(out)

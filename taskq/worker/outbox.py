@@ -21,6 +21,7 @@ from ..errors import TaskQError
 from ..storage.workflows import OUTBOX_BATCH
 
 if TYPE_CHECKING:
+    from ..appview import AppView
     from ..slots import Slots
     from ..storage.backend import Backend
 
@@ -69,3 +70,15 @@ def deliver_outbox(slots: Slots, store: Backend, caps: tuple[int, int, int]) -> 
         done += len(applied)
         if stuck or len(entries) < OUTBOX_BATCH:
             return done
+
+
+def deliver_now(app: AppView, store: Backend) -> None:
+    """What a worker does when its settle left entries in ``store``'s
+    outbox: apply them at once (a workflow's next job in another queue is
+    released without waiting for the scheduler). Never raises: what fails
+    is left to the slot's scheduler."""
+    s = app.settings
+    try:
+        deliver_outbox(app.slots, store, (s.done_max, s.failed_max, s.error_history))
+    except TaskQError as exc:
+        log.debug("outbox left to the scheduler: %s", exc)

@@ -12,10 +12,11 @@ import pytest
 import redis
 
 import taskq
-from taskq import JobState, TaskFailed
+from taskq import JobState, TaskFailed, codec
 from taskq.worker.child import Consumer
 from taskq.worker.config import WorkerConfig
 from taskq.worker.outbox import deliver_outbox
+from taskq.worker.outcome import Outcome
 from tests.apps.sharded import build
 from tests.conftest import wait_for
 
@@ -111,21 +112,46 @@ def test_cancelling_a_workflow_reaches_its_jobs_in_other_queues(sapp):
     assert b.client.pttl(b.keys.workflow_members(flow.id)) > 0
 
 
+def finish_one(app, store, queue):
+    """Claim one job of ``queue`` and settle it as succeeded with its value
+    (a worker's settle, without a worker: what it leaves in the outbox stays)."""
+    s = app.settings
+    caps = (s.failed_max, s.done_max, s.error_history, 60_000)
+    _, rows = store.settle_claim("w-test", 1, [], [queue], [], caps)
+    jid, token = rows[0][0].decode(), int(rows[0][1])
+    args = codec.loads(store.job_record(jid).payload)[0]
+    out = Outcome(jid, token, "ok", codec.dumps(args[0] * args[1]), ttl_ms=60_000)
+    settled, _ = store.settle_claim("w-test", 0, [out.fields()], [queue], [], caps)
+    assert settled == [1] and store.outbox_written
+
+
 def test_an_outbox_entry_applied_twice_counts_once(sapp):
     mul, total = sapp.tasks["mul"], sapp.tasks["total"]
     chord = taskq.chord([mul.s(1, 1), mul.s(2, 2)], total.s()).apply_async()  # members in b, callback in a
     a, b = sapp.slots.queue("a"), sapp.slots.queue("b")
     callback = next(sapp.job(m) for m in chord.members() if sapp.job(m).info().task == "total")
-    workers = consumer(sapp, ["b"])
-    wait_for(lambda: workers.step() or len(b.outbox()) >= 1, 10, what="a member to finish")
-    first = b.outbox()[:1]
+    finish_one(sapp, b, "b")
+    first = b.outbox()
+    assert len(first) == 1
     a.deliver(first, caps(sapp))
     a.deliver(first, caps(sapp))  # a deliverer that died before removing it, and the next pass
     assert callback.state == JobState.WAITING  # one of two counted, however often applied
-    wait_for(lambda: workers.step() or len(b.outbox()) >= 2, 10, what="the other member to finish")
+    finish_one(sapp, b, "b")
     deliver_outbox(sapp.slots, b, caps(sapp))
+    assert not b.outbox()
     assert callback.state == JobState.QUEUED
     runner = consumer(sapp, ["a"])
     wait_for(lambda: runner.step() or deliver_outbox(sapp.slots, a, caps(sapp)) or chord.state.finished, 10,
              what="the callback to run and its end to reach the handle")
     assert chord.result(timeout=5) == 5
+
+
+def test_a_worker_applies_its_settles_outbox_at_once(sapp):
+    """The settle that finished a step leaves its end in the outbox; the
+    worker applies it right after, before any scheduler runs."""
+    add, mul = sapp.tasks["add"], sapp.tasks["mul"]
+    flow = (add.s(1, 2) | mul.s(10)).apply_async()
+    second = next(sapp.job(m) for m in flow.members() if sapp.job(m).info().task == "mul")
+    runner = consumer(sapp, ["a"])
+    wait_for(lambda: runner.step() or second.state == JobState.QUEUED, 10, what="the next step to be released")
+    assert not sapp.slots.queue("a").outbox()

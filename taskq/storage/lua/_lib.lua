@@ -621,19 +621,23 @@ end
 --   d  dep, state, value, parent id, index, root_info or ''
 --   x  handle id, ttl_ms: its members' list here expires with it
 local function flush_outbox()
-  if #OUTBOX == 0 then return end
+  local n = #OUTBOX
+  if n == 0 then return 0 end
   call_chunked('RPUSH', P .. 'ob', OUTBOX, 1000)
   OUTBOX = {}
   if redis.call('LLEN', P .. 'schedw') == 0 then redis.call('LPUSH', P .. 'schedw', '1') end
+  return n
 end
 
 -- The end of every script that changes jobs: counters and finished indexes.
+-- Returns the number of entries it left in the outbox.
 local function flush()
   flush_deliveries()
-  flush_outbox()
+  local sent = flush_outbox()
   flush_pushes()
   flush_finished()
   flush_stats()
+  return sent
 end
 
 -- The limits workers registered for a task in P tasks: "<max attempts>" or

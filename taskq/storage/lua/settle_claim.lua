@@ -273,5 +273,7 @@ end
 if #leased > 0 then call_chunked('SADD', wj, leased, 1000) end
 out[#out + 1] = got
 for i = 1, #claimed do out[#out + 1] = claimed[i] end
-flush()
+-- last, after the claimed jobs: 1 if it left entries in the outbox (the
+-- worker applies them at once rather than leave them to the scheduler)
+if flush() > 0 then out[#out + 1] = 1 end
 return out
