@@ -1,5 +1,9 @@
 """Task options and app settings: defaults and validation live here once.
 
+``AppSettings`` and how they are loaded are defined here; ``TaskOptions``
+(``taskq.task_options``) and the checks of single values
+(``taskq.validation``) are re-exported: this is the one import path.
+
 Task options are resolved in this order (first wins)::
 
     per-call option > settings["task_flags"][name] > decorator > settings["task_defaults"] > built-in default
@@ -10,280 +14,34 @@ integer milliseconds that go to Redis.
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
 import importlib
-import math
 import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Any
 
 from .errors import ConfigurationError
+from .task_options import CALL_FLAGS, FLOW_FLAGS, TASK_FLAGS, ExcSpec, TaskOptions, check_flag_names
+from .validation import (
+    MAX_DELAY,
+    MAX_SHARDS,
+    PRIORITY_NAMES,
+    PRIORITY_RANGE,
+    RATE_UNITS,
+    check_expires,
+    parse_priority,
+    parse_rate,
+    parse_shards,
+    seconds,
+)
 
-PRIORITY_NAMES = {"high": 10, "normal": 0, "low": -10}
-PRIORITY_RANGE = (-100, 100)
-
-
-def parse_priority(value: int | str) -> int:
-    """``"high"``/``"normal"``/``"low"`` or an int in -100..100 (higher runs first)."""
-    if isinstance(value, str):
-        if value in PRIORITY_NAMES:
-            return PRIORITY_NAMES[value]
-        try:
-            value = int(value)
-        except ValueError:
-            raise ConfigurationError(
-                f"priority must be one of {sorted(PRIORITY_NAMES)} or an integer, not {value!r}"
-            ) from None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigurationError(f"priority must be an int or a level name, not {value!r}")
-    lo, hi = PRIORITY_RANGE
-    if not lo <= value <= hi:
-        raise ConfigurationError(f"priority must be within {lo}..{hi}, not {value}")
-    return value
-
-
-# The longest delay: timedelta.max (about 2.7 million years). Due times are
-# integer milliseconds on the server, where a longer one wraps around.
-MAX_DELAY = dt.timedelta.max.total_seconds()
-
-
-def seconds(name: str, value: Any, *, allow_none: bool = False, minimum: float = 0.0,
-            maximum: float | None = None) -> float | None:
-    """Validate a duration given as seconds (int/float) or a timedelta."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, dt.timedelta):
-        value = value.total_seconds()
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise ConfigurationError(f"{name} must be a number of seconds, not {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ConfigurationError(f"{name} must be a number of seconds, not {value!r}")
-    if value < minimum:
-        raise ConfigurationError(f"{name} must be >= {minimum:g}, not {value!r}")
-    if maximum is not None and not value <= maximum:
-        raise ConfigurationError(f"{name} must be at most {maximum:g} seconds, not {value!r}")
-    return float(value)
-
-
-ExcSpec = tuple[type[BaseException] | str, ...]
-
-RATE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_rate(value: Any) -> tuple[int, float] | None:
-    """``"100/s"``, ``"10/m"``, ``"1000/h"`` or ``(count, seconds)``: at most
-    ``count`` starts per ``seconds`` (None: no limit)."""
-    if value is None:
-        return None
-    count: Any
-    per: Any
-    if isinstance(value, str):
-        head, sep, unit = value.replace(" ", "").partition("/")
-        if not sep or unit not in RATE_UNITS or not head.isdigit():
-            raise ConfigurationError(f"rate_limit must look like '100/s', '10/m' or '1000/h' (or be a "
-                                     f"(count, seconds) pair), not {value!r}")
-        count, per = int(head), RATE_UNITS[unit]
-    elif isinstance(value, (tuple, list)) and len(value) == 2:
-        count, per = value
-        per = seconds("rate_limit period", per)
-    else:
-        raise ConfigurationError(f"rate_limit must be a string like '100/s' or a (count, seconds) pair, not {value!r}")
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ConfigurationError(f"rate_limit's count must be an int >= 1, not {count!r}")
-    if not per or per * 1000 < 1:
-        raise ConfigurationError(f"rate_limit's period must be at least 1 ms, not {per!r}")
-    return count, float(per)
-
-
-def _positive_int(name: str, value: Any, allow_none: bool = True) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{name} must be an int >= 1{' or None' if allow_none else ''}, not {value!r}")
-    return value
-
-
-def check_expires(value: Any) -> float | dt.datetime | None:
-    """``expires``: seconds from the enqueue, a timedelta, or an aware datetime."""
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ConfigurationError("expires must be a timezone-aware datetime (or seconds, or a timedelta)")
-        return value
-    return seconds("expires", value, allow_none=True, maximum=MAX_DELAY)
-
-
-@dataclass(frozen=True)
-class TaskOptions:
-    """The flags of one task (see the README's table)."""
-
-    queue: str = "default"
-    priority: int = 0
-    retry: int = 0
-    max_lost: int = 2
-    retry_interval: float = 10.0
-    retry_backoff: float = 1.0
-    retry_max_interval: float = 3600.0
-    retry_jitter: float = 0.0
-    retry_on: ExcSpec = (Exception,)
-    dont_retry_on: ExcSpec = ()
-    delay: float = 0.0
-    timeout: float | None = None
-    timeout_grace: float = 5.0
-    tombstone: bool = False
-    tombstone_timeout: float = 10.0
-    tombstone_ttl: float = 3600.0
-    unique: bool = False
-    unique_ttl: float | None = None
-    resource: str | Callable[..., str] | None = None
-    on_locked: Literal["skip", "wait"] = "skip"
-    durable: bool = False
-    rate_limit: str | tuple[int, float] | None = None  # normalized to (count, seconds)
-    rate_burst: int | None = None  # starts allowed at once; None: the rate's count
-    rate_limit_key: str | Callable[..., str] | None = None
-    concurrency: int | None = None
-    resource_limit: int = 1
-    expires: float | dt.timedelta | dt.datetime | None = None  # normalized to seconds or a datetime
-    on_success: Callable[..., Any] | None = None
-    on_failure: Callable[..., Any] | None = None
-
-    def __post_init__(self) -> None:
-        s = object.__setattr__
-        if not isinstance(self.queue, str) or not self.queue or any(c in self.queue for c in " :{}"):
-            raise ConfigurationError(f"queue must be a non-empty name without spaces, ':' or braces, not {self.queue!r}")
-        s(self, "priority", parse_priority(self.priority))
-        if isinstance(self.retry, bool) or not isinstance(self.retry, int) or self.retry < 0:
-            raise ConfigurationError(f"retry must be an int >= 0, not {self.retry!r}")
-        if isinstance(self.max_lost, bool) or not isinstance(self.max_lost, int) or self.max_lost < 0:
-            raise ConfigurationError(f"max_lost must be an int >= 0, not {self.max_lost!r}")
-        for name in ("retry_interval", "retry_max_interval", "timeout_grace", "tombstone_timeout", "tombstone_ttl"):
-            s(self, name, seconds(name, getattr(self, name)))
-        s(self, "delay", seconds("delay", self.delay, maximum=MAX_DELAY))
-        for name in ("timeout", "unique_ttl"):
-            s(self, name, seconds(name, getattr(self, name), allow_none=True))
-        if self.timeout == 0:
-            raise ConfigurationError("timeout must be > 0 (or None for no limit)")
-        s(self, "retry_backoff", seconds("retry_backoff", self.retry_backoff, minimum=1.0))
-        jitter = seconds("retry_jitter", self.retry_jitter)
-        if jitter is not None and jitter > 1:
-            raise ConfigurationError("retry_jitter is a fraction of the interval, 0..1")
-        s(self, "retry_jitter", jitter)
-        for name in ("retry_on", "dont_retry_on"):
-            value = getattr(self, name)
-            if isinstance(value, (type, str)):
-                value = (value,)
-            value = tuple(value)
-            for item in value:
-                if not (isinstance(item, str) or (isinstance(item, type) and issubclass(item, BaseException))):
-                    raise ConfigurationError(f"{name} takes exception classes or their names, not {item!r}")
-            s(self, name, value)
-        for name in ("tombstone", "unique", "durable"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigurationError(f"{name} must be True or False, not {getattr(self, name)!r}")
-        if self.on_locked not in ("skip", "wait"):
-            raise ConfigurationError(f"on_locked must be 'skip' or 'wait', not {self.on_locked!r}")
-        if self.resource is not None and not (isinstance(self.resource, str) or callable(self.resource)):
-            raise ConfigurationError("resource must be a string or a function of the task's arguments")
-        for name in ("on_success", "on_failure"):
-            if getattr(self, name) is not None and not callable(getattr(self, name)):
-                raise ConfigurationError(f"{name} must be callable")
-        s(self, "rate_limit", parse_rate(self.rate_limit))
-        s(self, "rate_burst", _positive_int("rate_burst", self.rate_burst))
-        s(self, "concurrency", _positive_int("concurrency", self.concurrency))
-        s(self, "resource_limit", _positive_int("resource_limit", self.resource_limit, allow_none=False))
-        if self.rate_limit_key is not None and not (
-                (isinstance(self.rate_limit_key, str) and self.rate_limit_key) or callable(self.rate_limit_key)):
-            raise ConfigurationError("rate_limit_key must be a non-empty string or a function of the task's arguments")
-        s(self, "expires", check_expires(self.expires))
-
-    @property
-    def max_attempts(self) -> int:
-        return self.retry + 1
-
-    @property
-    def limits(self) -> str:
-        """``"<max attempts>:<max lost>"``, as workers register them for the scripts."""
-        return f"{self.max_attempts}:{self.max_lost}"
-
-    def merged(self, overrides: Mapping[str, Any]) -> TaskOptions:
-        """A copy with ``overrides`` applied (validated)."""
-        if not overrides:
-            return self
-        check_flag_names(overrides, "task option")
-        return dataclasses.replace(self, **overrides)
-
-    def retry_delay(self, attempt: int, rand: float = 0.5) -> float:
-        """Seconds before the attempt after ``attempt`` (1-based), with backoff and jitter."""
-        try:
-            growth = self.retry_backoff ** max(attempt - 1, 0)
-        except OverflowError:  # a float past 1.8e308: long over any cap
-            growth = math.inf
-        delay = self.retry_interval * growth if self.retry_interval else 0.0
-        delay = min(delay, self.retry_max_interval)
-        if self.retry_jitter:
-            delay *= 1 - self.retry_jitter + 2 * self.retry_jitter * rand
-        return min(max(delay, 0.0), MAX_DELAY)
-
-    def should_retry(self, exc: BaseException) -> bool:
-        return _matches(exc, self.retry_on) and not _matches(exc, self.dont_retry_on)
-
-
-TASK_FLAGS = frozenset(f.name for f in fields(TaskOptions))
-# Options that may be given per call and stored with the job.
-CALL_FLAGS = TASK_FLAGS - {"on_success", "on_failure", "resource"}
-# Flags that go with the job to the claim script (docs/flow-control.md).
-FLOW_FLAGS = frozenset({"rate_limit", "rate_burst", "rate_limit_key", "concurrency", "resource_limit", "expires"})
-
-
-def check_flag_names(flags: Mapping[str, Any], what: str) -> None:
-    unknown = sorted(set(flags) - TASK_FLAGS)
-    if unknown:
-        raise ConfigurationError(f"unknown {what} {', '.join(map(repr, unknown))}; known: {', '.join(sorted(TASK_FLAGS))}")
-
-
-def _matches(exc: BaseException, spec: ExcSpec) -> bool:
-    for item in spec:
-        if isinstance(item, str):
-            names = {c.__name__ for c in type(exc).__mro__} | {
-                f"{c.__module__}.{c.__qualname__}" for c in type(exc).__mro__
-            }
-            if item in names:
-                return True
-        elif isinstance(exc, item):
-            return True
-    return False
-
-
-# ---------------------------------------------------------------- app settings
-
-MAX_SHARDS = 256
-
-
-def parse_shards(value: Any, layout: str) -> dict[str, int]:
-    """``queue_shards`` as a dict (from a mapping or ``"emails=4,b=2"``), checked."""
-    if isinstance(value, str):
-        try:
-            value = {q.strip(): int(n) for q, _, n in (p.partition("=") for p in value.split(",") if p.strip())}
-        except ValueError:
-            raise ConfigurationError(f"queue_shards must read like 'emails=4,reports=2', not {value!r}") from None
-    if not isinstance(value, Mapping):
-        raise ConfigurationError(f"queue_shards must map queue names to shard counts, not {value!r}")
-    out = {}
-    for queue, n in value.items():
-        if not isinstance(queue, str) or not queue or any(c in queue for c in " :{}#"):
-            raise ConfigurationError(f"queue_shards: {queue!r} is not a queue name (no spaces, ':', '#' or braces)")
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_SHARDS:
-            raise ConfigurationError(f"queue_shards[{queue!r}] must be an int from 1 to {MAX_SHARDS}, not {n!r}")
-        if n > 1:
-            out[queue] = n
-    if out and layout != "queue":
-        raise ConfigurationError("queue_shards needs key_layout='queue': a shard is a slot of its own")
-    return out
+__all__ = [
+    "CALL_FLAGS", "FLOW_FLAGS", "MAX_DELAY", "MAX_SHARDS", "PRIORITY_NAMES", "PRIORITY_RANGE", "RATE_UNITS",
+    "SETTING_NAMES", "TASK_FLAGS", "AppSettings", "ExcSpec", "TaskOptions", "check_expires", "check_flag_names",
+    "load_settings", "parse_priority", "parse_rate", "parse_shards", "seconds",
+    "warn_unknown_task_flags",
+]
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,14 @@
 """The consumer loop of one worker child process.
 
 Claims jobs in batches (leased as a whole), runs them one at a time, and
-settles their outcomes together with the next claim in one round trip.
+settles their outcomes together with the next claim in one round trip
+(``batches.py``).
 A child started with ``threads`` > 1 runs that many consumers, one per
 thread, each with a worker id, leases and heartbeat of its own.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
 import signal
@@ -21,49 +21,29 @@ from ..errors import BrokerUnavailable, TaskQError
 from ..storage.records import ClaimedJob
 from ..waits import retry_pause_cap
 from . import aio
+from .batches import Batches
 from .config import WorkerConfig
 from .executor import Executor
 from .heartbeat import Heartbeat, kill_self, watch_gap_ms
-from .outbox import deliver_now
-from .outcome import Outcome
+from .outcome import Outcome, log_outcome
 from .shared import Slot
 
 if TYPE_CHECKING:
     from ..app import TaskQ
-    from ..storage.backend import Backend
 
 log = logging.getLogger("taskq.worker")
-ROTATE_EVERY = 8  # batches claimed from one queue's slot in a row before the others are asked
-IDLE_SLICE = 0.1  # seconds asleep on one slot's wake-ups while several are served
 
 
-class Consumer:
+class Consumer(Batches):
     def __init__(self, app: TaskQ, config: WorkerConfig, worker_id: str, slot: Slot | None = None,
                  stopping: threading.Event | None = None) -> None:
-        self.app = app
-        self.config = config
-        self.worker_id = worker_id
+        super().__init__(app, config, worker_id, stopping or threading.Event())  # shared by a child's consumers
         self.slot = slot
-        # the storages it claims from with their queues: one, or each queue's
-        # slot (``queue`` key layout), taken in turn (see _refill)
-        self.groups = app.slots.groups(list(config.queues))
-        self.at = 0
-        self.streak = 0  # batches claimed from groups[at] in a row
-        self.block_timeout = config.block_timeout if len(self.groups) == 1 else min(config.block_timeout, IDLE_SLICE)
         s = app.settings
-        self.caps = (s.failed_max, s.done_max, s.error_history, int(s.succeeded_ttl * 1000))
         self.reap_caps = (s.failed_max, s.error_history, int(s.failed_ttl * 1000))
-        self.held: collections.deque[ClaimedJob] = collections.deque()
-        self.pending: list[Outcome] = []
-        self.pending_since = 0.0
-        # outcomes the flusher sent while a job ran: their hooks run on this
-        # consumer's thread once that job returns (see _flush_loop)
-        self.deferred: list[Outcome] = []
         self.flusher_stop = threading.Event()
         self.cancels: dict[str, int] = {}
         self.parent_pid = os.getppid()  # the supervisor; if it dies, this process stops too
-        self.stopping = stopping or threading.Event()  # shared by the consumers of one child
-        self.avg_run = 0.0  # EWMA of run time (s), sizes the next claim
         # task -> whether every run of it so far took at most flush_interval:
         # the outcomes waiting for a batch are sent before any other task starts
         self.quick: dict[str, bool] = {}
@@ -77,16 +57,6 @@ class Consumer:
                   "queues": ",".join(config.queues), "concurrency": "1", "started": str(time.time())},
             on_cancel=self._on_cancel, watch_gap_ms=watch_gap_ms(hb_timeout),
         )
-
-    @property
-    def backend(self) -> Backend:
-        """The storage of the group it claims from now."""
-        return self.groups[self.at][0]
-
-    def _switch(self, at: int) -> None:
-        """Claim from ``groups[at]`` (only with nothing held or pending)."""
-        self.at = at
-        self.executor.backend = self.backend
 
     # ---------------------------------------------------------------- signals
 
@@ -137,35 +107,6 @@ class Consumer:
 
     # ---------------------------------------------------------------- loop
 
-    def batch_size(self) -> int:
-        if self.stopping.is_set():
-            return 0
-        if self.avg_run <= 0:
-            return 1
-        return max(1, min(self.config.prefetch, int(self.config.batch_budget / self.avg_run)))
-
-    def _settle(self, outcomes: list[Outcome], count: int, block: bool = False,
-                hooks_now: bool = True) -> list[ClaimedJob]:
-        b = self.backend
-        if block and not outcomes:
-            _, rows = b.block_then_claim(self.worker_id, count, self.groups[self.at][1], self.config.tasks,
-                                         self.caps, self.block_timeout)
-            settled: list[int] = []
-        else:
-            settled, rows = b.settle_claim(self.worker_id, count, [o.fields() for o in outcomes],
-                                           self.groups[self.at][1], self.config.tasks, self.caps)
-            if b.outbox_written:  # a workflow's next job waits in another slot: released now
-                deliver_now(self.app, b)
-        for out, ok in zip(outcomes, settled):
-            if ok and hooks_now:
-                self.executor.after_recorded(out)
-            elif ok:
-                self.deferred.append(out)
-            else:
-                log.warning("outcome %s of job %s discarded: this worker no longer holds its lease "
-                            "(the job was reclaimed, requeued or cancelled)", out.kind, out.id)
-        return [ClaimedJob(r) for r in rows]
-
     def step(self) -> None:
         """One iteration: run a held job, or settle and claim more."""
         if self.held and not self.stopping.is_set():
@@ -180,7 +121,7 @@ class Consumer:
             out = self.executor.run(job, self.cancels.pop(job.id, 0))
             self.cancels.pop(job.id, None)  # one the heartbeat added as the job left `held`
             self.avg_run = out.duration_ms / 1000 if not self.avg_run else 0.8 * self.avg_run + 0.2 * out.duration_ms / 1000
-            self._log(job, out)
+            log_outcome(job, out)
             if out.duration_ms / 1000 > self.config.flush_interval:
                 self.quick[job.task] = False
             else:
@@ -220,31 +161,6 @@ class Consumer:
             outs, self.pending = self.pending, []
             self.held.extend(self._refill(outs, block=not outs))
 
-    def _refill(self, outs: list[Outcome], block: bool = False) -> list[ClaimedJob]:
-        """Settle ``outs`` and claim the next batch. With several groups (the
-        ``queue`` key layout) it claims where it claimed last, with the
-        settle, for up to ROTATE_EVERY batches in a row; then, or when that
-        group is empty, it asks the others in turn (in the queues' order
-        from the next one), and when none has work it sleeps on one of them
-        for at most IDLE_SLICE."""
-        count = self.batch_size()
-        if len(self.groups) == 1:
-            return self._settle_or_keep(outs, count, block=block)
-        self.streak += 1
-        if self.streak < ROTATE_EVERY or count == 0:
-            got = self._settle_or_keep(outs, count)
-            if got or count == 0:
-                return got
-        elif outs:
-            self._settle_or_keep(outs, 0)
-        self.streak = 0
-        for _ in range(len(self.groups)):
-            self._switch((self.at + 1) % len(self.groups))
-            got = self._settle_or_keep([], count)
-            if got:
-                return got
-        return self._settle_or_keep([], count, block=True) if block else []
-
     def _flush_loop(self) -> None:
         """Keep the promise of ``flush_interval`` while a job runs: a job of a
         task that has always been quick runs with the outcomes before it still
@@ -270,29 +186,6 @@ class Consumer:
                 except Exception:
                     self.pending[:0] = outs
                     log.exception("outcome flusher error")
-
-    def _settle_or_keep(self, outcomes: list[Outcome], count: int, block: bool = False) -> list[ClaimedJob]:
-        """``_settle``; if the call fails the outcomes stay pending and are sent
-        again (a repeat of one the server did record is discarded by fencing)."""
-        try:
-            return self._settle(outcomes, count, block)
-        except TaskQError:
-            self.pending[:0] = outcomes
-            raise
-
-    def _log(self, job: ClaimedJob, out: Outcome) -> None:
-        if out.kind == "ok":
-            if not log.isEnabledFor(logging.INFO):  # the hot path: build nothing for a line not written
-                return
-            log.info("job %s %s succeeded in %.1fms", job.id, job.task, out.duration_ms,
-                     extra={"job_id": job.id, "task": job.task, "outcome": "succeeded"})
-        else:
-            what = {"fail": "failed", "retry": "failed, will retry", "requeue": "requeued",
-                    "cancel": "cancelled"}[out.kind]
-            later = f" in {out.delay_ms / 1000:g}s" if out.kind in ("retry", "requeue") else ""
-            log.warning("job %s %s %s%s (attempt %d, ran %.1fms): %s", job.id, job.task, what, later, job.attempt,
-                        out.duration_ms, f"{type(out.exc).__name__}: {out.exc}" if out.exc else "",
-                        extra={"job_id": job.id, "task": job.task, "outcome": out.kind})
 
     def register(self) -> None:
         """Register the tasks and this process; while the server is unreachable

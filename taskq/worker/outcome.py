@@ -1,8 +1,10 @@
-"""The record a child sends for each finished job (see settle_claim.lua)."""
+"""The record a child sends for each finished job (see settle_claim.lua),
+and the log line it writes for it."""
 
 from __future__ import annotations
 
 import bisect
+import logging
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -10,6 +12,9 @@ from typing import Any
 
 from .. import codec
 from ..storage.keys import HISTOGRAM_BUCKETS_MS as BUCKETS_MS  # upper bounds (ms); the last bucket is +Inf
+from ..storage.records import ClaimedJob
+
+log = logging.getLogger("taskq.worker")
 
 
 def bucket_name(duration_ms: float) -> str:
@@ -49,3 +54,19 @@ class Outcome:
     def fields(self) -> list[Any]:
         return [self.id, self.token, self.kind, self.blob, self.delay_ms, self.ttl_ms, self.keep_ms,
                 int(self.duration_ms), bucket_name(self.duration_ms), self.flag]
+
+
+def log_outcome(job: ClaimedJob, out: Outcome) -> None:
+    """The worker's log line for a finished job (none for a success below INFO)."""
+    if out.kind == "ok":
+        if not log.isEnabledFor(logging.INFO):  # the hot path: build nothing for a line not written
+            return
+        log.info("job %s %s succeeded in %.1fms", job.id, job.task, out.duration_ms,
+                 extra={"job_id": job.id, "task": job.task, "outcome": "succeeded"})
+    else:
+        what = {"fail": "failed", "retry": "failed, will retry", "requeue": "requeued",
+                "cancel": "cancelled"}[out.kind]
+        later = f" in {out.delay_ms / 1000:g}s" if out.kind in ("retry", "requeue") else ""
+        log.warning("job %s %s %s%s (attempt %d, ran %.1fms): %s", job.id, job.task, what, later, job.attempt,
+                    out.duration_ms, f"{type(out.exc).__name__}: {out.exc}" if out.exc else "",
+                    extra={"job_id": job.id, "task": job.task, "outcome": out.kind})

@@ -114,7 +114,7 @@ def test_no_import_cycle_among_taskq_modules():
 # Each module's layer; a module imports only from its own layer or lower ones.
 LAYERS = [
     ("taskq.errors", "taskq.logs", "taskq.codec", "taskq.signing", "taskq.states"),
-    ("taskq.options", "taskq.cron"),
+    ("taskq.options", "taskq.task_options", "taskq.validation", "taskq.cron"),
     ("taskq.storage",),
     ("taskq.appview", "taskq.slots", "taskq.context", "taskq.embedded", "taskq.ephemeral", "taskq.ephemeral_cluster", "taskq.job", "taskq.enqueue", "taskq.stats", "taskq.status_text", "taskq.metrics",
      "taskq.control", "taskq.events", "taskq.task", "taskq.listing", "taskq.info", "taskq.tracing",
