@@ -38,7 +38,9 @@ def send_flow(app: JobApp, rows: list[FlowRow], seal: list[str]) -> None:
             else:
                 links.append((pid, index, where[pid]))
                 parent = by_id[pid]
-                parent.remote = [*(parent.remote or []), r.job.id]
+                if parent.remote is None:
+                    parent.remote = []
+                parent.remote.append(r.job.id)
         r.parents = links or None
         depth[r.job.id] = 1 + max((depth[p[0]] for p in links), default=-1)
     for r in rows:
