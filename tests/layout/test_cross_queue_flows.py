@@ -54,6 +54,10 @@ def test_chains_chords_and_depends_on_across_queues_run_in_a_worker(sapp, start_
     chain = (add.s(1, 2) | mul.s(10) | add.s(5)).apply_async()  # a -> b -> a
     chord = taskq.chord([add.s(1, 1), mul.s(2, 3), add.s(2, 2)], total.s()).apply_async()  # a, b, a -> a
     group = taskq.group(add.s(1, 1), mul.s(2, 3), add.s(2, 2)).apply_async()
+    big = taskq.chord([mul.s(i, 1) for i in range(2500)], total.s()).apply_async()  # 3 calls to b's slot
+    callback = sapp.slots.queue("a").job_record(next(
+        m for m in big.members() if sapp.job(m).info().task == "total"))
+    assert callback.state == "waiting" and callback.dependency_count == 2500
     done_first = add.delay(1, 1)
     late = add.apply_async((2, 2), countdown=1.0)
     start_worker("tests.apps.sharded:app", "-Q", "a,b", env=layout_env)
@@ -63,6 +67,7 @@ def test_chains_chords_and_depends_on_across_queues_run_in_a_worker(sapp, start_
     assert after_live.state == JobState.WAITING
     assert chain.result(timeout=20) == 35
     assert chord.result(timeout=20) == 12
+    assert big.result(timeout=60) == sum(range(2500))
     assert after_done.result(timeout=20) == 6
     assert after_live.result(timeout=20) == 9
     r = redis.Redis.from_url(redis_url)
