@@ -118,7 +118,7 @@ LAYERS = [
     ("taskq.storage",),
     ("taskq.appview", "taskq.slots", "taskq.context", "taskq.embedded", "taskq.ephemeral", "taskq.ephemeral_cluster", "taskq.job", "taskq.enqueue", "taskq.stats", "taskq.status_text", "taskq.metrics",
      "taskq.control", "taskq.events", "taskq.task", "taskq.listing", "taskq.info", "taskq.tracing",
-     "taskq.bulk", "taskq.workflow", "taskq.canvas", "taskq.flowplan", "taskq.waits"),
+     "taskq.bulk", "taskq.registry", "taskq.workflow", "taskq.canvas", "taskq.flowplan", "taskq.waits"),
     ("taskq.app",),
     ("taskq.worker", "taskq.web", "taskq.contrib"),
     ("taskq_cli",),
