@@ -1,42 +1,37 @@
-"""``TaskQ``: the registry of tasks and the producer API."""
+"""``TaskQ``: an app, with its registry of tasks (``registry.py``), its
+storage and the producer API."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from functools import cached_property
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any
 
-from . import codec
-from .bulk import ENQUEUE_CHUNK, Bulk, Item, by_queue, per_queue  # noqa: F401 - ENQUEUE_CHUNK re-exported
+from .bulk import ENQUEUE_CHUNK, Bulk, Item  # noqa: F401 - ENQUEUE_CHUNK re-exported
 from .canvas import Canvas, Signature
 from .control import JobControl
-from .cron import Periodic
 from .embedded import ensure_embedded_server
-from .enqueue import JobBuilder, encode_payload
-from .errors import ConfigurationError, DurabilityUnavailable, UnknownTask
+from .enqueue import JobBuilder
 from .events import EventListener
 from .flowplan import enqueue_dependent, launch
 from .job import Job
-from .options import AppSettings, TaskOptions, load_settings, warn_unknown_task_flags
+from .options import load_settings
+from .registry import HOOK_EVENTS, Registry  # noqa: F401 - HOOK_EVENTS re-exported
 from .slots import Slots
 from .stats import Stats, WorkerInfo, collect_stats, collect_workers
 from .storage.aio import AsyncBackend
 from .storage.backend import Backend, check_url, redact_url
 from .storage.records import EnqueueRequest
-from .task import Task
-from .tracing import OFF, TRACE_FIELD, Off, Producing, enqueue_span
-from .workflow import FLOW_MARK, Workflow
+from .tracing import OFF, enqueue_span
+from .workflow import Workflow
 
 log = logging.getLogger("taskq")
-P = ParamSpec("P")
-R = TypeVar("R")
-HOOK_EVENTS = frozenset({"job_started", "job_succeeded", "job_failed", "job_retried"})
 
 
-class TaskQ:
+class TaskQ(Registry):
     """A task queue app.
 
     >>> app = TaskQ("shop")                      # embedded server in ./.taskq
@@ -51,22 +46,16 @@ class TaskQ:
         settings: Mapping[str, Any] | str | None = None,
         **overrides: Any,
     ) -> None:
-        self.name = name
-        self.settings: AppSettings = load_settings(
+        super().__init__(name, load_settings(
             settings, {"redis_url": redis_url, "namespace": namespace, **overrides},
             defaults={"namespace": name},  # one namespace per app
-        )
+        ))
         if self.settings.redis_url:
             check_url(self.settings.redis_url)  # a bad URL fails here, not at the first job
-        self.tasks: dict[str, Task[Any, Any]] = {}
-        self.periodics: dict[str, Periodic] = {}
-        self.hooks: dict[str, list[Callable[..., Any]]] = {e: [] for e in HOOK_EVENTS}
         self._lock = threading.Lock()
         self._backend: Backend | None = None
         self._abackend: AsyncBackend | None = None
         self._slots: Slots | None = None
-        self._options_cache: dict[str, TaskOptions] = {}
-        self._builders: dict[str, JobBuilder] = {}  # per task, for calls without overrides
 
     def __repr__(self) -> str:
         return f"<TaskQ {self.name} namespace={self.settings.namespace!r}>"
@@ -123,105 +112,6 @@ class TaskQ:
         again); :meth:`close` closes the rest."""
         if self._abackend is not None:
             await self._abackend.aclose()
-
-    # ------------------------------------------------------------ registry
-
-    @overload
-    def task(self, fn: Callable[P, R]) -> Task[P, R]: ...
-    @overload
-    def task(self, fn: None = None, *, name: str | None = None, bind: bool = False,
-             **flags: Any) -> Callable[[Callable[P, R]], Task[P, R]]: ...
-
-    def task(self, fn: Callable[..., Any] | None = None, *, name: str | None = None, bind: bool = False,
-             **flags: Any) -> Any:
-        """Register a task: ``@app.task`` or ``@app.task(retry=3, timeout=60, ...)``.
-        ``bind=True``: the worker passes the running job (``current_job()``)
-        as the first argument, as Celery's ``bind=True`` passes the task."""
-        if not isinstance(bind, bool):
-            raise ConfigurationError(f"bind must be True or False, not {bind!r}")
-
-        def register(f: Callable[..., Any]) -> Task[Any, Any]:
-            task_name = name or f"{f.__module__}.{f.__qualname__}"
-            if task_name in self.tasks and self.tasks[task_name].fn is not f:
-                raise ConfigurationError(f"a task named {task_name!r} is already registered")
-            t: Task[Any, Any] = Task(self, f, task_name, flags, bind=bind)
-            self.tasks[task_name] = t
-            self._options_cache.pop(task_name, None)
-            self._builders.pop(task_name, None)
-            return t
-
-        return register(fn) if fn is not None else register
-
-    def periodic(
-        self,
-        cron: str | None = None,
-        *,
-        every: float | dt.timedelta | None = None,
-        tz: str | dt.tzinfo | None = None,
-        catch_up: str = "one",
-        name: str | None = None,
-        args: tuple[Any, ...] = (),
-        kwargs: Mapping[str, Any] | None = None,
-        **flags: Any,
-    ) -> Callable[[Callable[P, R]], Task[P, R]]:
-        """Register a task that runs on a schedule: ``@app.periodic("*/5 * * * *")``
-        or ``@app.periodic(every=timedelta(seconds=10))``."""
-        schedule = Periodic.build(cron=cron, every=every, tz=tz, catch_up=catch_up)
-
-        def register(f: Callable[..., Any]) -> Task[Any, Any]:
-            known = set(self.tasks)
-            t = self.task(name=name, **flags)(f)
-            bound = schedule.bind(t.name, tuple(args), dict(kwargs or {}))
-            other = self.periodics.get(t.name)
-            if other is not None and other != bound:  # the same again (a module imported twice) is fine
-                raise ConfigurationError(
-                    f"periodic task {t.name!r} already runs on {other.description!r}; a task has one schedule: "
-                    "give each schedule a name= of its own")
-            try:  # arguments every tick would fail to encode fail here, not in the scheduler
-                encode_payload(self.settings, t.name, bound.args, bound.kwargs)
-            except Exception:
-                if t.name not in known:
-                    del self.tasks[t.name]
-                raise
-            self.periodics[t.name] = bound
-            return t
-
-        return register
-
-    def on(self, event: str, fn: Callable[..., Any]) -> None:
-        """Call ``fn`` in the worker on ``job_started``/``job_succeeded``/``job_failed``/``job_retried``."""
-        if event not in HOOK_EVENTS:
-            raise ConfigurationError(f"unknown event {event!r}; known: {', '.join(sorted(HOOK_EVENTS))}")
-        self.hooks[event].append(fn)
-
-    def options_for(self, name: str) -> TaskOptions:
-        """Effective options of a task: settings task_flags > decorator > task_defaults > default."""
-        cached = self._options_cache.get(name)
-        if cached is None:
-            task = self.tasks.get(name)
-            flags = dict(task.flags) if task else {}
-            flags.update(self.settings.task_flags.get(name, {}))
-            cached = self.settings.default_options.merged(flags)
-            self._options_cache[name] = cached
-        return cached
-
-    def job_options(self, name: str, overrides: bytes | None) -> TaskOptions:
-        """Effective options of one job: its task's (``options_for``) with the
-        per-call overrides stored with the job (msgpack; ValueError if they
-        are not a map)."""
-        options = self.options_for(name)
-        if overrides:
-            call = codec.loads(overrides)
-            if not isinstance(call, dict):
-                raise ValueError("undecodable payload: options are not a map")
-            call.pop(TRACE_FIELD, None)  # the producer's trace context, not an option
-            call.pop(FLOW_MARK, None)  # its place in a workflow, not an option
-            options = options.merged(call)
-        return options
-
-    def check_settings(self) -> list[str]:
-        """Warn about settings naming tasks that do not exist; returns their names."""
-        return warn_unknown_task_flags(self.settings, set(self.tasks))
 
     # ------------------------------------------------------------ enqueue
 
@@ -307,62 +197,17 @@ class TaskQ:
         order, as a successful call returns them.
         """
         with enqueue_span(self.settings) as span:
-            return self._enqueue_many(Bulk(self, items, call, None if span is OFF else span.inject), span)
-
-    def _enqueue_many(self, bulk: Bulk, span: Producing | Off) -> list[Job[Any]]:
-        source = bulk.chunks()
-        held: list[list[EnqueueRequest]] = []  # a durable chunk met by the stream
-
-        def plain() -> Iterator[list[EnqueueRequest]]:
-            for chunk, durable in source:
-                if durable:
-                    held.append(chunk)
-                    return
-                yield chunk
-
-        results: list[list[tuple[str, bool, str]]] = []
-        try:
-            if self.slots.per_queue:
-                for chunk, durable in source:
-                    results.append(per_queue(chunk, self._slot_sender(durable)))
-            while not self.slots.per_queue:
-                results.extend(self.backend.enqueue_stream(plain(), fresh=True))  # builders generate every id
-                if not held:
-                    break
-                results.append(self.backend.enqueue(held.pop(), durable=True, fresh=True))
-        except Exception as exc:
-            if isinstance(exc, DurabilityUnavailable):  # enqueued, only not confirmed on disk
-                results.append(getattr(exc, "results", []))
-            exc.enqueued = bulk.handles(results)  # type: ignore[attr-defined]
-            raise
-        span.enqueued([r for result in results for r in result])
-        return bulk.handles(results)
-
-    def _slot_sender(self, durable: bool) -> Callable[[str, list[EnqueueRequest]], list[tuple[str, bool, str]]]:
-        """Sends one queue's part of a chunk to its slot (``queue`` key layout)."""
-        def send(queue: str, jobs: list[EnqueueRequest]) -> list[tuple[str, bool, str]]:
-            return self.slots.queue(queue).enqueue(jobs, durable=durable, fresh=True)
-        return send
+            bulk = Bulk(self, items, call, None if span is OFF else span.inject)
+            results = bulk.send()
+            span.enqueued([r for result in results for r in result])
+            return bulk.handles(results)
 
     async def aenqueue_many(self, items: Iterable[Item], **call: Any) -> list[Job[Any]]:
         """:meth:`enqueue_many`, awaited: one script call per 1,000 jobs, in
         order; an error midway carries ``enqueued`` as there."""
         with enqueue_span(self.settings) as span:
             bulk = Bulk(self, items, call, None if span is OFF else span.inject)
-            results: list[list[tuple[str, bool, str]]] = []
-            try:
-                for chunk, durable in bulk.chunks():
-                    if not self.slots.per_queue:
-                        results.append(await self.abackend.enqueue(chunk, durable=durable, fresh=True))
-                        continue
-                    parts = {q: await self.slots.aqueue(q).enqueue(c, durable=durable, fresh=True)
-                             for q, c in by_queue(chunk).items()}
-                    results.append(per_queue(chunk, lambda q, _jobs, got=parts: got[q]))  # type: ignore[misc]
-            except Exception as exc:
-                if isinstance(exc, DurabilityUnavailable):
-                    results.append(getattr(exc, "results", []))
-                exc.enqueued = bulk.handles(results)  # type: ignore[attr-defined]
-                raise
+            results = await bulk.asend()
             span.enqueued([r for result in results for r in result])
             return bulk.handles(results)
 
@@ -392,18 +237,6 @@ class TaskQ:
         builder = JobBuilder(self.settings, task_name, self.options_for(task_name).merged(call), call)
         fields = builder.build(args, kwargs, **where)
         return enqueue_dependent(self, fields, depends_on, on_dependency_failure)
-
-    def get_task(self, name: str) -> Task[Any, Any]:
-        try:
-            return self.tasks[name]
-        except KeyError:
-            raise UnknownTask(self.unknown_task_message(name)) from None
-
-    def unknown_task_message(self, name: str) -> str:
-        known = ", ".join(sorted(self.tasks)) or "(none)"
-        return (f"unknown task {name!r} in namespace {self.settings.namespace!r}; this worker (app {self.name!r}) "
-                f"knows: {known}. A job of another app sharing the namespace? Give each app its own (the default "
-                "is the app's name); a task module not imported? Name it in settings include or --include")
 
     # ------------------------------------------------------------ helpers
 

@@ -124,10 +124,10 @@ def test_the_task_decorator_keeps_the_function_signature_for_type_checkers():
     from collections.abc import Callable
 
     from taskq import Task
-    from taskq import app as app_module
+    from taskq import registry
 
-    sig = Task[app_module.P, app_module.R]  # type: ignore[attr-defined]
-    decorator = Callable[[Callable[app_module.P, app_module.R]], sig]  # type: ignore[attr-defined]
+    sig = Task[registry.P, registry.R]  # type: ignore[attr-defined]
+    decorator = Callable[[Callable[registry.P, registry.R]], sig]  # type: ignore[attr-defined]
     bare, with_flags = typing.get_overloads(TaskQ.task)
     assert typing.get_type_hints(bare)["return"] == sig
     assert typing.get_type_hints(with_flags)["return"] == decorator
