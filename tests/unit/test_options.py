@@ -123,8 +123,7 @@ def test_the_task_decorator_keeps_the_function_signature_for_type_checkers():
     import typing
     from collections.abc import Callable
 
-    from taskq import Task
-    from taskq import registry
+    from taskq import Task, registry
 
     sig = Task[registry.P, registry.R]  # type: ignore[attr-defined]
     decorator = Callable[[Callable[registry.P, registry.R]], sig]  # type: ignore[attr-defined]
