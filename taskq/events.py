@@ -8,7 +8,10 @@ A lost connection (a failover, a restart) is logged once; the listener
 subscribes again (on whatever server is now the master), closing the lost
 subscription, and reads every watched job once more to fire those that
 finished while it was away. Retries pause up to a fifth of
-``heartbeat_timeout``.
+``heartbeat_timeout``. A connection that is silently dead (a server gone
+without closing it, a network partition) gives no error to a read: after
+PING_AFTER seconds with nothing read the listener sends a PING, and with no
+answer within PONG_WITHIN seconds it counts the connection as lost.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +29,33 @@ from .waits import FIRST_PAUSE, retry_pause_cap
 
 log = logging.getLogger("taskq.events")
 Callback = Callable[[Job[Any], JobState], Any]
+PING_AFTER = 5.0  # seconds with nothing read from the subscription before a PING checks it
+PONG_WITHIN = 5.0  # seconds for the answer (or anything else) to come; then the connection is lost
+PING_MESSAGE = "taskq-events-liveness"
+
+
+class Liveness:
+    """Whether a subscription's connection still answers (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.heard = time.monotonic()  # when something was last read
+        self.pinged = 0.0  # when the PING not answered yet went; 0: none
+
+    def check(self, pubsub: Any, msg: Any) -> None:
+        """Note what a read returned; PING after a silence, raise
+        ``ConnectionError`` when the PING went unanswered."""
+        now = time.monotonic()
+        if msg is not None:
+            self.heard, self.pinged = now, 0.0
+        elif self.pinged:
+            if now - self.pinged > PONG_WITHIN:
+                raise ConnectionError(f"no answer to a PING within {PONG_WITHIN:g}s")
+        elif now - self.heard > PING_AFTER:
+            pubsub.ping(PING_MESSAGE)
+            self.pinged = now
 
 
 class EventListener:
@@ -75,11 +106,14 @@ class EventListener:
     def _run(self) -> None:
         down = ""  # the error that cut the listener off, until it is subscribed and caught up again
         pause = FIRST_PAUSE
+        alive = Liveness()
         while not self._stop.is_set():
             try:
                 if down:
                     self._resubscribe()
+                    alive.reset()
                 msg = self._pubsub.get_message(timeout=0.5)
+                alive.check(self._pubsub, msg)
             except Exception as exc:  # connection lost (a failover, a restart): resubscribe
                 if not down:
                     log.warning("event listener lost its connection (%s); resubscribing", exc)
@@ -91,7 +125,7 @@ class EventListener:
             if down:
                 log.info("event listener resubscribed")
                 down, pause = "", FIRST_PAUSE
-            if not msg or msg.get("type") not in ("message", "pmessage"):
+            if not msg or msg.get("type") not in ("message", "pmessage"):  # a pong, too
                 continue
             job_id, _, state = msg["data"].decode().partition(" ")
             if job_id in self._callbacks:
