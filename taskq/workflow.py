@@ -87,17 +87,17 @@ class Workflow(Job[R]):
     def members(self) -> list[str]:
         """The ids of the workflow's jobs, in creation order (empty for a plain
         job; across queues' slots, those of each slot in turn)."""
-        out: list[str] = []
-        for b in self._stores():
-            out.extend(b.links(self.id, limit=1 << 30).members[::-1])  # stored parents first
-        return out
+        return self._members(self._stores())
+
+    def _members(self, stores: list[Backend]) -> list[str]:
+        return [m for b in stores for m in b.links(self.id, limit=1 << 30).members[::-1]]  # stored parents first
 
     def results(self, timeout: float | None = None) -> list[MemberOutcome]:
         """Each member's outcome in member order (a group's members, a chain's
         or chord's last jobs), once the workflow finished (waits ``timeout``)."""
         self.wait(timeout)
         b, stores = self.store, self._stores()
-        members = self.members()
+        members = self._members(stores)
         order: list[tuple[int, str]] = []
         for jid, rec in zip(members, self._records(members, stores)):
             for pid, idx in _parents(rec.parents if rec else None):

@@ -22,7 +22,6 @@ from ..storage.workflows import OUTBOX_BATCH
 
 if TYPE_CHECKING:
     from ..appview import AppView
-    from ..slots import Slots
     from ..storage.backend import Backend
 
 log = logging.getLogger("taskq.scheduler")
@@ -39,10 +38,11 @@ def entry_queue(entry: bytes) -> str | None:
     return head[0].decode("utf-8", "replace")
 
 
-def deliver_outbox(slots: Slots, store: Backend, caps: tuple[int, int, int]) -> int:
+def deliver_outbox(app: AppView, store: Backend) -> int:
     """Apply and remove ``store``'s outbox entries, batch by batch, until it
-    is empty; returns how many were applied. ``caps``: done, failed and
-    error history caps of the scripts that finish jobs."""
+    is empty; returns how many were applied."""
+    s, slots = app.settings, app.slots
+    caps = (s.done_max, s.failed_max, s.error_history)  # of the scripts that finish jobs
     done = 0
     while True:
         entries = store.outbox(OUTBOX_BATCH)
@@ -77,8 +77,7 @@ def deliver_now(app: AppView, store: Backend) -> None:
     outbox: apply them at once (a workflow's next job in another queue is
     released without waiting for the scheduler). Never raises: what fails
     is left to the slot's scheduler."""
-    s = app.settings
     try:
-        deliver_outbox(app.slots, store, (s.done_max, s.failed_max, s.error_history))
+        deliver_outbox(app, store)
     except TaskQError as exc:
         log.debug("outbox left to the scheduler: %s", exc)

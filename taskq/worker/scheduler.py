@@ -132,8 +132,7 @@ class Scheduler:
                 break
         now = server_now
         if self.app.slots.per_queue:
-            s = self.app.settings
-            deliver_outbox(self.app.slots, b, (s.done_max, s.failed_max, s.error_history))
+            deliver_outbox(self.app, b)
         wake = now + 60_000
         if next_due >= 0:
             wake = min(wake, next_due)

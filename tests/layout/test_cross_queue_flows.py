@@ -108,11 +108,11 @@ def test_cancelling_a_workflow_reaches_its_jobs_in_other_queues(sapp):
     a, b = sapp.slots.queue("a"), sapp.slots.queue("b")
     assert {j.state for j in members if j.info().queue == "a"} == {JobState.CANCELLED}
     assert a.outbox()  # the cancel of b's jobs waits in a's outbox
-    assert deliver_outbox(sapp.slots, a, caps(sapp)) >= 1
-    deliver_outbox(sapp.slots, b, caps(sapp))
+    assert deliver_outbox(sapp, a) >= 1
+    deliver_outbox(sapp, b)
     assert [j.state for j in members] == [JobState.CANCELLED] * 4
     assert flow.state == JobState.CANCELLED
-    deliver_outbox(sapp.slots, a, caps(sapp))  # the handle ended: its list in b's slot expires with it
+    deliver_outbox(sapp, a)  # the handle ended: its list in b's slot expires with it
     assert not a.outbox() and not b.outbox()
     assert b.client.pttl(b.keys.workflow_members(flow.id)) > 0
 
@@ -142,11 +142,11 @@ def test_an_outbox_entry_applied_twice_counts_once(sapp):
     a.deliver(first, caps(sapp))  # a deliverer that died before removing it, and the next pass
     assert callback.state == JobState.WAITING  # one of two counted, however often applied
     finish_one(sapp, b, "b")
-    deliver_outbox(sapp.slots, b, caps(sapp))
+    deliver_outbox(sapp, b)
     assert not b.outbox()
     assert callback.state == JobState.QUEUED
     runner = consumer(sapp, ["a"])
-    wait_for(lambda: runner.step() or deliver_outbox(sapp.slots, a, caps(sapp)) or chord.state.finished, 10,
+    wait_for(lambda: runner.step() or deliver_outbox(sapp, a) or chord.state.finished, 10,
              what="the callback to run and its end to reach the handle")
     assert chord.result(timeout=5) == 5
 
